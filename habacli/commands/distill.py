@@ -1,9 +1,163 @@
-"""`haba distill` (placeholder: registers nothing yet)."""
+"""`haba distill`: HaBa (bases x hallucinators) on top of DC, DSA, DM or MTT, or the plain baseline."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+EPILOG = (
+    "Examples:\n\n"
+    "  haba distill fashion_mnist --ipc 1 --baseline dm --preset quick --out fm-dm-ipc1.safetensors\n\n"
+    "  haba distill cifar10 --ipc 10 --baseline mtt --hallucinators 5 --out c10.safetensors\n\n"
+    "  haba distill cifar10 --ipc 10 --baseline dm --no-factorize --out c10-dm-plain.safetensors\n\n"
+    "  haba distill cifar10 --ipc 10 --baseline dm --out c10.safetensors --resume"
+)
+
+
+def _parse_set(items: list[str] | None) -> dict[str, Any]:
+    """``--set key=value`` pairs; values are parsed as TOML scalars (numbers, booleans, strings)."""
+    import tomllib
+
+    from habacli.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = raw.strip()
+    return out
+
+
+class _Renderer:
+    """Progress on stderr: a rich bar on a terminal, else a plain line every ``log_every`` iterations."""
+
+    def __init__(self, quiet: bool, log_every: int | None):
+        from rich.console import Console
+
+        self.err = Console(stderr=True)
+        self.quiet = quiet
+        self.tty = self.err.is_terminal
+        self.log_every = log_every
+        self.bar: Any = None
+        self.task: Any = None
+        self.t0 = 0.0
+        self.start_it = 0
+
+    def __enter__(self) -> "_Renderer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def _fmt(self, stats: dict[str, float]) -> str:
+        keys = [k for k in ("loss_dd", "loss_cos", "loss_adv") if k in stats] or list(stats)[:3]
+        return " ".join(f"{k}={stats[k]:.4g}" for k in keys)
+
+    def __call__(self, event: Any) -> None:
+        import time
+
+        if self.quiet:
+            return
+        if event.kind == "start":
+            self.t0, self.start_it = time.perf_counter(), event.iteration
+            if self.log_every is None:
+                self.log_every = 10
+            if self.tty:
+                from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                           TimeRemainingColumn)
+
+                self.bar = Progress(TextColumn("distill"), BarColumn(), MofNCompleteColumn(),
+                                    TextColumn("{task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
+                                    TimeElapsedColumn(), TimeRemainingColumn(), console=self.err, transient=False)
+                self.bar.start()
+                self.task = self.bar.add_task("distill", total=event.total, completed=event.iteration, loss="", speed="")
+            else:
+                self.err.print(f"distill: {event.message}; iterations {event.iteration}/{event.total}", highlight=False)
+        elif event.kind == "iteration":
+            done = event.iteration - self.start_it
+            rate = done / max(time.perf_counter() - self.t0, 1e-9)
+            if self.bar is not None:
+                self.bar.update(self.task, completed=event.iteration, loss=self._fmt(event.stats),
+                                speed=f"{rate:.2f} it/s")
+            elif event.iteration % (self.log_every or 10) == 0 or event.iteration == event.total:
+                eta = (event.total - event.iteration) / rate if rate > 0 else float("inf")
+                self.err.print(f"it {event.iteration}/{event.total} {self._fmt(event.stats)} "
+                               f"{rate:.2f} it/s eta {eta:.0f}s", highlight=False)
+        elif event.kind == "validation":
+            line = f"validation at it {event.iteration}: acc {event.stats['val_acc'] * 100:.2f}% {event.message}"
+            (self.bar.console if self.bar is not None else self.err).print(line, highlight=False)
+
+
+def distill_command(
+    dataset: Annotated[str, typer.Argument(help="Dataset name (see `haba datasets`), imagefolder:PATH or hf:ORG/NAME.")],
+    ipc: Annotated[int, typer.Option("--ipc", help="The baseline's images per class (the storage budget).")],
+    baseline: Annotated[str, typer.Option("--baseline", "-b", help="Objective: dc, dsa, dm or mtt (HaBa + it).")] = "dm",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Artifact path (default: DATASET-BASELINE-ipcN.safetensors).")] = None,
+    hallucinators: Annotated[int | None, typer.Option("--hallucinators", "-k", help="K hallucinators shared by all classes (paper: 5).")] = None,
+    factorize: Annotated[bool, typer.Option("--factorize/--no-factorize", help="--no-factorize: the plain baseline (K = 0), same artifact format.")] = True,
+    single_channel: Annotated[bool | None, typer.Option("--single-channel", help="1-channel bases.", show_default=False)] = None,
+    init: Annotated[str | None, typer.Option("--init", help="real (images of the class, model space) or noise.")] = None,
+    budget: Annotated[str | None, typer.Option("--budget", help="paper (ipc bases/class + hallucinators) or matched (fit C*ipc*c*h*w).")] = None,
+    iterations: Annotated[int | None, typer.Option("--iterations", "-n", help="Outer iterations (default: the preset's).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of every random draw (default 0).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the real data lives.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file of options (CLI > file > preset).")] = None,
+    preset: Annotated[str, typer.Option("--preset", help="paper (published hyper-parameters) or quick (minutes on a CPU).")] = "paper",
+    eval_every: Annotated[int | None, typer.Option("--eval-every", help="Validate every N iterations on the held-out split (0: off).")] = None,
+    eval_epochs: Annotated[int | None, typer.Option("--eval-epochs", help="Epochs of each validation network.")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", help="Checkpoint every N iterations (0: off).")] = None,
+    log_every: Annotated[int | None, typer.Option("--log-every", help="Plain progress line every N iterations (non-TTY).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's checkpoint.")] = False,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint path (default: next to --out).")] = None,
+    amp: Annotated[str | None, typer.Option("--amp", help="off, bf16 or fp16: autocast the real-image forwards.")] = None,
+    compile_: Annotated[bool | None, typer.Option("--compile", help="torch.compile the network calls.", show_default=False)] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Any other option, KEY=VALUE (repeatable), e.g. --set batch_real=64.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Distill DATASET into bases and hallucinators (HaBa) with a DC, DSA, DM or MTT objective."""
+    from habacli import api
+    from habacli.config import PRESETS
+    from habacli.errors import UnknownNameError
+
+    if preset not in PRESETS:
+        raise UnknownNameError("preset", preset, PRESETS)
+    options = _parse_set(set_)
+    for key, value in (("eval_every", eval_every), ("eval_epochs", eval_epochs), ("checkpoint_every", checkpoint_every),
+                       ("log_every", log_every), ("amp", amp), ("compile", compile_)):
+        if value is not None:
+            options[key] = value
+    if out is None:
+        out = Path(f"{dataset.replace(':', '_').replace('/', '_')}-{baseline}-ipc{ipc}.safetensors")
+    with _Renderer(quiet or as_json and not sys.stderr.isatty(), log_every) as render:
+        result = api.distill(dataset, ipc=ipc, baseline=baseline, out=out, hallucinators=hallucinators,
+                             factorize=factorize, single_channel=single_channel, init=init, budget=budget,
+                             iterations=iterations, seed=seed, device=device, data_dir=data_dir, preset=preset,
+                             config_file=config, options=options, resume=resume, checkpoint=checkpoint,
+                             progress=render)
+    summary = result.to_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        return
+    storage = result.storage
+    best = "" if result.best_val_acc is None else f", best val acc {result.best_val_acc * 100:.2f}% (it {result.best_iteration})"
+    typer.echo(f"wrote {result.artifact_path}: {result.iterations} iterations in {result.wall_time:.1f}s{best}")
+    typer.echo(f"storage: {storage['total_values']} values = {storage['total_values'] / storage['baseline_values']:.2f}x "
+               f"the baseline's {storage['baseline_values']} ({storage['bases_per_class']} bases/class, "
+               f"{storage['hallucinator_values']} in hallucinators)")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the app."""
+    """Add ``haba distill`` to the app."""
+    app.command("distill", epilog=EPILOG)(distill_command)

@@ -1,9 +1,84 @@
-"""`haba evaluate` (placeholder: registers nothing yet)."""
+"""`haba evaluate`: train fresh networks on a distilled set (or random real images) and test them."""
 
 from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
+def evaluate_command(
+    target: Annotated[str, typer.Argument(help="Artifact (file or hf:// reference), or a dataset with --baseline random.")],
+    models: Annotated[str | None, typer.Option("--models", "-m", help="Comma-separated networks, e.g. convnet,resnet18,vgg11,alexnet (default: the dataset's ConvNet).")] = None,
+    runs: Annotated[int, typer.Option("--runs", help="Fresh networks per model (run r uses seed + r).")] = 5,
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs (the reference runs epochs + 1).")] = 1000,
+    lr: Annotated[float | None, typer.Option("--lr", help="Learning rate (default: the artifact's learned lr, else 0.01).")] = None,
+    expansion: Annotated[str, typer.Option("--expansion", help="sampled: each basis under a random hallucinator per epoch (official); full: all pairs.")] = "sampled",
+    baseline: Annotated[str | None, typer.Option("--baseline", help="'random': evaluate IPC random real images of DATASET instead.")] = None,
+    ipc: Annotated[int | None, typer.Option("--ipc", help="Images per class for --baseline random.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Base seed.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    amp: Annotated[str | None, typer.Option("--amp", help="bf16: autocast the training forward/backward (opt-in).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch size.")] = 256,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the real data lives.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+    curve: Annotated[Path | None, typer.Option("--curve", help="Write a learning-curve PNG here.")] = None,
+    test_every: Annotated[int | None, typer.Option("--test-every", help="Also test every N epochs (for --curve).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train fresh networks from scratch on a distilled set and report test accuracy (mean ± std)."""
+    from habacli.errors import ConfigError
+
+    if baseline is not None and baseline != "random":
+        from habacli.errors import UnknownNameError
+
+        raise UnknownNameError("baseline", baseline, ["random"])
+    if baseline is None and ipc is not None:
+        raise ConfigError("--ipc only applies to --baseline random")
+    if baseline == "random" and ipc is None:
+        raise ConfigError("--baseline random needs --ipc N")
+    if baseline == "random" and expansion != "sampled":
+        raise ConfigError("--expansion does not apply to --baseline random")
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from habacli import api
+
+    err = Console(stderr=True)
+    show = not quiet and err.is_terminal
+    kw = dict(models=models, runs=runs, epochs=epochs, lr=lr, seed=seed, device=device, data_dir=data_dir, amp=amp,
+              batch_size=batch_size, test_every=test_every)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=err, disable=not show, transient=True) as bar:
+        task = bar.add_task("loading", total=None)
+
+        def progress(desc: str, done: int, total: int) -> None:
+            bar.update(task, description=desc, completed=done, total=total)
+
+        if baseline == "random":
+            result = api.evaluate_random(target, ipc, progress=progress, **kw)
+        else:
+            result = api.evaluate(target, expansion=expansion, progress=progress, **kw)
+    if curve is not None:
+        from habacli.evaluation.report import save_curves
+
+        save_curves(result, curve)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        from habacli.evaluation.report import results_table
+
+        Console().print(results_table(result))
+    for note in result.notes:
+        err.print(f"[yellow]note:[/yellow] {note}")
+    if curve is not None and not as_json:
+        err.print(f"learning curves: {curve}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the app."""
+    """Add ``haba evaluate`` to the app."""
+    app.command("evaluate")(evaluate_command)

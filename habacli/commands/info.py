@@ -1,9 +1,90 @@
-"""`haba info` (placeholder: registers nothing yet)."""
+"""`haba info`: what an artifact holds and what it costs, read from its header (torch is not imported)."""
 
 from __future__ import annotations
+
+import json
+from typing import Annotated, Any
 
 import typer
 
 
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _count(n: int) -> str:
+    return f"{n:,}"
+
+
+def _rows(doc: dict[str, Any], info: Any) -> list[tuple[str, str]]:
+    ds, b, h, st, z = doc["dataset"], doc["bases"], doc["hallucinators"], doc["storage"], doc["zca"]
+    k = h["count"]
+    per_class = b["count"] / ds["num_classes"]
+    rows = [
+        ("file", f"{info.source} ({_bytes(info.file_bytes)}, haba format {info.metadata['format_version']})"),
+        ("dataset", f"{ds['name']}: {ds['channels']}x{ds['height']}x{ds['width']}, {ds['num_classes']} classes"),
+        ("objective", f"{doc['objective']['name']}" + (" + HaBa" if k else " (plain, not factorised)")),
+        ("ipc", str(doc["ipc"])),
+        ("bases", f"{b['count']} x {b['channels']} channel(s) ({per_class:g} per class)"),
+        ("hallucinators", f"{k} x {h['architecture']} ({h['kernel_size']}x{h['kernel_size']}, "
+                          f"{h['in_channels']}->{h['mid_channels']}->{h['out_channels']} channels)" if k else "0 (identity)"),
+        ("images", f"{doc['num_images']} decoded ({b['count']} bases x {max(k, 1)})"),
+        ("storage", f"{_count(st['total'])} values = {_count(st['bases'])} bases + {_count(st['hallucinators'])} "
+                    f"hallucinators" + (f" + {_count(st['soft_labels'])} soft labels" if st["soft_labels"] else "")
+                    + f"; baseline {ds['num_classes']}x{doc['ipc']}x{ds['channels']}x{ds['height']}x{ds['width']} = "
+                    f"{_count(st['baseline'])} ({100 * st['ratio']:.1f}% of it)"),
+        ("labels", "hard + soft (logits)" if doc["soft_labels"] else "hard"),
+        ("normalization", f"mean {doc['normalization']['mean']}, std {doc['normalization']['std']}"),
+        ("zca", "none" if z is None else f"eps {z['eps']}, rank {z['rank']}/{z['dim']}, max decoding error "
+                f"{255 * z['error_bound']:.3f}/255 (tolerance {255 * z['tolerance']:.2f}/255); "
+                f"{_count(st['zca'])} values, not in the total"),
+        ("learned lr", "-" if doc["learned_lr"] is None else f"{doc['learned_lr']:.6g}"),
+        ("seed", str(doc["seed"])),
+        ("created", f"{doc['created']} by {doc['library']['name']} {doc['library']['version']}"),
+        ("payload sha256", doc["payload_sha256"] + (" (verified)" if info.verified else " (not checked: --verify)")),
+        ("size by part", ", ".join(f"{part} {_bytes(n)}" for part, n in info.parts.items() if n or part != "other")),
+    ]
+    evaluation = (doc.get("extra") or {}).get("evaluation")
+    if isinstance(evaluation, dict):
+        for model, r in evaluation.items():
+            if isinstance(r, dict) and isinstance(r.get("mean"), (int, float)):
+                std = r.get("std")
+                rows.append((f"eval {model}", f"{100 * r['mean']:.2f}%" + (f" +- {100 * std:.2f}" if isinstance(std, (int, float)) else "")
+                             + (f" ({r['runs']} runs)" if "runs" in r else "")))
+    return rows
+
+
+def info(
+    artifact: Annotated[str, typer.Argument(help="An artifact: a .safetensors path or hf://datasets/ORG/NAME[@REV][/FILE].")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metadata (format, version, document) as JSON.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Also read the payload: checksum, label range, finite values.")] = False,
+) -> None:
+    """Show what an artifact holds: dataset, objective, bases, hallucinators, images, storage against the
+    baseline budget, learned lr, provenance and the file size by part. Reads only the header unless --verify."""
+    from habacli.inspect import info as inspect_info
+
+    result = inspect_info(artifact, verify=verify)
+    if as_json:
+        typer.echo(json.dumps(result.metadata, indent=2, sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in _rows(result.doc, result):
+        table.add_row(key, value)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(table, highlight=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the app."""
+    """Add ``haba info`` to the app."""
+    app.command("info")(info)

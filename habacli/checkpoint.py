@@ -1,0 +1,103 @@
+"""Checkpoints of a distillation run: one safetensors file, tensors + JSON metadata, no pickle.
+
+Optimiser states are flattened: every tensor of ``optimizer.state_dict()["state"]`` becomes
+``opt.<name>.state.<param index>.<key>``; everything else (param groups, non-tensor state) goes
+to the JSON metadata. The RNG state of the run's generator is a uint8 tensor. Writes are atomic,
+so a killed run leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from habacli.atomic import atomic_path
+from habacli.errors import ConfigError
+
+FORMAT = "haba-checkpoint"
+FORMAT_VERSION = 1
+_META_KEY = "haba_checkpoint"
+
+
+def checkpoint_path_for(out: str | os.PathLike) -> Path:
+    """The default checkpoint next to an artifact: ``run.safetensors`` -> ``run.ckpt.safetensors``."""
+    out = Path(out)
+    stem = out.name[: -len(".safetensors")] if out.name.endswith(".safetensors") else out.name
+    return out.with_name(f"{stem}.ckpt.safetensors")
+
+
+def flatten_optimizer(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``(tensors, json_meta)`` for one optimiser's state."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    state_meta: dict[str, dict[str, Any]] = {}
+    for idx, st in sd["state"].items():
+        for key, value in st.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{prefix}.state.{idx}.{key}"] = value
+            else:
+                state_meta.setdefault(str(idx), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "state": state_meta}
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor],
+                      meta: dict[str, Any]) -> None:
+    """Inverse of :func:`flatten_optimizer`."""
+    state: dict[int, dict[str, Any]] = {}
+    for idx, st in meta.get("state", {}).items():
+        state.setdefault(int(idx), {}).update(st)
+    head = f"{prefix}.state."
+    for name, value in tensors.items():
+        if name.startswith(head):
+            idx, key = name[len(head):].split(".", 1)
+            state.setdefault(int(idx), {})[key] = value
+    groups = meta["param_groups"]
+    current = opt.state_dict()["param_groups"]
+    if [len(g["params"]) for g in groups] != [len(g["params"]) for g in current]:
+        raise ConfigError(f"checkpoint optimiser {prefix!r} does not match this run's parameters")
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Write ``tensors`` (any device; copied to contiguous CPU) and JSON ``meta`` atomically."""
+    clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
+              _META_KEY: json.dumps(meta, sort_keys=True)}
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file(clean, str(tmp), metadata=header)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_checkpoint` (CPU tensors, metadata)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no checkpoint to resume from at {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ConfigError(f"{path}: not a readable checkpoint ({e})") from None
+    if header.get("format") != FORMAT or _META_KEY not in header:
+        raise ConfigError(f"{path}: not a haba checkpoint")
+    if header.get("format_version") != str(FORMAT_VERSION):
+        raise ConfigError(f"{path}: unsupported checkpoint version {header.get('format_version')}")
+    return tensors, json.loads(header[_META_KEY])
+
+
+def generator_state(gen: torch.Generator) -> torch.Tensor:
+    """The generator's state as a uint8 tensor."""
+    return gen.get_state().clone()
+
+
+def set_generator_state(gen: torch.Generator, state: torch.Tensor) -> None:
+    """Restore :func:`generator_state`."""
+    gen.set_state(state.to(torch.uint8).cpu())

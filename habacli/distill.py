@@ -1,0 +1,452 @@
+"""``haba distill``: build a run from its configuration, loop, validate, checkpoint, write the artifact.
+
+The loop (one objective iteration = one or more :meth:`Engine.synth_step`), validation and the
+artifact live here; the HaBa maths in :mod:`habacli.engine` and :mod:`habacli.factorization`;
+checkpoint I/O in :mod:`habacli.checkpoint`; options in :mod:`habacli.config`.
+
+Resumption is exact on the CPU: every random draw comes from the run's generator, whose state is
+checkpointed together with the synthetic set, the adversary, every optimiser and the objective's
+state. Validation uses its own generator derived from ``(seed, iteration)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from habacli.config import DistillConfig, build_config, plan_budget
+from habacli.errors import ConfigError, Interrupted, UsageError
+
+
+@dataclass
+class ProgressEvent:
+    """What the library tells a progress callback (the CLI renders it)."""
+
+    kind: str  # "start" | "iteration" | "validation" | "checkpoint" | "done"
+    iteration: int  # iterations completed
+    total: int
+    stats: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+
+ProgressFn = Callable[[ProgressEvent], None]
+
+
+@dataclass
+class DistillResult:
+    """The outcome of :func:`distill`."""
+
+    artifact_path: Path
+    checkpoint_path: Path | None
+    iterations: int  # iterations completed in total
+    start_iteration: int  # > 0 when resumed
+    wall_time: float  # seconds of this call
+    best_val_acc: float | None
+    best_iteration: int | None
+    history: list[dict[str, Any]]
+    storage: dict[str, Any]
+    config: dict[str, Any]
+    last_stats: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` summary."""
+        return {
+            "artifact": str(self.artifact_path),
+            "checkpoint": str(self.checkpoint_path) if self.checkpoint_path else None,
+            "iterations": self.iterations,
+            "start_iteration": self.start_iteration,
+            "wall_time_s": round(self.wall_time, 3),
+            "best_val_acc": self.best_val_acc,
+            "best_iteration": self.best_iteration,
+            "validation": self.history,
+            "storage": self.storage,
+            "objective": self.config.get("objective"),
+            "factorize": self.config.get("factorize"),
+            "last_stats": self.last_stats,
+        }
+
+
+def _check_out(out: str | os.PathLike) -> Path:
+    """Fail early (one line) when ``out`` cannot be written."""
+    path = Path(out)
+    if path.exists() and path.is_dir():
+        raise UsageError(f"--out {path} is a directory; give a file path such as {path / 'distilled.safetensors'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {path}: cannot create folder {parent} ({e.strerror or e})") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {path}: folder {parent} is not writable")
+    return path
+
+
+class _SigintGuard:
+    """Defers Ctrl-C to the end of the current iteration (the state is consistent there)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: Any = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["_SigintGuard"]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.requested:  # second Ctrl-C: stop now (the last checkpoint stays)
+                signal.signal(signal.SIGINT, self._old)
+                raise KeyboardInterrupt
+            self.requested = True
+
+        self._old = signal.signal(signal.SIGINT, handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def resume_command(cfg: DistillConfig, out: Path) -> str:
+    """The command line that continues a run."""
+    return f"haba distill {cfg.dataset} --ipc {cfg.ipc} --baseline {cfg.objective} --out {out} --resume (same options)"
+
+
+
+def _derive_seed(*parts: int) -> int:
+    """A 62-bit seed from integers (splitmix64-style mixing; no clock, no hash randomisation)."""
+    x = 0x9E3779B97F4A7C15
+    for p in parts:
+        x = (x ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 31
+    return x & ((1 << 62) - 1)
+
+
+class Run:
+    """One distillation run: data, engine, objective, loop state."""
+
+    def __init__(self, cfg: DistillConfig, objective_cls: type, *, data_dir: str | os.PathLike | None = None):
+        import torch
+
+        from habacli.augment import dsa_for
+        from habacli.data import RealData, fit_zca, get_spec, load_split
+        from habacli.device import pick_device, seed_everything
+        from habacli.engine import Engine
+        from habacli.factorization import SyntheticSet
+        from habacli.hallucinator import HallucinatorBank
+        from habacli.networks import default_network
+
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        _check_amp(cfg.amp, self.device)
+        self.generator = seed_everything(cfg.seed)
+        spec = get_spec(cfg.dataset, data_dir=data_dir, image_size=cfg.image_size)
+        split = load_split(cfg.dataset, "train", data_dir=data_dir, image_size=cfg.image_size)
+        self.spec = split.spec if getattr(split, "spec", None) is not None else spec
+        self.zca = fit_zca(cfg.dataset, data_dir=data_dir, image_size=cfg.image_size) if cfg.zca else None
+        self.real = RealData.build(split, device=self.device, zca=self.zca, val_fraction=cfg.val_fraction,
+                                   seed=cfg.seed)
+        spec = self.spec
+        if cfg.single_channel and not cfg.factorize and spec.channels > 1:
+            raise ConfigError("--single-channel needs hallucinators to map bases to the data's channels: "
+                              "drop --no-factorize or --single-channel")
+        self.budget = plan_budget(cfg, num_classes=spec.num_classes, channels=spec.channels,
+                                  height=spec.height, width=spec.width)
+        n, c_b = self.budget.bases_per_class, self.budget.base_channels
+        if cfg.init == "real":
+            bases, _ = self.real.init_bases(n, self.generator, single_channel=cfg.single_channel)
+        else:
+            bases = torch.randn((spec.num_classes * n, c_b, spec.height, spec.width), generator=self.generator)
+        bank = (HallucinatorBank(cfg.num_hallucinators, c_b, spec.channels, spec.height, spec.width,
+                                 generator=self.generator) if cfg.num_hallucinators else None)
+        synthetic = SyntheticSet(bases.to(self.device), spec.num_classes, bank)
+        self.model_name = cfg.model or default_network(spec)
+        self.engine = Engine(config=cfg, spec=spec, real=self.real, synthetic=synthetic, device=self.device,
+                             generator=self.generator, model_name=self.model_name,
+                             dsa=dsa_for(spec) if cfg.dsa else None,
+                             contrast_dsa=dsa_for(spec) if cfg.contrast_dsa else None)
+        self.objective = objective_cls(self.engine, dict(cfg.objective_config))
+        self.engine.attach(self.objective)
+        self.iteration = 0
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None  # {"acc", "iteration", "state": {name: tensor}}
+        self.elapsed_before = 0.0
+
+    # ------------------------------------------------------------------ state and checkpoints
+
+    def synthetic_state(self) -> dict[str, Any]:
+        syn = self.engine.synthetic
+        return {"bases": syn.bases.detach().clone(), "hallucinators": syn.hallucinator_state(),
+                "objective": dict(self.objective.artifact_fields())}
+
+    def save_checkpoint(self, path: Path) -> None:
+        from habacli import __version__
+        from habacli.checkpoint import flatten_optimizer, generator_state, save_checkpoint
+
+        tensors = dict(self.engine.state_tensors())
+        opt_meta: dict[str, Any] = {}
+        for name, opt in self.engine.all_optimizers().items():
+            t, m = flatten_optimizer(opt, f"opt.{name}")
+            tensors.update(t)
+            opt_meta[name] = m
+        for k, v in self.objective.state_dict().items():
+            tensors[f"objective.{k}"] = v
+        tensors["rng.generator"] = generator_state(self.generator)
+        best_meta = None
+        if self.best is not None:
+            tensors["best.bases"] = self.best["state"]["bases"]
+            for k, v in self.best["state"]["hallucinators"].items():
+                tensors[f"best.hallucinators.{k}"] = v
+            best_meta = {"acc": self.best["acc"], "iteration": self.best["iteration"],
+                         "objective": self.best["state"]["objective"]}
+        meta = {"iteration": self.iteration, "config": self.cfg.to_dict(), "fingerprint": self.cfg.fingerprint(),
+                "optimizers": opt_meta, "history": self.history, "best": best_meta, "version": __version__,
+                "elapsed": self.elapsed_before + self._elapsed()}
+        save_checkpoint(path, tensors, meta)
+
+    def load_checkpoint(self, path: Path) -> None:
+        from habacli.checkpoint import load_checkpoint, restore_optimizer, set_generator_state
+
+        tensors, meta = load_checkpoint(path)
+        theirs, ours = meta.get("fingerprint", {}), self.cfg.fingerprint()
+        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        if diff:
+            shown = "; ".join(f"{k}: {theirs.get(k)!r} in the checkpoint, {ours.get(k)!r} now" for k in diff[:4])
+            raise ConfigError(f"--resume: {path} was made with a different configuration ({shown}); "
+                              "use the same options or start afresh without --resume")
+        self.engine.load_state_tensors(tensors)
+        for name, opt in self.engine.all_optimizers().items():
+            if name not in meta["optimizers"]:
+                raise ConfigError(f"--resume: {path} lacks the state of optimiser {name!r}")
+            restore_optimizer(opt, f"opt.{name}", tensors, meta["optimizers"][name])
+        obj_state = {k[len("objective."):]: v.to(self.device) for k, v in tensors.items() if k.startswith("objective.")}
+        self.objective.load_state_dict(obj_state)
+        set_generator_state(self.generator, tensors["rng.generator"])
+        self.iteration = int(meta["iteration"])
+        self.history = list(meta.get("history", []))
+        self.elapsed_before = float(meta.get("elapsed", 0.0))
+        best = meta.get("best")
+        if best is not None:
+            halluc = {k[len("best.hallucinators."):]: v for k, v in tensors.items()
+                      if k.startswith("best.hallucinators.")}
+            self.best = {"acc": best["acc"], "iteration": best["iteration"],
+                         "state": {"bases": tensors["best.bases"], "hallucinators": halluc,
+                                   "objective": best.get("objective", {})}}
+
+    # ------------------------------------------------------------------ validation and artifacts
+
+    def validate(self) -> float:
+        """Mean accuracy on the held-out validation split of fresh networks trained on the
+        sampled expansion (each basis under one random hallucinator per epoch)."""
+        import torch
+
+        from habacli.augment import dsa_for
+        from habacli.evaluate import train_and_test
+        from habacli.hallucinator import apply_pairs
+
+        cfg, syn = self.cfg, self.engine.synthetic
+        bases = syn.bases.detach().clone()
+        params = syn.hallucinator_state()
+        labels = syn.labels.clone()
+        k_total = syn.num_hallucinators
+
+        def train(epoch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+            k = torch.randint(k_total, (bases.shape[0],), generator=gen)
+            with torch.no_grad():
+                return apply_pairs(bases, params, k.to(bases.device)), labels
+
+        x_val, y_val = self.real.val.all_model()
+        lr = cfg.eval_lr or self.objective.artifact_fields().get("learned_lr") or 0.01
+        accs = []
+        for r in range(cfg.eval_runs):
+            res = train_and_test(cfg.eval_model or self.model_name, train if k_total else (bases, labels),
+                                 (x_val, y_val), spec=self.spec, epochs=cfg.eval_epochs, lr=float(lr),
+                                 dsa=dsa_for(self.spec), seed=_derive_seed(cfg.seed, self.iteration, r),
+                                 device=self.device, amp="bf16" if cfg.amp == "bf16" else None)
+            accs.append(float(getattr(res, "accuracy", res)))
+        return sum(accs) / len(accs)
+
+    def write_artifact(self, path: Path, state: dict[str, Any], *, best_iteration: int | None) -> None:
+        from habacli.artifact import HabaArtifact, save_artifact
+
+        cfg = self.cfg
+        fields = dict(state.get("objective") or {})
+        extra = {"validation": {"history": self.history, "best_iteration": best_iteration,
+                                "split": "train-holdout", "val_fraction": cfg.val_fraction},
+                 "distill": {"iterations": self.iteration, "budget": self.budget.to_dict(),
+                             "model": self.model_name}}
+        artifact = HabaArtifact.build(
+            bases=state["bases"].cpu(), labels=self.engine.synthetic.labels.cpu(),
+            hallucinators={k: v.cpu() for k, v in state["hallucinators"].items()},
+            spec=self.spec, mean=self.real.normalize_mean, std=self.real.normalize_std, zca=self.zca,
+            objective=cfg.objective, objective_config=cfg.to_dict(), ipc=cfg.ipc,
+            learned_lr=fields.get("learned_lr"), seed=cfg.seed, extra=extra)
+        save_artifact(artifact, path)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0
+
+    def _due(self, every: int, it: int) -> bool:
+        return every > 0 and it % every == 0
+
+    def execute(self, out: Path, ckpt: Path, *, resume: bool, progress: ProgressFn | None) -> DistillResult:
+        """Run (or continue) the loop to ``cfg.iterations``; returns the result."""
+        from habacli.objectives.base import IterationStats
+
+        cfg = self.cfg
+        if resume:
+            self.load_checkpoint(ckpt)
+        start = self.iteration
+        emit = progress or (lambda e: None)
+        self._t0 = time.perf_counter()
+        emit(ProgressEvent("start", start, cfg.iterations, message=f"{cfg.objective} run, {self.budget.bases_per_class} bases/class"))
+        window = IterationStats()
+        last: dict[str, float] = {}
+        guard = _SigintGuard()
+        consistent = True
+        try:
+            with guard.installed():
+                while self.iteration < cfg.iterations:
+                    consistent = False
+                    stats = self.objective.run_iteration(self.iteration)
+                    self.iteration += 1
+                    consistent = True
+                    window.add(stats)
+                    last = dict(stats)
+                    it = self.iteration
+                    emit(ProgressEvent("iteration", it, cfg.iterations, last))
+                    if self._validation_due(it):
+                        self._validate_and_keep(out, emit)
+                    if self._due(cfg.checkpoint_every, it) and it < cfg.iterations:
+                        self.save_checkpoint(ckpt)
+                        emit(ProgressEvent("checkpoint", it, cfg.iterations, message=str(ckpt)))
+                    if guard.requested:
+                        raise KeyboardInterrupt
+                if cfg.eval_every and cfg.iterations == start == 0 and not self.history:
+                    self._validate_and_keep(out, emit)
+        except KeyboardInterrupt:
+            if consistent:
+                self.save_checkpoint(ckpt)
+                raise Interrupted(f"interrupted at iteration {self.iteration}; checkpoint saved to {ckpt}; "
+                                  f"continue with: {resume_command(cfg, out)}") from None
+            raise Interrupted(f"interrupted during iteration {self.iteration + 1}; continue from the last "
+                              f"checkpoint with: {resume_command(cfg, out)}") from None
+        if cfg.checkpoint_every:
+            self.save_checkpoint(ckpt)
+        if self.best is not None:
+            self.write_artifact(out, self.best["state"], best_iteration=self.best["iteration"])
+        else:
+            self.write_artifact(out, self.synthetic_state(), best_iteration=None)
+        wall = self._elapsed()
+        emit(ProgressEvent("done", self.iteration, cfg.iterations, window.mean(), message=str(out)))
+        return DistillResult(
+            artifact_path=out, checkpoint_path=ckpt if cfg.checkpoint_every else None,
+            iterations=self.iteration, start_iteration=start, wall_time=wall,
+            best_val_acc=None if self.best is None else self.best["acc"],
+            best_iteration=None if self.best is None else self.best["iteration"],
+            history=list(self.history), storage=self.budget.to_dict(), config=cfg.to_dict(), last_stats=last)
+
+    def _validation_due(self, it: int) -> bool:
+        cfg = self.cfg
+        if not cfg.eval_every or it < cfg.eval_start:
+            return False
+        return it % cfg.eval_every == 0 or it == cfg.iterations
+
+    def _validate_and_keep(self, out: Path, emit: ProgressFn) -> None:
+        t = time.perf_counter()
+        acc = self.validate()
+        self.history.append({"iteration": self.iteration, "val_acc": acc, "seconds": round(time.perf_counter() - t, 2)})
+        improved = self.best is None or acc > self.best["acc"]
+        if improved:
+            self.best = {"acc": acc, "iteration": self.iteration, "state": self.synthetic_state()}
+            self.write_artifact(out, self.best["state"], best_iteration=self.iteration)
+        emit(ProgressEvent("validation", self.iteration, self.cfg.iterations, {"val_acc": acc},
+                           message="new best" if improved else ""))
+
+
+def _check_amp(amp: str, device: Any) -> None:
+    """``--amp fp16`` needs a device with float16 autocast."""
+    import torch
+
+    if amp == "fp16" and device.type == "cpu":
+        try:
+            with torch.autocast("cpu", dtype=torch.float16):
+                torch.ones(2, 2) @ torch.ones(2, 2)
+        except (RuntimeError, AssertionError) as e:
+            raise ConfigError(f"--amp fp16 is not supported on the CPU here ({e}); use --amp bf16") from None
+
+
+def objective_class(name: str) -> type:
+    """The objective registered as ``name``, importing only its own module (unknown names suggest)."""
+    import importlib
+
+    from habacli.errors import UnknownNameError
+    from habacli.objectives import OBJECTIVE_MODULES, OBJECTIVES
+
+    key = str(name).lower()
+    if key not in OBJECTIVE_MODULES:
+        raise UnknownNameError("objective", str(name), OBJECTIVE_MODULES)
+    if key not in OBJECTIVES:
+        importlib.import_module(OBJECTIVE_MODULES[key])
+    return OBJECTIVES.get(key)
+
+
+def distill(
+    dataset: str,
+    *,
+    ipc: int,
+    baseline: str = "dm",
+    out: str | os.PathLike,
+    hallucinators: int | None = None,
+    factorize: bool = True,
+    single_channel: bool | None = None,
+    init: str | None = None,
+    budget: str | None = None,
+    iterations: int | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    preset: str = "paper",
+    config_file: str | os.PathLike | None = None,
+    options: dict[str, Any] | None = None,
+    resume: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    progress: ProgressFn | None = None,
+) -> DistillResult:
+    """Distill ``dataset`` into bases + hallucinators with ``baseline``'s objective (HaBa+X), or
+    the plain baseline with ``factorize=False``, and write the artifact to ``out``.
+
+    Options left ``None`` come from ``config_file``, then the ``preset`` (precedence: arguments and
+    ``options`` > config file > preset > defaults). ``options`` holds any other
+    :class:`~habacli.config.DistillConfig` field or objective option. With ``resume`` the run
+    continues from its checkpoint (default ``<out stem>.ckpt.safetensors``).
+    Raises :class:`~habacli.errors.UsageError` subclasses for bad input and
+    :class:`~habacli.errors.Interrupted` (after saving a checkpoint) on Ctrl-C.
+    """
+    from habacli.checkpoint import checkpoint_path_for
+
+    if ipc is None or int(ipc) < 1:
+        raise ConfigError(f"--ipc must be >= 1, got {ipc}")
+    obj_cls = objective_class(baseline)
+    overrides = dict(options or {})
+    overrides.update(hallucinators=hallucinators, single_channel=single_channel, init=init, budget=budget,
+                     iterations=iterations, seed=seed, device=device)
+    if not factorize:
+        overrides["factorize"] = False
+    cfg = build_config(dataset, baseline, int(ipc), factorize=factorize, preset=preset, config_file=config_file,
+                       overrides=overrides, objective_defaults=obj_cls.defaults)
+    out_path = _check_out(out)
+    ckpt_path = Path(checkpoint) if checkpoint is not None else checkpoint_path_for(out_path)
+    if resume and not ckpt_path.is_file():
+        raise ConfigError(f"--resume: no checkpoint at {ckpt_path}")
+    run = Run(cfg, obj_cls, data_dir=data_dir)
+    return run.execute(out_path, ckpt_path, resume=resume, progress=progress)

@@ -1,0 +1,342 @@
+"""Training MTT expert trajectories (``haba experts``), on one process, a shard, or under torchrun.
+
+Each expert is a fresh network trained with plain SGD (lr 0.01, no momentum, no weight
+decay; MTT's buffer.py) on the real train split in model space, batch 256, per-sample DSA,
+with a CLONED flat parameter snapshot after initialisation and after every epoch.
+
+Expert ``i``'s randomness (initialisation, shuffling, DSA) comes from one generator seeded
+from ``(seed, i)`` only, so an expert is bit-identical whichever rank, shard or resumed run
+trains it (on the same device kind and thread count). Expert ``i`` belongs to worker
+``i % n`` (torchrun rank or ``--shard r/n``); workers write disjoint files and the manifest
+is rebuilt deterministically from the files present.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from habacli.errors import ConfigError, ExpertsError
+from habacli.experts.layout import ParamLayout
+from habacli.experts.store import (
+    FORMAT,
+    PartialState,
+    check_config,
+    config_of,
+    expert_file,
+    list_expert_files,
+    read_header,
+    read_partial,
+    rebuild_manifest,
+    remove_partial,
+    write_expert,
+    write_partial,
+)
+
+#: datasets whose paper setting whitens with ZCA (MTT/HaBa on CIFAR); every other dataset does not
+ZCA_DATASETS = frozenset({"cifar10", "cifar100"})
+ZCA_EPS = 0.1
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class ExpertsResult:
+    """What :func:`train_experts` did."""
+
+    out: Path
+    manifest: dict[str, Any] | None
+    trained: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    resumed: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    train_images_per_second: float | None = None
+    rank: int = 0
+    world_size: int = 1
+
+
+def default_zca(dataset: str) -> bool:
+    """The paper's ZCA choice for ``dataset`` (on for CIFAR-10/100, off otherwise)."""
+    return dataset.lower() in ZCA_DATASETS
+
+
+def default_experts_dir(dataset: str, model: str, zca: bool, subset: int | None = None) -> Path:
+    """``$HABA_CACHE/experts/<dataset>/<model>[_zca][_subN]``, or ``./experts/...`` without HABA_CACHE."""
+    root = Path(os.environ["HABA_CACHE"]) / "experts" if os.environ.get("HABA_CACHE") else Path("experts")
+    leaf = model + ("_zca" if zca else "") + (f"_sub{subset}" if subset else "")
+    return root / dataset / leaf
+
+
+def expert_seed(seed: int, index: int) -> int:
+    """A 63-bit seed for expert ``index`` of a run seeded ``seed`` (numpy SeedSequence mixing)."""
+    lo, hi = np.random.SeedSequence([int(seed), int(index)]).generate_state(2, dtype=np.uint32)
+    return int((int(hi) << 32 | int(lo)) & ((1 << 63) - 1))
+
+
+def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"r/n"`` -> ``(r, n)`` with ``0 <= r < n``."""
+    if shard is None or isinstance(shard, tuple):
+        return shard
+    try:
+        r, n = (int(p) for p in str(shard).split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must look like i/n (e.g. 0/4), got {shard!r}") from None
+    if n < 1 or not 0 <= r < n:
+        raise ConfigError(f"--shard {shard}: need 0 <= i < n")
+    return r, n
+
+
+def _world() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return int(os.environ.get("RANK", "0") or 0), world, int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
+def _autocast(device: torch.device, amp: str | None):
+    if amp is None:
+        return contextlib.nullcontext
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def _model_space(dataset: str, split: str, *, device: torch.device, zca: Any, data_dir: Any, limit: int | None, seed: int):
+    from habacli.data import RealData, load_split
+
+    data = load_split(dataset, split, data_dir=data_dir)
+    real = RealData.build(data, device=device, zca=zca)
+    x, y = real.all_model()
+    if limit is not None and limit < len(y):
+        g = torch.Generator().manual_seed(int(seed))
+        keep = torch.randperm(len(y), generator=g)[:limit].sort().values.to(y.device)
+        x, y = x[keep], y[keep]
+    return data.spec, real, x.contiguous(), y
+
+
+@torch.no_grad()
+def _accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, autocast, batch: int = 1024) -> float:
+    net.eval()
+    correct = 0
+    for i in range(0, len(y), batch):
+        with autocast():
+            correct += int((net(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum())
+    net.train()
+    return correct / max(len(y), 1)
+
+
+def train_experts(
+    dataset: str,
+    *,
+    model: str | None = None,
+    num: int = 100,
+    epochs: int = 50,
+    out: str | os.PathLike | None = None,
+    zca: bool | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    data_dir: str | os.PathLike | None = None,
+    shard: str | tuple[int, int] | None = None,
+    amp: str | None = None,
+    subset: int | None = None,
+    lr: float = 0.01,
+    batch_size: int = 256,
+    dsa: bool = True,
+    merge: bool = False,
+    progress: Progress | None = None,
+) -> ExpertsResult:
+    """Train experts ``0..num-1`` (this worker's share) into ``out`` and rebuild the manifest.
+
+    Finished expert files are skipped; an unfinished expert resumes from its last epoch.
+    ``merge=True`` only rebuilds ``manifest.json`` from the files present. ``subset`` trains on a
+    fixed random subset of that many train images and tests on at most that many test images
+    (for tests and quick runs). Raises :class:`ConfigError` for bad options and
+    :class:`ExpertsError` when ``out`` holds experts of another configuration.
+    """
+    from habacli.augment import dsa_for
+    from habacli.data import fit_zca, get_spec
+    from habacli.device import pick_device
+    from habacli.networks import default_network, get_network
+
+    t_start = time.perf_counter()
+    emit = progress or (lambda event: None)
+    if num < 1 or epochs < 1:
+        raise ConfigError(f"--num and --epochs must be >= 1 (got {num} and {epochs})")
+    if lr <= 0 or batch_size < 1:
+        raise ConfigError("--lr must be > 0 and --batch-size >= 1")
+    if subset is not None and subset < 1:
+        raise ConfigError(f"--subset must be >= 1, got {subset}")
+    if amp not in (None, "bf16", "fp16"):
+        raise ConfigError(f"--amp must be bf16 or fp16, got {amp!r}")
+    rank, world, local_rank = _world()
+    shard_t = parse_shard(shard)
+    if world > 1 and shard_t is not None:
+        raise ConfigError("--shard cannot be combined with torchrun (the rank already picks the experts)")
+    worker, workers = (rank, world) if world > 1 else (shard_t or (0, 1))
+    spec = get_spec(dataset, data_dir=data_dir)
+    model = model or default_network(spec)
+    zca = default_zca(spec.name) if zca is None else bool(zca)
+    folder = Path(out) if out is not None else default_experts_dir(spec.name, model, zca, subset)
+    result = ExpertsResult(out=folder, manifest=None, rank=rank, world_size=world)
+    if merge:
+        result.manifest = rebuild_manifest(folder)
+        if result.manifest is None:
+            raise ExpertsError(f"{folder}: no expert files to merge")
+        result.seconds = time.perf_counter() - t_start
+        return result
+
+    dev = pick_device(device)
+    if world > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    if amp is not None and dev.type == "cpu" and amp == "fp16":
+        raise ConfigError("--amp fp16 needs a GPU; use --amp bf16 on the CPU")
+    group = False
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=timedelta(days=7))
+            group = True
+    try:
+        mine = [i for i in range(num) if i % workers == worker]
+        zca_obj = fit_zca(spec.name, data_dir=data_dir, eps=ZCA_EPS) if zca else None
+        _, real, x_train, y_train = _model_space(spec.name, "train", device=dev, zca=zca_obj, data_dir=data_dir, limit=subset, seed=seed)
+        _, _, x_test, y_test = _model_space(spec.name, "test", device=dev, zca=zca_obj, data_dir=data_dir, limit=subset, seed=seed + 1)
+        make = lambda g: get_network(  # noqa: E731
+            model, channels=spec.channels, num_classes=spec.num_classes, height=spec.height, width=spec.width, generator=g
+        )
+        layout = ParamLayout.of(make(torch.Generator().manual_seed(0)))
+        augment = dsa_for(spec) if dsa else None
+        config = {
+            "format": FORMAT,
+            "dataset": spec.name,
+            "model": model,
+            "channels": spec.channels,
+            "height": spec.height,
+            "width": spec.width,
+            "num_classes": spec.num_classes,
+            "zca": zca,
+            "zca_eps": ZCA_EPS if zca else None,
+            "normalize_mean": [float(v) for v in torch.as_tensor(real.normalize_mean).reshape(-1).tolist()],
+            "normalize_std": [float(v) for v in torch.as_tensor(real.normalize_std).reshape(-1).tolist()],
+            "epochs": epochs,
+            "optimizer": "sgd",
+            "lr": lr,
+            "momentum": 0.0,
+            "weight_decay": 0.0,
+            "batch_size": batch_size,
+            "dsa": augment.config() if augment is not None else None,
+            "amp": amp,
+            "seed": seed,
+            "subset": subset,
+            "train_images": int(len(y_train)),
+            "test_images": int(len(y_test)),
+            "num_params": layout.size,
+            "params": layout.to_json(),
+        }
+        existing = list_expert_files(folder)
+        if existing:  # refuse to mix configurations in one folder
+            first_index, first_path = next(iter(existing.items()))
+            check_config(first_path, config_of(read_header(first_path)[0]), config)
+        autocast = _autocast(dev, amp)
+        images_seen, train_seconds = 0, 0.0
+        emit({"kind": "start", "experts": mine, "num": num, "epochs": epochs, "out": str(folder), "rank": rank, "world": world})
+        for i in mine:
+            if i in existing:
+                check_config(existing[i], config_of(read_header(existing[i])[0]), config)
+                result.skipped.append(i)
+                emit({"kind": "skip", "index": i})
+                continue
+            seen, secs, resumed = _train_one(
+                i, folder, config, layout, make, augment, x_train, y_train, x_test, y_test, dev, autocast, emit
+            )
+            images_seen += seen
+            train_seconds += secs
+            result.trained.append(i)
+            if resumed:
+                result.resumed.append(i)
+        if train_seconds > 0:
+            result.train_images_per_second = images_seen / train_seconds
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+            if rank == 0:
+                result.manifest = rebuild_manifest(folder)
+            dist.barrier()
+            if rank != 0:
+                from habacli.experts.store import read_manifest
+
+                result.manifest = read_manifest(folder)
+        else:
+            result.manifest = rebuild_manifest(folder)
+    finally:
+        if group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    result.seconds = time.perf_counter() - t_start
+    emit({"kind": "done", "trained": result.trained, "skipped": result.skipped, "seconds": result.seconds})
+    return result
+
+
+def _train_one(index, folder, config, layout, make, augment, x_train, y_train, x_test, y_test, dev, autocast, emit):
+    """Train (or finish) expert ``index``; returns ``(train images seen, train seconds, resumed)``."""
+    epochs, bs, n = config["epochs"], config["batch_size"], len(y_train)
+    s = expert_seed(config["seed"], index)
+    meta = {**config, "index": index, "expert_seed": s}
+    g = torch.Generator().manual_seed(s)
+    net = make(g).to(dev)
+    net.train()
+    trajectory = torch.empty(epochs + 1, layout.size, dtype=torch.float32)
+    partial = read_partial(folder, index, {**meta, "test_accuracy": []})
+    if partial is not None:
+        done = partial.rows.shape[0] - 1
+        trajectory[: done + 1] = partial.rows
+        layout.load_into(net, partial.rows[-1])
+        g.set_state(partial.generator_state)
+        accs = list(partial.test_accuracy)
+    else:
+        done = 0
+        trajectory[0] = layout.flatten(net).cpu()
+        accs = [_accuracy(net, x_test, y_test, autocast)]
+    emit({"kind": "expert", "index": index, "epochs": epochs, "start_epoch": done})
+    opt = torch.optim.SGD(net.parameters(), lr=config["lr"], momentum=0.0, weight_decay=0.0)
+    seen, secs = 0, 0.0
+    for epoch in range(done + 1, epochs + 1):
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=g).to(dev)
+        for b in range(0, n, bs):
+            idx = perm[b : b + bs]
+            x = x_train[idx]
+            if augment is not None:
+                x = augment(x, g)
+            with autocast():
+                loss = F.cross_entropy(net(x), y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        epoch_secs = time.perf_counter() - t0
+        secs += epoch_secs
+        seen += n
+        trajectory[epoch] = layout.flatten(net).cpu()  # a copy: never the live parameter storage
+        if not torch.isfinite(trajectory[epoch]).all():
+            raise ExpertsError(f"expert {index} diverged (non-finite parameters after epoch {epoch})")
+        accs.append(_accuracy(net, x_test, y_test, autocast))
+        if epoch < epochs:
+            write_partial(folder, index, meta, PartialState(trajectory[: epoch + 1].clone(), g.get_state(), accs))
+        emit({"kind": "epoch", "index": index, "epoch": epoch, "epochs": epochs, "test_accuracy": accs[-1],
+              "loss": float(loss), "images_per_second": n / max(epoch_secs, 1e-9)})
+    write_expert(folder, index, trajectory, {**meta, "test_accuracy": accs})
+    remove_partial(folder, index)
+    emit({"kind": "expert_done", "index": index, "test_accuracy": accs[-1], "file": expert_file(index)})
+    return seen, secs, partial is not None

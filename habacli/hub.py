@@ -1,0 +1,521 @@
+"""Share artifacts on the Hugging Face Hub: ``push`` (one atomic commit), ``pull`` (through the HF cache)
+and ``hf://datasets/ORG/NAME[@REV][/FILE]`` references for every command.
+
+Layout of a pushed dataset repo: ``haba.safetensors`` (the artifact, whatever its local name was),
+``README.md`` (the dataset card, :mod:`habacli.card`), ``preview.png`` (a contact sheet) and, with
+``with_images``, ``expanded/train-00000-of-00001.parquet`` for ``datasets`` and the Hub's viewer.
+
+Authentication is huggingface_hub's own (``HF_TOKEN``, the token file of ``hf auth login``) plus an
+explicit ``token``. No message haba produces contains the token. Downloads are never unpickled: a
+pulled file must be a safetensors haba artifact whose checksum verifies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from habacli import __version__
+from habacli.errors import ArtifactError, ArtifactNotFoundError, HabaError, HubAuthError, HubError, UsageError
+from habacli.refs import DEFAULT_FILENAME, HubRef, parse_hub_ref, parse_repo_spec, validate_repo_id
+
+ARTIFACT_NAME = DEFAULT_FILENAME
+CARD_NAME = "README.md"
+PREVIEW_NAME = "preview.png"
+PARQUET_PATH = "expanded/train-00000-of-00001.parquet"
+MAX_HEADER_BYTES = 100_000_000  # the safetensors limit
+#: Seconds without progress before an HTTP call to the Hub gives up (env ``HABA_HUB_TIMEOUT``).
+DEFAULT_TIMEOUT = 60.0
+#: Extra attempts for a commit that failed transiently (env ``HABA_HUB_RETRIES``).
+DEFAULT_RETRIES = 2
+_RETRY_STATUS = (408, 429, 500, 502, 503, 504)
+_APPLIED_TIMEOUT: Any = None  # the timeout haba last gave huggingface_hub's shared client
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What :func:`push` did."""
+
+    repo_id: str
+    revision: str
+    commit_sha: str
+    url: str
+    files: tuple[str, ...]
+    attempts: int
+
+    @property
+    def ref(self) -> str:
+        """A pinned reference to the pushed artifact (``hf://datasets/ORG/NAME@SHA``)."""
+        return f"hf://datasets/{self.repo_id}@{self.commit_sha}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {**self.__dict__, "files": list(self.files), "ref": self.ref}
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What :func:`pull` fetched: ``path`` is the verified artifact (in the HF cache, or in ``out``)."""
+
+    repo_id: str
+    revision: str | None
+    commit_sha: str | None
+    path: Path
+    card: Path | None
+    cache_path: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+# -- errors and secrets ----------------------------------------------------------------------
+
+def _secrets(token: str | None) -> list[str]:
+    out = [token] if isinstance(token, str) and token else []
+    try:
+        from huggingface_hub import get_token
+
+        implicit = get_token()
+    except Exception:  # noqa: BLE001 - a broken token file must not hide the real error
+        implicit = None
+    if implicit and implicit not in out:
+        out.append(implicit)
+    return out
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """``text`` on one line with every secret (and anything shaped like an HF token) masked."""
+    for s in secrets:
+        text = text.replace(s, "***")
+    text = re.sub(r"\bhf_[A-Za-z0-9]{6,}", "hf_***", text)
+    text = re.sub(r"(?i)\b(bearer)\s+\S+", r"\1 ***", text)
+    return " ".join(text.split())
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def _server_message(err: Any) -> str:
+    resp = getattr(err, "response", None)
+    msg = getattr(err, "server_message", None) or (resp.headers.get("X-Error-Message") if resp is not None else None)
+    return f": {msg}" if msg else ""
+
+
+@contextlib.contextmanager
+def _hub_errors(what: str, repo_id: str, secrets: list[str], endpoint: str) -> Iterator[None]:
+    """Turn huggingface_hub / httpx errors into one-line, token-free :class:`HubError`s."""
+    import httpx2
+    from huggingface_hub import errors as hf
+
+    try:
+        yield
+    except HabaError as e:
+        e.args = (scrub(str(e), secrets),)
+        raise
+    except hf.OfflineModeIsEnabled as e:
+        raise HubError(f"{what} {repo_id}: HF_HUB_OFFLINE is set and this needs the network") from e
+    except hf.LocalEntryNotFoundError as e:
+        raise HubError(scrub(f"{what} {repo_id}: not in the local Hugging Face cache, and the Hub could not be "
+                             f"reached (or HF_HUB_OFFLINE is set): {_first_line(e)}", secrets)) from e
+    except hf.RevisionNotFoundError as e:
+        raise HubError(scrub(f"{what} {repo_id}: revision not found{_server_message(e)}", secrets)) from e
+    except hf.RemoteEntryNotFoundError as e:
+        raise ArtifactNotFoundError(None, scrub(f"{what} {repo_id}: file not found in the repo"
+                                                f"{_server_message(e)}", secrets)) from e
+    except hf.RepositoryNotFoundError as e:
+        raise HubError(f"{what} {repo_id}: dataset repo not found at {endpoint} (if it is private, pass --token, "
+                       "set HF_TOKEN or run `hf auth login`)") from e
+    except hf.HFValidationError as e:
+        raise UsageError(scrub(f"{what} {repo_id}: {_first_line(e)}", secrets)) from e
+    except hf.HfHubHTTPError as e:
+        status = e.response.status_code if getattr(e, "response", None) is not None else None
+        detail = _server_message(e)
+        if status == 401:
+            raise HubAuthError(scrub(f"{what} {repo_id}: the Hub rejected the credentials (401 Unauthorized"
+                                     f"{detail}); check --token, HF_TOKEN or `hf auth login`", secrets)) from e
+        if status == 403:
+            raise HubAuthError(scrub(f"{what} {repo_id}: permission denied (403 Forbidden{detail}); the token "
+                                     "needs write access to this namespace", secrets)) from e
+        raise HubError(scrub(f"{what} {repo_id}: the Hub answered {status}{detail}", secrets)) from e
+    except httpx2.TimeoutException as e:
+        raise HubError(f"{what} {repo_id}: timed out talking to {endpoint} (raise HABA_HUB_TIMEOUT, now "
+                       f"{_timeout():g} s, or retry later)") from e
+    except httpx2.TransportError as e:
+        raise HubError(scrub(f"{what} {repo_id}: could not talk to {endpoint}: {type(e).__name__}: "
+                             f"{_first_line(e)}", secrets)) from e
+    except ValueError as e:  # e.g. "Invalid metadata in README.md" from validate-yaml
+        raise HubError(scrub(f"{what} {repo_id}: {e}", secrets)) from e
+
+
+def _timeout() -> float:
+    try:
+        return float(os.environ.get("HABA_HUB_TIMEOUT") or DEFAULT_TIMEOUT)
+    except ValueError as e:
+        raise UsageError(f"HABA_HUB_TIMEOUT must be a number of seconds, got {os.environ['HABA_HUB_TIMEOUT']!r}") from e
+
+
+def _retries() -> int:
+    try:
+        return max(int(os.environ.get("HABA_HUB_RETRIES") or DEFAULT_RETRIES), 0)
+    except ValueError as e:
+        raise UsageError(f"HABA_HUB_RETRIES must be an integer, got {os.environ['HABA_HUB_RETRIES']!r}") from e
+
+
+def _configure_session() -> None:
+    """huggingface_hub's shared client has no timeout by default: give it one (unless the user set one)."""
+    import httpx2
+    from huggingface_hub import get_session
+
+    global _APPLIED_TIMEOUT
+    client = get_session()
+    if client.timeout.read is None or client.timeout == _APPLIED_TIMEOUT:
+        t = _timeout()
+        _APPLIED_TIMEOUT = httpx2.Timeout(t, connect=min(t, 30.0))
+        client.timeout = _APPLIED_TIMEOUT
+
+
+def _endpoint(endpoint: str | None) -> str:
+    from huggingface_hub import constants
+
+    return (endpoint or constants.ENDPOINT).rstrip("/")
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.is_offline_mode())
+
+
+# -- the file checks -------------------------------------------------------------------------
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _git_blob_sha1(path: Path) -> str:
+    h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sniff_safetensors(head: bytes, size: int, name: str) -> int:
+    """Check the first bytes of a would-be artifact; return the header length or raise :class:`ArtifactError`.
+    Pickles and ``torch.save`` zips are named as such and refused (haba never unpickles)."""
+    if head[:1] == b"\x80" or head[:4] == b"PK\x03\x04":
+        raise ArtifactError(name, "is a Python pickle or torch.save zip, not a haba artifact (haba never unpickles)")
+    n = int.from_bytes(head[:8], "little")
+    if len(head) < 9 or head[8:9] != b"{" or n < 2 or n > MAX_HEADER_BYTES or (size >= 0 and n > size - 8):
+        raise ArtifactError(name, "is not a safetensors file (bad header)")
+    return n
+
+
+def check_artifact_file(path: Path, *, name: str | None = None) -> Any:
+    """Refuse anything but a haba artifact whose checksum verifies (:func:`load_artifact`); return it."""
+    from habacli.artifact import load_artifact
+
+    with open(path, "rb") as f:
+        sniff_safetensors(f.read(16), path.stat().st_size, name or str(path))
+    try:
+        return load_artifact(path, verify=True)
+    except ArtifactError as e:
+        raise ArtifactError(name or path, e.problem) from e
+
+
+# -- push ------------------------------------------------------------------------------------
+
+def _build_files(artifact: Any, src: Path, tmp: Path, *, repo_id: str, with_images: bool,
+                 progress: Progress | None) -> dict[str, Path]:
+    from habacli.artifact import read_metadata
+    from habacli.card import facts_from_metadata, render_card
+
+    files = {ARTIFACT_NAME: src}
+    preview: str | None = PREVIEW_NAME
+    try:
+        from habacli.grid import render_grid
+
+        render_grid(artifact).save(tmp / PREVIEW_NAME, format="PNG")
+        files[PREVIEW_NAME] = tmp / PREVIEW_NAME
+    except UsageError as e:  # e.g. a channel count PNG cannot show: push without a preview
+        preview = None
+        _say(progress, f"no preview image: {e}")
+    if with_images:
+        from habacli.expand import write_parquet
+
+        _say(progress, "expanding the artifact to parquet")
+        (tmp / "expanded").mkdir()
+        write_parquet(artifact, tmp / PARQUET_PATH)
+        files[PARQUET_PATH] = tmp / PARQUET_PATH
+    facts = facts_from_metadata(read_metadata(src), sha256=sha256_file(src))
+    card = render_card(facts, repo_id=repo_id, filename=ARTIFACT_NAME, with_images=with_images,
+                       preview=preview, source_name=src.name)
+    (tmp / CARD_NAME).write_text(card, encoding="utf-8")
+    files[CARD_NAME] = tmp / CARD_NAME
+    return files
+
+
+def _say(progress: Progress | None, msg: str) -> None:
+    if progress is not None:
+        progress(msg)
+
+
+def _transient(err: BaseException | None) -> bool:
+    """A network error or a retryable status, here or in the cause chain (huggingface_hub wraps them)."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)):
+            return True
+        resp = getattr(err, "response", None)
+        if isinstance(err, HfHubHTTPError) and resp is not None and resp.status_code in _RETRY_STATUS:
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
+
+
+def _status(err: BaseException) -> int | None:
+    resp = getattr(err, "response", None)
+    return getattr(resp, "status_code", None)
+
+
+def _landed(api: Any, repo_id: str, sha: str, files: dict[str, Path]) -> bool:
+    """True when commit ``sha`` holds exactly our files (the lost-response case of a retried commit)."""
+    infos = {f.path: f for f in api.get_paths_info(repo_id, list(files), repo_type="dataset", revision=sha)}
+    for path, local in files.items():
+        remote = infos.get(path)
+        if remote is None:
+            return False
+        lfs = getattr(remote, "lfs", None)
+        if lfs is not None:
+            if lfs.sha256 != sha256_file(local):
+                return False
+        elif remote.blob_id != _git_blob_sha1(local):
+            return False
+    return True
+
+
+def _commit(api: Any, repo_id: str, files: dict[str, Path], deletes: list[str], *, revision: str, parent: str,
+            message: str, description: str, progress: Progress | None) -> tuple[str, int]:
+    """One atomic commit pinned to ``parent``, retried on transient failures. Returns (sha, attempts)."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    retries = _retries()
+    for attempt in range(retries + 1):
+        ops: list[Any] = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(f)) for p, f in files.items()]
+        ops += [CommitOperationDelete(path_in_repo=d) for d in deletes]
+        try:
+            info = api.create_commit(repo_id, ops, commit_message=message, commit_description=description,
+                                     repo_type="dataset", revision=revision, parent_commit=parent)
+            return info.oid, attempt + 1
+        except Exception as e:
+            if not (_transient(e) or (attempt > 0 and _status(e) == 412)):
+                raise
+            try:  # did the commit land although the answer was lost?
+                head = api.repo_info(repo_id, repo_type="dataset", revision=revision).sha
+            except Exception as probe:  # noqa: BLE001 - the Hub is still unwell: retry or give up below
+                if not _transient(probe):
+                    raise
+                head = parent
+            if head != parent:
+                if _landed(api, repo_id, head, files):
+                    return head, attempt + 1
+                raise HubError(f"push {repo_id}: another commit landed on {revision} during the push; "
+                               "nothing of this push was committed, run it again") from e
+            if attempt == retries:
+                raise
+            wait = min(2.0 ** attempt, 8.0)
+            _say(progress, f"commit failed ({type(e).__name__}); retrying in {wait:g} s "
+                           f"[{attempt + 1}/{retries}]")
+            time.sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def push(artifact: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str | None = None,
+         token: str | None = None, message: str | None = None, with_images: bool = False,
+         endpoint: str | None = None, progress: Progress | None = None) -> PushResult:
+    """Upload ``artifact`` with its dataset card and preview to the dataset repo ``repo_id`` in one commit.
+
+    The repo is created if needed (``private`` makes a new or existing repo private). ``revision`` is a
+    branch (created from ``main`` if missing). The artifact is verified before anything is sent.
+    """
+    from habacli.artifact import load_artifact
+    from habacli.refs import resolve_artifact
+
+    repo_id = validate_repo_id(repo_id)
+    branch = revision or "main"
+    if re.fullmatch(r"[0-9a-f]{40}", branch) or branch.startswith("refs/"):
+        raise UsageError(f"--revision {branch!r}: push to a branch name, not a commit or a ref")
+    src = resolve_artifact(artifact)
+    art = load_artifact(src, verify=True)
+    secrets, url = _secrets(token), _endpoint(endpoint)
+    with tempfile.TemporaryDirectory(prefix="haba-push-") as tmp:
+        files = _build_files(art, Path(src), Path(tmp), repo_id=repo_id, with_images=with_images, progress=progress)
+        with _hub_errors("push", repo_id, secrets, url):
+            from huggingface_hub import HfApi, RepoFile
+
+            _configure_session()
+            api = HfApi(endpoint=url, token=token, library_name="haba", library_version=__version__)
+            _say(progress, f"creating or reusing dataset repo {repo_id}")
+            api.create_repo(repo_id, repo_type="dataset", private=private or None, exist_ok=True)
+            if private and not api.repo_info(repo_id, repo_type="dataset").private:
+                api.update_repo_settings(repo_id, repo_type="dataset", private=True)
+            if branch != "main":
+                api.create_branch(repo_id, branch=branch, repo_type="dataset", exist_ok=True)
+            parent = api.repo_info(repo_id, repo_type="dataset", revision=branch).sha
+            tree = api.list_repo_tree(repo_id, repo_type="dataset", revision=parent, recursive=True)
+            stale = [f.path for f in tree if isinstance(f, RepoFile) and f.path.startswith("expanded/")
+                     and f.path not in files]
+            msg = message or f"Upload a haba artifact (IPC {art.ipc}, {art.num_images} images)"
+            _say(progress, f"committing {len(files)} file(s) to {repo_id}@{branch}")
+            sha, attempts = _commit(api, repo_id, files, stale, revision=branch, parent=parent, message=msg,
+                                    description=f"haba {__version__}; {ARTIFACT_NAME} sha256 {sha256_file(src)}",
+                                    progress=progress)
+    return PushResult(repo_id, branch, sha, f"{url}/datasets/{repo_id}", tuple(sorted(files)), attempts)
+
+
+# -- pull ------------------------------------------------------------------------------------
+
+def _download(ref: HubRef, *, token: str | None, endpoint: str) -> tuple[Path, Path | None, str | None]:
+    """Fetch the artifact (and the card) into the HF cache; return (artifact, card, commit sha)."""
+    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+
+    patterns = [ref.file, CARD_NAME]
+    folder = Path(snapshot_download(ref.repo_id, repo_type="dataset", revision=ref.revision,
+                                    allow_patterns=patterns, token=token, endpoint=endpoint))
+    sha = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else None
+    card = folder / CARD_NAME if (folder / CARD_NAME).is_file() else None
+    path = folder / ref.file
+    if path.is_file():
+        return path, card, sha
+    if ref.filename is not None or _offline():
+        raise ArtifactNotFoundError(None, f"{ref}: no file {ref.file!r} in the repo at this revision")
+    api = HfApi(endpoint=endpoint, token=token, library_name="haba", library_version=__version__)
+    names = [f for f in api.list_repo_files(ref.repo_id, repo_type="dataset", revision=sha or ref.revision)
+             if f.endswith(".safetensors")]
+    if len(names) != 1:
+        have = ", ".join(names) if names else "none"
+        raise ArtifactNotFoundError(None, f"{ref}: no {ARTIFACT_NAME} in the repo (safetensors files: {have}); "
+                                          "name one as hf://datasets/ORG/NAME[@REV]/FILE")
+    got = hf_hub_download(ref.repo_id, names[0], repo_type="dataset", revision=sha or ref.revision,
+                          token=token, endpoint=endpoint)
+    return Path(got), card, sha
+
+
+def pull(spec: str, *, out: str | os.PathLike | None = None, token: str | None = None,
+         endpoint: str | None = None, progress: Progress | None = None) -> PullResult:
+    """Download ``ORG/NAME[@REV]`` (or an ``hf://datasets/...`` reference) through the HF cache and verify it.
+
+    With ``out`` the artifact and the card are copied (atomically) into that folder. Works offline
+    from the cache when ``HF_HUB_OFFLINE=1``.
+    """
+    from habacli.atomic import atomic_path
+
+    ref = parse_repo_spec(spec)
+    secrets, url = _secrets(token), _endpoint(endpoint)
+    with _hub_errors("pull", ref.repo_id, secrets, url):
+        if not _offline():
+            _configure_session()
+        _say(progress, f"downloading {ref}")
+        for attempt in range(_retries() + 1):  # downloads are idempotent: retry transient failures
+            try:
+                path, card, sha = _download(ref, token=token, endpoint=url)
+                break
+            except Exception as e:
+                if not _transient(e) or attempt == _retries():
+                    raise
+                _say(progress, f"download failed ({type(e).__name__}); retrying [{attempt + 1}/{_retries()}]")
+                time.sleep(min(2.0 ** attempt, 8.0))
+        check_artifact_file(path, name=f"{ref.repo_id}/{path.name}")
+    cache_path = path
+    if out is not None:
+        out_dir = Path(out)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"--out {out_dir} exists and is not a folder")
+        dest = out_dir / path.name
+        for source, target in ((card, out_dir / CARD_NAME), (path, dest)):
+            if source is not None:
+                with atomic_path(target) as tmp:
+                    shutil.copyfile(source, tmp)
+        path, card = dest, (out_dir / CARD_NAME if card is not None else None)
+    return PullResult(ref.repo_id, ref.revision, sha, path, card, cache_path)
+
+
+def download_artifact(ref: str, *, token: str | None = None, endpoint: str | None = None) -> Path:
+    """Resolve ``hf://datasets/ORG/NAME[@REV][/FILE]`` to a verified artifact file in the HF cache."""
+    parse_hub_ref(ref)
+    return pull(ref, token=token, endpoint=endpoint).path
+
+
+# -- remote header ---------------------------------------------------------------------------
+
+def _ranged(session: Any, url: str, headers: dict[str, str], start: int, end: int) -> tuple[bytes, int]:
+    """Bytes [start, end] of a remote file (the server may ignore the Range) and the file size (-1 unknown)."""
+    from huggingface_hub.utils import hf_raise_for_status
+
+    r = session.get(url, headers={**headers, "Range": f"bytes={start}-{end}"}, timeout=_timeout())
+    hf_raise_for_status(r)
+    if r.status_code == 206:
+        m = re.search(r"/(\d+)$", r.headers.get("Content-Range", ""))
+        return r.content, int(m.group(1)) if m else -1
+    return r.content[start:end + 1], len(r.content)
+
+
+def read_remote_header(ref: str, *, token: str | None = None,
+                       endpoint: str | None = None) -> tuple[bytes, int]:
+    """The first ``8 + N`` bytes (length + JSON header) of a Hub artifact and the file's size, read with two
+    HTTP Range requests (8 bytes, then the header); the tensors are never downloaded."""
+    from huggingface_hub import get_session, hf_hub_url
+    from huggingface_hub.utils import build_hf_headers
+
+    h = parse_hub_ref(ref)
+    secrets, url = _secrets(token), _endpoint(endpoint)
+    name = f"{h.repo_id}/{h.file}"
+    with _hub_errors("info", h.repo_id, secrets, url):
+        _configure_session()
+        file_url = hf_hub_url(h.repo_id, h.file, repo_type="dataset", revision=h.revision, endpoint=url)
+        headers = build_hf_headers(token=token, library_name="haba", library_version=__version__)
+        session = get_session()
+        first, size = _ranged(session, file_url, headers, 0, 7)
+        n = sniff_safetensors(first + b"{", size, name)
+        rest, _ = _ranged(session, file_url, headers, 8, 8 + n - 1)
+    if len(first) != 8 or len(rest) != n:
+        raise ArtifactError(name, "truncated safetensors header")
+    return first + rest, size
+
+
+def read_remote_metadata(ref: str, *, token: str | None = None, endpoint: str | None = None) -> dict[str, Any]:
+    """What :func:`habacli.artifact.read_metadata` returns for a Hub artifact, validated the same way, from
+    its header only. Offline (``HF_HUB_OFFLINE=1``) it reads the cached copy instead."""
+    from habacli import artifact as codec
+
+    if _offline():
+        return codec.read_metadata(download_artifact(ref, token=token, endpoint=endpoint))
+    raw, size = read_remote_header(ref, token=token, endpoint=endpoint)
+    h = parse_hub_ref(ref)
+    try:  # the codec's header parser is private; artifact.py should expose it (see the report)
+        return codec._header_from(raw, size).doc
+    except codec._Problem as e:
+        raise ArtifactError(f"{h.repo_id}/{h.file}", str(e)) from None

@@ -1,0 +1,79 @@
+"""Building blocks shared by the DD network family: norm layers, activations, shape arithmetic.
+
+Norm names follow the DC/MTT/HaBa code: ``instancenorm`` is ``GroupNorm(C, C, affine=True)``,
+``batchnorm`` is ``BatchNorm2d``, ``layernorm`` is ``LayerNorm([C, H, W])`` (per-element affine),
+``groupnorm`` is ``GroupNorm(4, C)`` and ``none`` is no layer at all.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from habacli.errors import ConfigError
+
+NORMS = ("instancenorm", "batchnorm", "layernorm", "groupnorm", "none")
+ACTIVATIONS = ("relu", "sigmoid", "leakyrelu")
+POOLINGS = ("avgpooling", "maxpooling", "none")
+
+
+def norm_layer(kind: str, channels: int, height: int, width: int) -> nn.Module:
+    """The norm layer ``kind`` for a ``[channels, height, width]`` feature map (Identity for none)."""
+    if kind == "instancenorm":
+        return nn.GroupNorm(channels, channels, affine=True)
+    if kind == "batchnorm":
+        return nn.BatchNorm2d(channels, affine=True)
+    if kind == "layernorm":
+        return nn.LayerNorm([channels, height, width], elementwise_affine=True)
+    if kind == "groupnorm":
+        return nn.GroupNorm(4, channels, affine=True)
+    if kind == "none":
+        return nn.Identity()
+    raise ConfigError(f"unknown norm {kind!r} (choose from: {', '.join(NORMS)})")
+
+
+def activation(kind: str) -> nn.Module:
+    """ReLU, sigmoid or leaky ReLU (slope 0.01), as in the reference ConvNet."""
+    if kind == "relu":
+        return nn.ReLU(inplace=True)
+    if kind == "sigmoid":
+        return nn.Sigmoid()
+    if kind == "leakyrelu":
+        return nn.LeakyReLU(negative_slope=0.01)
+    raise ConfigError(f"unknown activation {kind!r} (choose from: {', '.join(ACTIVATIONS)})")
+
+
+def conv_out(size: int, kernel: int, padding: int, stride: int = 1) -> int:
+    """Output length of a convolution along one axis."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def can_pool(height: int, width: int) -> bool:
+    """Whether a 2x2/stride-2 pool keeps a non-empty map. Pools that would empty a 1-px axis are
+    dropped (the reference networks crash there instead)."""
+    return height >= 2 and width >= 2
+
+
+def check_input(name: str, channels: int, num_classes: int, height: int, width: int) -> None:
+    """Reject impossible shapes with a :class:`ConfigError` naming the network."""
+    if channels < 1 or num_classes < 1 or height < 1 or width < 1:
+        raise ConfigError(
+            f"{name}: invalid shape channels={channels} num_classes={num_classes} "
+            f"height={height} width={width} (all must be >= 1)"
+        )
+
+
+class DDNet(nn.Module):
+    """Base of every network here: ``forward(x) = classifier(embed(x))``.
+
+    Subclasses set ``self.classifier`` and implement :meth:`embed` (features before the classifier,
+    flattened to ``[N, feature_dim]``; DM matches means of these).
+    """
+
+    feature_dim: int
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))

@@ -1,0 +1,91 @@
+"""DM: distribution matching (Zhao & Bilen, WACV 2023), research/baselines.md section 5.3.
+
+One iteration:
+
+    net = a fresh randomly initialised network, frozen (requires_grad False)
+    k   = one random hallucinator (HaBa; ignored for the plain set)
+    for every class c: x_r = batch_real real images of c, x_s = the class's images under k,
+                       the same siamese DSA transformation on x_r and x_s (one per class)
+    L = sum_c || mean(embed(x_r)) - mean(embed(x_s)) ||^2     (real embeddings without grad)
+    engine.synth_step(L)
+
+The real images of all classes go through ONE forward pass, and the synthetic images through
+another: ``embed`` is per sample for instance-norm networks, so batching is exact (for BatchNorm
+networks DM's own code batches all classes together as well). ``--amp`` autocasts the real
+forward only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from habacli.errors import ConfigError
+from habacli.objectives import OBJECTIVES
+from habacli.objectives.base import Engine, Objective
+
+
+def _embed(net: nn.Module, x: Tensor) -> Tensor:
+    return net.embed(x)
+
+
+@OBJECTIVES.register("dm")
+class DistributionMatching(Objective):
+    """Per-class mean-embedding matching under fresh random networks."""
+
+    name: ClassVar[str] = "dm"
+    paper: ClassVar[str] = "zhao2023distribution"
+    defaults: ClassVar[dict[str, Any]] = {"batch_real": 256}
+
+    def __init__(self, engine: Engine, config: dict[str, Any]):
+        super().__init__(engine, config)
+        unknown = sorted(set(self.config) - set(self.defaults))
+        if unknown:
+            raise ConfigError(f"unknown dm option(s) {', '.join(unknown)} (choose from: {', '.join(self.defaults)})")
+        batch_real = self.config["batch_real"]
+        if isinstance(batch_real, bool) or not isinstance(batch_real, int) or batch_real < 1:
+            raise ConfigError(f"dm option batch_real must be an integer >= 1, got {batch_real!r}")
+        compile_fn = getattr(engine, "compile", None)
+        self._embed = compile_fn(_embed) if callable(compile_fn) else _embed
+        self._channels_last = bool(getattr(engine.config, "channels_last", False))
+
+    def _fmt(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self._channels_last else x
+
+    def batches(self, k: int) -> tuple[Tensor, Tensor]:
+        """The (augmented) real and synthetic batches of one iteration, class-major."""
+        eng = self.engine
+        syn, real, gen = eng.synthetic, eng.real, eng.generator
+        n_real = int(self.config["batch_real"])
+        x_syn = syn.images(None, k)
+        reals, syns = [], []
+        for c in range(syn.num_classes):
+            xr = real.sample_class(c, n_real, gen)
+            xs = x_syn[syn.class_indices(c)]
+            if eng.dsa is not None:
+                xr, xs = eng.dsa.siamese([xr, xs], gen)
+            reals.append(xr)
+            syns.append(xs)
+        return torch.cat(reals), torch.cat(syns)
+
+    def loss(self, net: nn.Module, x_real: Tensor, x_syn: Tensor) -> Tensor:
+        """``sum_c ||mean embed(real_c) - mean embed(syn_c)||^2`` for class-major batches."""
+        c = self.engine.synthetic.num_classes
+        with torch.no_grad(), self.engine.autocast():
+            e_real = self._embed(net, self._fmt(x_real)).float()
+        e_syn = self._embed(net, self._fmt(x_syn)).float()
+        mean_real = e_real.reshape(c, -1, e_real.shape[-1]).mean(1)
+        mean_syn = e_syn.reshape(c, -1, e_syn.shape[-1]).mean(1)
+        return ((mean_real - mean_syn) ** 2).sum()
+
+    def run_iteration(self, it: int) -> dict[str, float]:
+        eng = self.engine
+        net = eng.make_network()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        net.train()  # as DM: a BatchNorm net uses the statistics of the (multi-class) batch
+        k = eng.synthetic.random_k(eng.generator)
+        x_real, x_syn = self.batches(k)
+        return eng.synth_step(self.loss(net, x_real, x_syn))

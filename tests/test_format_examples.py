@@ -1,0 +1,163 @@
+"""The golden examples against an independent reader written from the spec alone (numpy, no haba code),
+against haba's own codec, and against the JSON Schema; and the generator's determinism."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FORMATS = ROOT / "formats"
+EXAMPLES = FORMATS / "examples"
+NAMES = ["fashion_haba_zca", "fashion_plain", "rgb_single_channel"]
+_NP = {"F32": np.float32, "I64": np.int64, "U8": np.uint8}
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray], bytes]:
+    """A minimal safetensors reader from the container rules (spec section 1)."""
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    payload = data[8 + n:]
+    meta = header.pop("__metadata__", {})
+    tensors = {}
+    for name, e in header.items():
+        b, end = e["data_offsets"]
+        tensors[name] = np.frombuffer(payload[b:end], dtype=np.dtype(_NP[e["dtype"]]).newbyteorder("<")).reshape(e["shape"])
+    return meta, tensors, payload
+
+
+def spec_decode(doc: dict, t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Section 4, step by step, in float64."""
+    bases, labels = t["bases"].astype(np.float64), t["labels"]
+    n, k = bases.shape[0], doc["hallucinators"]["count"]
+    if k == 0:
+        y = bases[:, None]  # [n, 1, c, H, W]
+    else:
+        h = {name: t["hallucinators." + name].astype(np.float64) for name in
+             ("enc_weight", "enc_bias", "scale", "shift", "dec_weight", "dec_bias")}
+        s = doc["hallucinators"]["kernel_size"]
+        hh, ww = bases.shape[2] - s + 1, bases.shape[3] - s + 1
+        e = np.zeros((n, k, h["enc_weight"].shape[1], hh, ww))
+        for u in range(s):
+            for v in range(s):
+                e += np.einsum("nihw,koi->nkohw", bases[:, :, u:u + hh, v:v + ww], h["enc_weight"][:, :, :, u, v])
+        e += h["enc_bias"][None, :, :, None, None]
+        m = e * h["scale"][None] + h["shift"][None]
+        c = h["dec_weight"].shape[2]
+        y = np.zeros((n, k, c, bases.shape[2], bases.shape[3]))
+        for u in range(s):
+            for v in range(s):
+                y[:, :, :, u:u + hh, v:v + ww] += np.einsum("nkihw,kio->nkohw", m, h["dec_weight"][:, :, :, u, v])
+        y += h["dec_bias"][None, :, :, None, None]
+    y = y.reshape(n * max(k, 1), *y.shape[2:])
+    if doc["zca"] is not None:
+        z = y.reshape(len(y), -1)
+        u = t["zca.basis"].astype(np.float64)
+        root = np.sqrt(t["zca.eigenvalues"].astype(np.float64) + doc["zca"]["eps"])
+        tail = doc["zca"]["tail_scale"]
+        coef = z @ u
+        x = t["zca.mean"].astype(np.float64) + (coef * root) @ u.T + tail * (z - coef @ u.T)
+        y = x.reshape(y.shape)
+    mean = np.array(doc["normalization"]["mean"])[None, :, None, None]
+    std = np.array(doc["normalization"]["std"])[None, :, None, None]
+    p = np.clip(y * std + mean, 0.0, 1.0)
+    return np.floor(255 * p + 0.5).astype(np.uint8), np.repeat(labels, max(k, 1))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_independent_reader_matches_reference(name: str) -> None:
+    path = EXAMPLES / f"{name}.safetensors"
+    assert path.stat().st_size < 100_000
+    meta, tensors, payload = read_safetensors(path)
+    assert meta["format"] == "haba" and meta["format_version"] == "1.0"
+    doc = json.loads(meta["haba"])
+    assert hashlib.sha256(payload).hexdigest() == doc["payload_sha256"]
+    _, expected, _ = read_safetensors(EXAMPLES / f"{name}.expected.safetensors")
+    images, labels = spec_decode(doc, tensors)
+    assert images.shape == expected["images"].shape == (doc["num_images"], doc["dataset"]["channels"],
+                                                        doc["dataset"]["height"], doc["dataset"]["width"])
+    assert np.array_equal(labels, expected["labels"])
+    diff = np.abs(images.astype(int) - expected["images"].astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+    assert expected["images"].std() > 10  # real image content, not a constant
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_haba_codec_matches_reference(name: str) -> None:
+    import torch
+
+    from habacli.artifact import load_artifact, read_metadata
+
+    art = load_artifact(EXAMPLES / f"{name}.safetensors")
+    _, expected, _ = read_safetensors(EXAMPLES / f"{name}.expected.safetensors")
+    images, labels = art.decode(pixel=True)
+    u8 = torch.floor(images.double() * 255 + 0.5).to(torch.uint8).numpy()
+    assert np.abs(u8.astype(int) - expected["images"].astype(int)).max() <= 1
+    assert np.array_equal(labels.numpy(), expected["labels"])
+    assert read_metadata(EXAMPLES / f"{name}.safetensors") == art.to_document()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_documents_follow_the_json_schema(name: str) -> None:
+    schema = json.loads((FORMATS / "haba-artifact-v1.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    meta, _, _ = read_safetensors(EXAMPLES / f"{name}.safetensors")
+    doc = json.loads(meta["haba"])
+    jsonschema.validate(doc, schema)
+    assert meta["haba"] == json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    broken = dict(doc, hallucinators={"count": 2})  # K >= 1 needs the architecture
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_examples_cover_the_spec_cases() -> None:
+    docs = {n: json.loads(read_safetensors(EXAMPLES / f"{n}.safetensors")[0]["haba"]) for n in NAMES}
+    zca = docs["fashion_haba_zca"]["zca"]
+    assert docs["fashion_haba_zca"]["hallucinators"]["count"] == 3 and 0 < zca["rank"] < zca["dim"]
+    assert zca["error_bound"] <= zca["tolerance"] == pytest.approx(0.5 / 255)
+    assert docs["fashion_plain"]["hallucinators"]["count"] == 0 and docs["fashion_plain"]["zca"] is None
+    assert docs["fashion_plain"]["soft_labels"] is True
+    rgb = docs["rgb_single_channel"]
+    assert rgb["bases"]["channels"] == 1 and rgb["dataset"]["channels"] == 3
+
+
+def test_readme_lists_the_shipped_files() -> None:
+    text = (EXAMPLES / "README.md").read_text()
+    for name in NAMES:
+        path = EXAMPLES / f"{name}.safetensors"
+        sha = json.loads(read_safetensors(path)[0]["haba"])["payload_sha256"]
+        assert f"| `{name}.safetensors` | {path.stat().st_size} |" in text and sha[:16] in text
+
+
+@pytest.mark.slow  # loads all of Fashion-MNIST and refits the ZCA (~5-15 s)
+def test_generator_is_deterministic(tmp_path: Path, fashion_mnist_dir: Path) -> None:
+    subprocess.run([sys.executable, str(EXAMPLES / "make_examples.py"), "--data-dir", str(fashion_mnist_dir),
+                    "--out", str(tmp_path)], check=True, capture_output=True, cwd=ROOT)
+    for name in NAMES:
+        for suffix in (".safetensors", ".expected.safetensors"):
+            new, old = tmp_path / (name + suffix), EXAMPLES / (name + suffix)
+            if new.read_bytes() == old.read_bytes():
+                continue
+            # another CPU may round the last float bits differently: structure must still agree
+            meta_new, t_new, _ = read_safetensors(new)
+            meta_old, t_old, _ = read_safetensors(old)
+            assert t_new.keys() == t_old.keys()
+            for key in t_new:
+                np.testing.assert_allclose(t_new[key].astype(float), t_old[key].astype(float), atol=1.0 if
+                                           t_new[key].dtype == np.uint8 else 1e-4)
+            if "haba" in meta_new:
+                d_new, d_old = json.loads(meta_new["haba"]), json.loads(meta_old["haba"])
+                for d in (d_new, d_old):
+                    d.pop("payload_sha256")
+                    d["zca"] and d["zca"].pop("error_bound") and d["zca"].pop("tail_scale")
+                assert d_new == d_old
+    assert (tmp_path / "README.md").read_text().count(".safetensors` |") == len(NAMES)

@@ -1,0 +1,138 @@
+"""The hallucinator bank against a reference nn.Conv2d / nn.ConvTranspose2d composition."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from habacli import hallucinator as hal
+from habacli.errors import ConfigError
+from habacli.hallucinator import HallucinatorBank, decode_all
+
+
+def _reference_modules(seed: int, num: int, cin: int, cout: int) -> list[tuple[nn.Conv2d, nn.ConvTranspose2d]]:
+    """The official per-hallucinator modules, created in order after the same seed."""
+    torch.manual_seed(seed)
+    mods = []
+    for _ in range(num):
+        enc = nn.Conv2d(cin, cout, 3, stride=1, padding=0, bias=True)
+        dec = nn.ConvTranspose2d(cout, cout, 3, stride=1, bias=True)
+        mods.append((enc, dec))
+    return mods
+
+
+@pytest.mark.parametrize("cin,cout,size", [(3, 3, 32), (1, 3, 32), (1, 1, 28), (3, 3, 17)])
+def test_init_equals_pytorch_default_modules(cin: int, cout: int, size: int) -> None:
+    torch.manual_seed(7)
+    bank = HallucinatorBank(4, cin, cout, size, size)
+    mods = _reference_modules(7, 4, cin, cout)
+    for k, (enc, dec) in enumerate(mods):
+        assert torch.equal(bank.enc_weight[k], enc.weight)
+        assert torch.equal(bank.enc_bias[k], enc.bias)
+        assert torch.equal(bank.dec_weight[k], dec.weight)
+        assert torch.equal(bank.dec_bias[k], dec.bias)
+    assert torch.equal(bank.scale, torch.ones(4, cout, size - 2, size - 2))
+    assert torch.equal(bank.shift, torch.zeros(4, cout, size - 2, size - 2))
+
+
+def test_generator_makes_init_reproducible() -> None:
+    a = HallucinatorBank(3, 3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    b = HallucinatorBank(3, 3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    c = HallucinatorBank(3, 3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    assert all(torch.equal(a.params()[n], b.params()[n]) for n in hal.PARAM_NAMES)
+    assert not torch.equal(a.enc_weight, c.enc_weight)
+
+
+@pytest.mark.parametrize("block_max", [0, 10_000], ids=["grouped", "block-diagonal"])
+@pytest.mark.parametrize("cin,cout,size", [(3, 3, 32), (1, 3, 32), (1, 1, 28), (3, 3, 64)])
+def test_all_equals_per_k_and_reference(monkeypatch, block_max: int, cin: int, cout: int, size: int) -> None:
+    monkeypatch.setattr(hal, "BLOCK_DIAGONAL_MAX_CHANNELS", block_max)
+    torch.manual_seed(0)
+    bank = HallucinatorBank(5, cin, cout, size, size)
+    with torch.no_grad():  # make scale/shift non-trivial so they are really exercised
+        bank.scale.normal_(1.0, 0.5)
+        bank.shift.normal_(0.0, 0.5)
+    mods = _reference_modules(0, 5, cin, cout)
+    x = torch.randn(6, cin, size, size)
+    out = bank.all(x)
+    assert out.shape == (5, 6, cout, size, size)
+    for k, (enc, dec) in enumerate(mods):
+        ref = dec(enc(x) * bank.scale[k] + bank.shift[k])
+        torch.testing.assert_close(out[k], ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(bank(x, k), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_pairs_selects_one_hallucinator_per_sample() -> None:
+    torch.manual_seed(1)
+    bank = HallucinatorBank(5, 3, 3, 32, 32)
+    with torch.no_grad():
+        bank.shift.normal_()
+    x = torch.randn(9, 3, 32, 32)
+    k = torch.tensor([0, 4, 2, 2, 1, 3, 0, 4, 1])
+    got = bank.pairs(x, k)
+    torch.testing.assert_close(got, bank.all(x)[k, torch.arange(9)], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError):
+        bank.pairs(x, k[:3])
+
+
+def test_gradients_reach_every_parameter_and_the_input() -> None:
+    torch.manual_seed(2)
+    bank = HallucinatorBank(3, 1, 3, 28, 28)
+    x = torch.randn(4, 1, 28, 28, requires_grad=True)
+    (bank.all(x) ** 2).sum().backward()
+    for name, p in bank.params().items():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+        # every hallucinator's slice gets a gradient
+        assert (p.grad.reshape(3, -1).abs().sum(1) > 0).all(), name
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    x.grad = None
+    bank.zero_grad()
+    bank.pairs(x, torch.tensor([0, 1, 2, 0])).sum().backward()
+    assert x.grad.abs().sum() > 0 and bank.dec_bias.grad.abs().sum() > 0
+
+
+def test_parameter_count_matches_official_architecture() -> None:
+    # haba.md 1.2: 5 568 per hallucinator with RGB bases at 32x32, 5 514 with 1-channel bases.
+    assert HallucinatorBank(5, 3, 3, 32, 32).num_parameters() == 5 * 5568
+    assert HallucinatorBank(5, 1, 3, 32, 32).num_parameters() == 5 * 5514
+    shapes = hal.param_shapes(2, 1, 1, 28, 28)
+    assert shapes["scale"] == (2, 1, 26, 26) and shapes["dec_weight"] == (2, 1, 1, 3, 3)
+
+
+def test_decode_all_is_basis_major_and_identity_without_hallucinators() -> None:
+    torch.manual_seed(3)
+    bank = HallucinatorBank(4, 3, 3, 32, 32)
+    bases = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        flat = decode_all(bases, bank.params())
+        per_k = bank.all(bases)
+    assert flat.shape == (20, 3, 32, 32)
+    for i in range(5):
+        for k in range(4):
+            assert torch.equal(flat[i * 4 + k], per_k[k, i])
+    assert decode_all(bases, {}) is bases
+    empty = HallucinatorBank(0, 3, 3, 32, 32)
+    assert decode_all(bases, empty.params()) is bases
+    assert empty.all(bases).shape == (0, 5, 3, 32, 32)
+
+
+def test_from_params_round_trip() -> None:
+    torch.manual_seed(4)
+    bank = HallucinatorBank(2, 1, 3, 32, 32)
+    clone = hal.HallucinatorBank.from_params({k: v.detach() for k, v in bank.params().items()})
+    assert (clone.num, clone.in_channels, clone.out_channels, clone.height) == (2, 1, 3, 32)
+    x = torch.randn(3, 1, 32, 32)
+    torch.testing.assert_close(clone.all(x), bank.all(x))
+
+
+@pytest.mark.parametrize("args", [(-1, 3, 3, 32, 32), (2, 0, 3, 32, 32), (2, 3, 3, 2, 32)])
+def test_bad_configuration_raises_config_error(args: tuple[int, ...]) -> None:
+    with pytest.raises(ConfigError):
+        HallucinatorBank(*args)
+
+
+def test_out_of_range_index() -> None:
+    bank = HallucinatorBank(2, 3, 3, 8, 8)
+    with pytest.raises(IndexError):
+        bank(torch.zeros(1, 3, 8, 8), 2)

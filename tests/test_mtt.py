@@ -1,0 +1,183 @@
+"""MTT trajectory matching: exact constant-memory gradient, the objective end to end, errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from habacli.errors import ExpertsError
+
+FMNIST = "fashion_mnist"
+
+
+@pytest.fixture(scope="module")
+def experts(session_dir: Path, fashion_mnist_dir: Path) -> Path:
+    """2 experts x 2 epochs on 512 Fashion-MNIST images (shared with test_experts.py)."""
+    from habacli.experts import train_experts
+
+    out = session_dir / "experts-fmnist-2x2"
+    train_experts(FMNIST, num=2, epochs=2, out=out, subset=512, seed=0, device="cpu", data_dir=fashion_mnist_dir)
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_expert(experts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A buffer holding only expert 0 (fixed trajectory for the loss-decrease test)."""
+    from habacli.experts import rebuild_manifest
+
+    out = tmp_path_factory.mktemp("one-expert")
+    shutil.copy(experts / "expert_00000.safetensors", out)
+    rebuild_manifest(out)
+    return out
+
+
+def _real_bases(fashion_mnist_dir: Path, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from habacli.data import RealData, load_split
+
+    real = RealData.build(load_split(FMNIST, "train", data_dir=fashion_mnist_dir), device="cpu")
+    g = torch.Generator().manual_seed(0)
+    bases, labels = real.init_bases(n, g)
+    return bases.double(), labels
+
+
+def test_constant_memory_gradient_equals_unrolled(fashion_mnist_dir: Path) -> None:
+    """Exact TESLA-style gradient == full unroll for bases, hallucinator params and alpha (float64),
+    with the real ConvNet, a real hallucinator bank, real per-sample DSA and Fashion-MNIST bases."""
+    from habacli.augment import dsa_for
+    from habacli.data import get_spec
+    from habacli.experts.layout import ParamLayout
+    from habacli.hallucinator import HallucinatorBank, apply_one
+    from habacli.networks import get_network
+    from habacli.objectives.mtt import surrogate_loss
+    from habacli.objectives.tesla import StudentStep, constant_memory_match, unrolled_match
+
+    spec = get_spec(FMNIST)
+    g = torch.Generator().manual_seed(3)
+    net = get_network("convnet", channels=1, num_classes=10, height=28, width=28, generator=g).double()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    layout = ParamLayout.of(net)
+    theta0 = layout.flatten(net).double()
+    theta_star = theta0 + 0.01 * torch.randn(layout.size, generator=g, dtype=torch.float64)
+    bases_init, labels = _real_bases(fashion_mnist_dir, 1)  # 10 bases, one per class
+    bases = bases_init.clone().requires_grad_(True)
+    bank = HallucinatorBank(2, 1, 1, 28, 28, generator=g).double()
+    hal = {k: v.detach().clone().requires_grad_(True) for k, v in bank.params().items()}
+    alpha = torch.tensor(0.02, dtype=torch.float64, requires_grad=True)
+    dsa = dsa_for(spec)
+
+    def images(idx: torch.Tensor | None, k: int) -> torch.Tensor:
+        return apply_one(bases if idx is None else bases[idx], hal, k)
+
+    plan = []
+    for i in range(3):
+        idx = torch.randperm(10, generator=g)[:6]
+        k = i % 2
+        state = g.get_state()
+        dsa(torch.zeros(6, 1, 28, 28, dtype=torch.float64), g)
+
+        def augment(x: torch.Tensor, state: torch.Tensor = state) -> torch.Tensor:
+            r = torch.Generator()
+            r.set_state(state)
+            return dsa(x, r)
+
+        plan.append((StudentStep(lambda idx=idx, k=k: images(idx, k), augment, labels[idx]), idx, k))
+    steps = [s for s, _, _ in plan]
+    leaves = [bases, alpha, *hal.values()]
+    loss = unrolled_match(net, layout, theta0, theta_star, alpha, steps)
+    want = torch.autograd.grad(loss, leaves)
+    m = constant_memory_match(net, layout, theta0, theta_star, alpha, steps)
+    sur = surrogate_loss(m.loss, [(idx, k, gi) for (_, idx, k), gi in zip(plan, m.images)], alpha, m.alpha, images, 10)
+    got = torch.autograd.grad(sur, leaves)
+    assert float(sur) == pytest.approx(float(loss), rel=1e-12)
+    for name, a, b in zip(["bases", "alpha", *hal], want, got):
+        assert float(a.abs().max()) > 0, name
+        torch.testing.assert_close(b, a, rtol=1e-7, atol=1e-10 * float(a.abs().max()), msg=name)
+
+
+def _distill(tmp: Path, data_dir: Path, experts: Path, **options):
+    from habacli.distill import distill
+
+    opts = dict(experts=str(experts), syn_steps=2, max_start_epoch=1, expert_epochs=1, eval_every=0,
+                lr_img=100.0, lr_lr=1e-5, lr_teacher=0.01, checkpoint_every=0)
+    opts.update(options)
+    events = []
+    result = distill(FMNIST, ipc=1, baseline="mtt", out=tmp / "mtt.haba.safetensors", iterations=opts.pop("iterations", 5),
+                     seed=0, device="cpu", data_dir=data_dir, options=opts, progress=events.append)
+    return result, [e.stats for e in events if e.kind == "iteration"]
+
+
+def test_mtt_end_to_end_loss_decreases_and_saves_alpha(tmp_path: Path, fashion_mnist_dir: Path, one_expert: Path) -> None:
+    """5 HaBa+MTT iterations on one fixed expert and start epoch: L_MTT falls, alpha moves and is saved."""
+    from habacli.artifact import load_artifact
+
+    result, stats = _distill(tmp_path, fashion_mnist_dir, one_expert, iterations=5, lr_lr=1e-6)
+    losses = [s["loss_mtt"] for s in stats]
+    assert len(losses) == 5 and all(s["start_epoch"] == 0 for s in stats)
+    assert losses[-1] < losses[0], losses
+    alpha = stats[-1]["syn_lr"]
+    assert alpha != pytest.approx(0.01, rel=1e-6) and alpha >= 1e-3
+    art = load_artifact(result.artifact_path)
+    assert art.objective == "mtt"
+    assert art.learned_lr == pytest.approx(alpha, rel=1e-6)
+    assert art.num_hallucinators == 5
+
+
+def test_constant_memory_mode_matches_unrolled_run(tmp_path: Path, fashion_mnist_dir: Path, experts: Path) -> None:
+    """The same seeded run in both memory modes follows the same path (float32 rounding only)."""
+    _, a = _distill(tmp_path / "u", fashion_mnist_dir, experts, iterations=2, memory="unrolled")
+    _, b = _distill(tmp_path / "c", fashion_mnist_dir, experts, iterations=2, memory="constant")
+    for sa, sb in zip(a, b):
+        assert sb["start_epoch"] == sa["start_epoch"]
+        assert sb["loss_mtt"] == pytest.approx(sa["loss_mtt"], rel=1e-3)
+        assert sb["syn_lr"] == pytest.approx(sa["syn_lr"], rel=1e-3)
+
+
+def test_missing_and_mismatched_experts(tmp_path: Path, fashion_mnist_dir: Path, experts: Path) -> None:
+    from habacli.experts import open_buffer
+    from habacli.experts.layout import ParamLayout
+    from habacli.networks import get_network
+
+    with pytest.raises(ExpertsError, match="haba experts fashion_mnist --model convnet --num 100 --epochs 2 --no-zca"):
+        _distill(tmp_path, fashion_mnist_dir, tmp_path / "nothing-here", iterations=1)
+    with pytest.raises(ExpertsError, match="needs 5"):
+        _distill(tmp_path, fashion_mnist_dir, experts, iterations=1, max_start_epoch=3, expert_epochs=2)
+    with pytest.raises(ExpertsError, match="dataset 'fashion_mnist', not 'mnist'"):
+        open_buffer(experts, dataset="mnist", model="convnet", zca=False, min_epochs=1)
+    with pytest.raises(ExpertsError, match="ZCA"):
+        open_buffer(experts, dataset=FMNIST, model="convnet", zca=True, min_epochs=1)
+    wide = ParamLayout.of(get_network("convnetw64", channels=1, num_classes=10, height=28, width=28))
+    with pytest.raises(ExpertsError, match="parameters but the student network has"):
+        open_buffer(experts, dataset=FMNIST, model="convnet", zca=False, min_epochs=1, layout=wide)
+
+
+def test_corrupted_shard_is_a_one_line_cli_error(tmp_path: Path, fashion_mnist_dir: Path, experts: Path) -> None:
+    """A flipped byte in an expert's payload: the checksum catches it, the CLI prints one line, exit 2."""
+    bad = tmp_path / "bad"
+    shutil.copytree(experts, bad)
+    f = bad / "expert_00000.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-100] ^= 0xFF
+    f.write_bytes(bytes(data))
+    from habacli.experts import open_buffer
+
+    buf = open_buffer(bad, dataset=FMNIST, model="convnet", zca=False, min_epochs=2)
+    with pytest.raises(ExpertsError, match="checksum mismatch"):
+        buf.rows(0, [0, 1])
+    cfg = tmp_path / "mtt.toml"
+    cfg.write_text(f'experts = "{bad}"\nsyn_steps = 1\nmax_start_epoch = 1\nexpert_epochs = 1\n'
+                   "eval_every = 0\ncheckpoint_every = 0\n")
+    # two experts, one corrupted: the first two iterations visit both
+    proc = subprocess.run(
+        [sys.executable, "-m", "habacli", "distill", FMNIST, "--ipc", "1", "--baseline", "mtt", "--iterations", "2",
+         "--config", str(cfg), "--device", "cpu", "--data-dir", str(fashion_mnist_dir), "--out", str(tmp_path / "o.safetensors")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "checksum mismatch" in lines[0] and "Traceback" not in proc.stderr, proc.stderr

@@ -1,0 +1,220 @@
+"""The DD network family: shapes on every supported input size, parameter counts from the papers,
+functional_call, channels_last, seeded init, and a short real training run on Fashion-MNIST."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from habacli.errors import ConfigError, UnknownNameError
+from habacli.networks import NETWORKS, default_network, get_network, list_networks
+
+REQUIRED = [
+    "convnet", "convnet_bn", "convnet_ln", "convnet_nn", "convnet_gn",
+    *[f"convnetd{d}" for d in range(1, 6)], *[f"convnetw{w}" for w in (32, 64, 128, 256)],
+    "resnet18", "resnet18_bn", "resnet18_ap", "resnet18_bn_ap", "vgg11", "vgg11_bn", "alexnet",
+]
+BIG = {"resnet18", "resnet18_bn", "resnet18_ap", "resnet18_bn_ap", "vgg11", "vgg11_bn", "alexnet"}
+# (channels, height, width): Fashion-MNIST/MNIST, CIFAR, Tiny, small and odd imagefolder sizes
+SHAPES = [(1, 28, 28), (3, 32, 32), (3, 64, 64), (3, 8, 8), (1, 16, 16), (3, 24, 20)]
+
+
+def _n_params(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def test_registry_has_every_required_name():
+    assert set(REQUIRED) <= set(list_networks())
+    assert list_networks("resnet18*") == ["resnet18", "resnet18_ap", "resnet18_bn", "resnet18_bn_ap"]
+
+
+def _cases() -> list[tuple[str, tuple[int, int, int]]]:
+    """Every ConvNet on every shape; the big evaluation nets on the shapes that exercise their heads."""
+    cases = [(n, s) for n in REQUIRED if n not in BIG for s in SHAPES]
+    for n in sorted(BIG):
+        cases += [(n, (1, 28, 28)), (n, (3, 32, 32)), (n, (3, 16, 16))]
+    cases += [(n, (3, 64, 64)) for n in ("resnet18", "resnet18_ap", "vgg11", "alexnet")]
+    cases += [(n, (3, 24, 20)) for n in ("resnet18_ap", "vgg11", "alexnet")]
+    cases += [(n, (3, 8, 8)) for n in ("resnet18", "resnet18_ap", "vgg11", "alexnet")]
+    return cases
+
+
+@pytest.mark.parametrize("name,shape", _cases(), ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else v)
+def test_logits_shape_and_backward(name, shape):
+    c, h, w = shape
+    torch.manual_seed(0)
+    net = get_network(name, channels=c, num_classes=7, height=h, width=w)
+    x = torch.randn(2, c, h, w, requires_grad=True)
+    out = net(x)
+    assert out.shape == (2, 7)
+    emb = net.embed(x)
+    assert emb.shape == (2, net.feature_dim)
+    F.cross_entropy(out, torch.tensor([1, 3])).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    grads = [p.grad for p in net.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", ["convnetd5", "resnet18", "alexnet"])
+def test_128px(name):
+    net = get_network(name, channels=3, num_classes=10, height=128, width=128)
+    x = torch.randn(2, 3, 128, 128)
+    out = net(x)
+    assert out.shape == (2, 10)
+    out.sum().backward()
+
+
+@pytest.mark.parametrize(
+    "name,shape,classes,expected",
+    [
+        ("convnet", (3, 32, 32), 10, 320_010),  # CIFAR-10, baselines.md 1.1
+        ("convnet", (1, 28, 28), 10, 317_706),  # MNIST / Fashion-MNIST
+        ("convnet", (3, 32, 32), 100, 504_420),  # CIFAR-100
+        ("convnetd4", (3, 64, 64), 200, 857_160),  # Tiny-ImageNet
+        ("convnetd5", (3, 128, 128), 10, 615_690),  # ImageNet subsets
+    ],
+)
+def test_parameter_counts_match_the_papers(name, shape, classes, expected):
+    c, h, w = shape
+    net = get_network(name, channels=c, num_classes=classes, height=h, width=w)
+    assert _n_params(net) == expected
+
+
+@pytest.mark.parametrize(
+    "name,shape", [("convnet", (3, 32, 32)), ("convnet", (1, 28, 28)), ("convnetd4", (3, 64, 64)), ("convnetd5", (3, 128, 128))]
+)
+def test_embedding_is_2048d_on_reference_backbones(name, shape):
+    net = get_network(name, channels=shape[0], num_classes=10, height=shape[1], width=shape[2])
+    assert net.embed(torch.randn(1, *shape)).shape == (1, 2048)
+
+
+def test_28px_single_channel_is_padded_to_32():
+    net = get_network("convnet_ln", channels=1, num_classes=10, height=28, width=28)
+    first = net.features[0]
+    assert first.padding == (3, 3)
+    ln = net.features[1]
+    assert tuple(ln.normalized_shape) == (128, 32, 32)  # treated as 32x32, like CIFAR
+    rgb = get_network("convnet", channels=3, num_classes=10, height=32, width=32)
+    assert rgb.features[0].padding == (1, 1)
+
+
+def test_norm_layers_match_the_reference_definitions():
+    def norms(name):
+        net = get_network(name, channels=3, num_classes=10, height=32, width=32)
+        return [m for m in net.features if not isinstance(m, (torch.nn.Conv2d, torch.nn.ReLU, torch.nn.AvgPool2d))]
+
+    gn = norms("convnet")[0]
+    assert isinstance(gn, torch.nn.GroupNorm) and gn.num_groups == 128 and gn.affine
+    assert isinstance(norms("convnet_bn")[0], torch.nn.BatchNorm2d)
+    assert norms("convnet_gn")[0].num_groups == 4
+    assert norms("convnet_nn") == []
+    ap = get_network("resnet18_ap", channels=1, num_classes=10, height=28, width=28)
+    assert ap.classifier.in_features == 512 * 3 * 3  # MTT's ResNet18_AP head for 1-channel input
+
+
+@pytest.mark.parametrize("name", ["convnet", "convnet_bn", "convnet_ln", "alexnet"])
+def test_functional_call_matches_module_and_carries_gradients(name):
+    torch.manual_seed(1)
+    net = get_network(name, channels=3, num_classes=10, height=32, width=32)
+    x = torch.randn(3, 3, 32, 32)
+    net.train()
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in net.named_parameters()}
+    buffers = {k: v.clone() for k, v in net.named_buffers()}
+    ref = net(x)
+    out = functional_call(net, {**params, **buffers}, (x,))
+    torch.testing.assert_close(out, ref)
+    # a second-order path, as MTT's unrolled student uses
+    loss = F.cross_entropy(out, torch.tensor([0, 1, 2]))
+    grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+    stepped = {k: p - 0.01 * g for (k, p), g in zip(params.items(), grads)}
+    out2 = functional_call(net, {**stepped, **buffers}, (x,))
+    out2.sum().backward()
+    assert all(p.grad is not None for p in params.values())
+    # different parameters really change the output
+    shifted = {k: v + 0.1 for k, v in params.items()}
+    assert not torch.allclose(functional_call(net, {**shifted, **buffers}, (x,)), ref)
+
+
+@pytest.mark.parametrize("name", ["convnet", "convnet_ln", "convnet_bn", "resnet18", "vgg11", "alexnet"])
+def test_channels_last_gives_the_same_outputs(name):
+    torch.manual_seed(2)
+    net = get_network(name, channels=3, num_classes=10, height=32, width=32)
+    x = torch.randn(2, 3, 32, 32)
+    ref = net(x)
+    net_cl = net.to(memory_format=torch.channels_last)
+    out = net_cl(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_generator_seeds_init_without_touching_the_global_rng():
+    state = torch.random.get_rng_state()
+    a = get_network("convnet", channels=3, num_classes=10, height=32, width=32, generator=torch.Generator().manual_seed(5))
+    b = get_network("convnet", channels=3, num_classes=10, height=32, width=32, generator=torch.Generator().manual_seed(5))
+    c = get_network("convnet", channels=3, num_classes=10, height=32, width=32, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for (ka, pa), (_, pb), (_, pc) in zip(a.named_parameters(), b.named_parameters(), c.named_parameters()):
+        assert torch.equal(pa, pb), ka
+        if pa.numel() > 128 and "weight" in ka and pa.dim() > 1:
+            assert not torch.equal(pa, pc), ka
+    # without a generator, the global RNG drives init (torch.manual_seed reproduces it)
+    torch.manual_seed(9)
+    d = get_network("convnet", channels=3, num_classes=10, height=32, width=32)
+    torch.manual_seed(9)
+    e = get_network("convnet", channels=3, num_classes=10, height=32, width=32)
+    assert all(torch.equal(p, q) for p, q in zip(d.parameters(), e.parameters()))
+
+
+def test_bad_names_and_shapes_raise_typed_errors():
+    with pytest.raises(UnknownNameError, match="convnet"):
+        get_network("convnte", channels=3, num_classes=10, height=32, width=32)
+    with pytest.raises(ConfigError):
+        get_network("convnet", channels=0, num_classes=10, height=32, width=32)
+    with pytest.raises(ConfigError):
+        get_network("alexnet", channels=3, num_classes=0, height=32, width=32)
+    assert "convnet" in NETWORKS
+
+
+def test_default_network_follows_the_reference_backbones():
+    class Spec:
+        height = width = 64
+
+    assert default_network(28) == "convnet"
+    assert default_network((32, 32)) == "convnet"
+    assert default_network(Spec()) == "convnetd4"
+    assert default_network(128) == "convnetd5"
+    assert default_network(8) == "convnet"
+
+
+def _read_idx_head(path: Path, n: int) -> torch.Tensor:
+    """First ``n`` items of a gzipped IDX file (images -> uint8 [n, 28, 28], labels -> [n])."""
+    with gzip.open(path, "rb") as f:
+        magic = int.from_bytes(f.read(4), "big")
+        ndim = magic & 0xFF
+        dims = [int.from_bytes(f.read(4), "big") for _ in range(ndim)]
+        item = 1
+        for d in dims[1:]:
+            item *= d
+        data = bytearray(f.read(n * item))
+    return torch.frombuffer(data, dtype=torch.uint8).view(n, *dims[1:]).clone()
+
+
+def test_convnet_learns_real_fashion_mnist(fashion_mnist_dir):
+    """12 SGD steps of ConvNet-3 on 600 real images reach far above chance (10 %) on 400 others."""
+    imgs = _read_idx_head(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz", 1000)
+    labels = _read_idx_head(fashion_mnist_dir / "t10k-labels-idx1-ubyte.gz", 1000).long()
+    x = ((imgs.float() / 255 - 0.2861) / 0.3530).unsqueeze(1)
+    g = torch.Generator().manual_seed(0)
+    net = get_network("convnet", channels=1, num_classes=10, height=28, width=28, generator=g)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    for idx in torch.randperm(600, generator=g).split(50):
+        opt.zero_grad()
+        F.cross_entropy(net(x[idx]), labels[idx]).backward()
+        opt.step()
+    with torch.no_grad():
+        acc = (net(x[600:]).argmax(1) == labels[600:]).float().mean().item()
+    assert acc > 0.5, acc
