@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -83,8 +84,12 @@ def _check_out(out: str | os.PathLike) -> Path:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--out {path}: cannot create folder {parent} ({e.strerror or e})") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {path}: folder {parent} is not writable")
+    try:  # os.access is not enough (root, read-only mounts): try to create a file there
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UsageError(f"--out {path}: folder {parent} is not writable ({e.strerror or e})") from None
     return path
 
 
@@ -148,6 +153,7 @@ class Run:
         _check_amp(cfg.amp, self.device)
         self.generator = seed_everything(cfg.seed)
         spec = get_spec(cfg.dataset, data_dir=data_dir, image_size=cfg.image_size)
+        plan_budget(cfg, num_classes=spec.num_classes, channels=spec.channels, height=spec.height, width=spec.width)
         split = load_split(cfg.dataset, "train", data_dir=data_dir, image_size=cfg.image_size)
         self.spec = split.spec if getattr(split, "spec", None) is not None else spec
         self.zca = fit_zca(cfg.dataset, data_dir=data_dir, image_size=cfg.image_size) if cfg.zca else None

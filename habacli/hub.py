@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -130,8 +129,14 @@ def _hub_errors(what: str, repo_id: str, secrets: list[str], endpoint: str) -> I
     except hf.OfflineModeIsEnabled as e:
         raise HubError(f"{what} {repo_id}: HF_HUB_OFFLINE is set and this needs the network") from e
     except hf.LocalEntryNotFoundError as e:
-        raise HubError(scrub(f"{what} {repo_id}: not in the local Hugging Face cache, and the Hub could not be "
-                             f"reached (or HF_HUB_OFFLINE is set): {_first_line(e)}", secrets)) from e
+        cause = e.__cause__ or e.__context__
+        if _offline() or cause is None:
+            raise HubError(f"{what} {repo_id}: not in the local Hugging Face cache (HF_HUB_OFFLINE is set or the "
+                           "Hub could not be reached); pull it once online") from e
+        status = _status(cause)
+        reason = (f"the Hub answered {status}{_server_message(cause)}" if status is not None
+                  else f"could not talk to {endpoint}: {type(cause).__name__}: {_first_line(cause)}")
+        raise HubError(scrub(f"{what} {repo_id}: {reason} (and there is no cached copy)", secrets)) from e
     except hf.RevisionNotFoundError as e:
         raise HubError(scrub(f"{what} {repo_id}: revision not found{_server_message(e)}", secrets)) from e
     except hf.RemoteEntryNotFoundError as e:
@@ -514,8 +519,4 @@ def read_remote_metadata(ref: str, *, token: str | None = None, endpoint: str | 
     if _offline():
         return codec.read_metadata(download_artifact(ref, token=token, endpoint=endpoint))
     raw, size = read_remote_header(ref, token=token, endpoint=endpoint)
-    h = parse_hub_ref(ref)
-    try:  # the codec's header parser is private; artifact.py should expose it (see the report)
-        return codec._header_from(raw, size).doc
-    except codec._Problem as e:
-        raise ArtifactError(f"{h.repo_id}/{h.file}", str(e)) from None
+    return codec.parse_header(raw, size, name=ref).doc

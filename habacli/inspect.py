@@ -1,13 +1,323 @@
-"""What an artifact holds and what it costs, from its header alone (no torch unless ``verify``)."""
+"""Everything knowable from an artifact's header, without its payload and without torch: reading and
+validating the safetensors header and the metadata document (spec formats/haba-artifact-v1.md sections 1-3,
+6 and 8.1-8.4), the tensors the document implies, the storage accounting, and ``haba info``'s summary.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import struct
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from habacli.artifact import HAL_PREFIX, ZCA_PREFIX, Header, parse_header, read_header
+from habacli.errors import ArtifactError, ArtifactNotFoundError
 
+FORMAT = "haba"
+FORMAT_VERSION = "1.0"
+MAX_HEADER_BYTES = 100_000_000
+MAX_TENSORS = 1024
+MAX_RANK = 8
+HAL_PREFIX, ZCA_PREFIX = "hallucinators.", "zca."
+HAL_KEYS = ("enc_weight", "enc_bias", "scale", "shift", "dec_weight", "dec_bias")
+ITEMSIZE = {"F32": 4, "I64": 8, "F16": 2, "BF16": 2, "F64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+            "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+_PICKLE_MAGICS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
+
+
+class _Problem(Exception):
+    """Internal: one validation failure; turned into ArtifactError (with the path) or ConfigError."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """A validated safetensors header: ``doc`` is the parsed ``haba`` metadata document."""
+
+    meta: dict[str, str]
+    doc: dict[str, Any]
+    tensors: dict[str, tuple[str, tuple[int, ...], int, int]]  # name -> (dtype, shape, begin, end)
+    header_bytes: int  # 8 + N
+    file_bytes: int
+
+
+# ----------------------------------------------------------------------------- header (no torch)
+def _parse_header(raw: bytes, file_size: int) -> tuple[dict, int]:
+    """``raw`` starts at byte 0 of the file (at least 8 bytes). Returns (header JSON, N)."""
+    if raw[:2] in _PICKLE_MAGICS or raw[:4] in _PICKLE_MAGICS:
+        raise _Problem("this is a PyTorch pickle/zip checkpoint, not safetensors (haba never unpickles)")
+    (n,) = struct.unpack("<Q", raw[:8])
+    if n > MAX_HEADER_BYTES:
+        raise _Problem(f"header claims {n} bytes, over the {MAX_HEADER_BYTES}-byte limit")
+    if 8 + n > file_size:
+        raise _Problem(f"header length {n} runs past the end of the file ({file_size} bytes): truncated or not safetensors")
+    if n < 2:
+        raise _Problem(f"header length {n} is too small for a safetensors header")
+    text = raw[8:8 + n]
+    if text[:1] != b"{":
+        raise _Problem("header does not start with '{': not a safetensors file")
+    try:
+        header = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _Problem(f"header is not valid UTF-8 JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise _Problem("header is not a JSON object")
+    return header, n
+
+
+def _check_layout(header: dict, n: int, file_size: int) -> dict[str, tuple[str, tuple[int, ...], int, int]]:
+    entries = {k: v for k, v in header.items() if k != "__metadata__"}
+    if len(entries) > MAX_TENSORS:
+        raise _Problem(f"{len(entries)} tensors, over the limit of {MAX_TENSORS}")
+    out = {}
+    for name, e in entries.items():
+        if not isinstance(e, dict) or not {"dtype", "shape", "data_offsets"} <= e.keys():
+            raise _Problem(f"tensor {name!r}: header entry needs dtype, shape and data_offsets")
+        dtype, shape, offs = e["dtype"], e["shape"], e["data_offsets"]
+        if dtype not in ITEMSIZE:
+            raise _Problem(f"tensor {name!r}: unknown dtype {dtype!r}")
+        if (not isinstance(shape, list) or len(shape) > MAX_RANK
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+            raise _Problem(f"tensor {name!r}: invalid shape {shape!r}")
+        if (not isinstance(offs, list) or len(offs) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offs)):
+            raise _Problem(f"tensor {name!r}: invalid data_offsets {offs!r}")
+        if offs[1] - offs[0] != math.prod(shape) * ITEMSIZE[dtype]:
+            raise _Problem(f"tensor {name!r}: offsets {offs} do not match {dtype} {shape}")
+        out[name] = (dtype, tuple(shape), offs[0], offs[1])
+    pos = 0
+    for name, (_, _, begin, end) in sorted(out.items(), key=lambda kv: (kv[1][2], kv[1][3])):
+        if begin != pos:
+            raise _Problem(f"tensor {name!r}: data is not contiguous (starts at {begin}, expected {pos})")
+        pos = end
+    if 8 + n + pos != file_size:
+        raise _Problem(f"the tensors declare {pos} payload bytes but the file holds {file_size - 8 - n}: truncated or padded")
+    return out
+
+
+def _parse_metadata(header: dict) -> tuple[dict[str, str], dict]:
+    meta = header.get("__metadata__")
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise _Problem("no haba metadata (a plain safetensors file, not a haba artifact)")
+    if meta.get("format") != FORMAT:
+        raise _Problem(f"metadata format is {meta.get('format')!r}, not 'haba': not a haba artifact")
+    version = meta.get("format_version", "")
+    major, _, minor = version.partition(".")
+    if not (major.isdigit() and minor.isdigit()):
+        raise _Problem(f"invalid format_version {version!r}")
+    if int(major) != 1:
+        raise _Problem(f"unsupported format version {version} (this haba reads 1.x); upgrade haba")
+    try:
+        doc = json.loads(meta.get("haba", ""))
+    except json.JSONDecodeError as e:
+        raise _Problem(f"the 'haba' metadata is not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise _Problem("the 'haba' metadata is not a JSON object")
+    return meta, doc
+
+
+def _read(path: str | os.PathLike, whole: bool) -> tuple[bytes, int]:
+    p = Path(path)
+    if not p.exists():
+        raise ArtifactNotFoundError(p, "no such file")
+    if not p.is_file():
+        raise ArtifactNotFoundError(p, "not a file (a directory?)")
+    try:
+        with open(p, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 8:
+                raise ArtifactError(p, f"file of {size} bytes is too short to be a safetensors file")
+            if whole:
+                return f.read(), size
+            raw = f.read(8)
+            (n,) = struct.unpack("<Q", raw)
+            if n <= MAX_HEADER_BYTES and 8 + n <= size:
+                raw += f.read(n)
+            return raw, size
+    except PermissionError:
+        raise ArtifactError(p, "permission denied") from None
+    except IsADirectoryError:
+        raise ArtifactNotFoundError(p, "not a file (a directory?)") from None
+    except OSError as e:
+        raise ArtifactError(p, f"cannot read ({e.strerror or e})") from None
+
+
+def _header_from(raw: bytes, size: int) -> Header:
+    header, n = _parse_header(raw, size)
+    layout = _check_layout(header, n, size)
+    meta, doc = _parse_metadata(header)
+    _validate_doc(doc)
+    _validate_shapes(doc, {k: (v[0], v[1]) for k, v in layout.items()})
+    return Header(meta, doc, layout, 8 + n, size)
+
+
+def parse_header(raw: bytes, file_size: int, *, name: str | os.PathLike | None = None) -> Header:
+    """Validate a header from its bytes (``raw``: the file's first ``8 + N`` bytes or more, e.g. fetched by
+    an HTTP range request; ``file_size``: the whole file's size). Raises :class:`ArtifactError` for ``name``."""
+    if len(raw) < 8:
+        raise ArtifactError(name, f"{len(raw)} bytes are too short to be a safetensors header")
+    try:
+        return _header_from(raw, file_size)
+    except _Problem as e:
+        raise ArtifactError(name, str(e)) from None
+
+
+def read_header(path: str | os.PathLike) -> Header:
+    """Read and validate the header only (never the payload); raises :class:`ArtifactError`."""
+    raw, size = _read(path, whole=False)
+    return parse_header(raw, size, name=path)
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The metadata document of an artifact, from its header alone."""
+    return read_header(path).doc
+
+
+# ----------------------------------------------------------------------------- document rules
+def _need(d: dict, key: str, kinds: type | tuple, where: str) -> Any:
+    at = f"{where}.{key}" if where else key
+    if key not in d:
+        raise _Problem(f"metadata: missing required key {at!r}")
+    v = d[key]
+    bad_bool = isinstance(v, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,))
+    if not isinstance(v, kinds) or bad_bool:
+        raise _Problem(f"metadata {at}: wrong type {type(v).__name__}")
+    return v
+
+
+def _pos(d: dict, key: str, where: str, minimum: int = 1) -> int:
+    v = _need(d, key, int, where)
+    if v < minimum:
+        raise _Problem(f"metadata {where}.{key} must be >= {minimum}, got {v}")
+    return v
+
+
+def _validate_doc(doc: dict) -> None:
+    ds = _need(doc, "dataset", dict, "")
+    _need(ds, "name", str, "dataset")
+    c = _pos(ds, "channels", "dataset")
+    _pos(ds, "height", "dataset")
+    _pos(ds, "width", "dataset")
+    nc = _pos(ds, "num_classes", "dataset")
+    names = _need(ds, "class_names", list, "dataset")
+    if len(names) != nc or not all(isinstance(s, str) for s in names):
+        raise _Problem(f"metadata dataset.class_names: expected {nc} strings")
+    norm = _need(doc, "normalization", dict, "")
+    for key in ("mean", "std"):
+        vals = _need(norm, key, list, "normalization")
+        if len(vals) != c or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in vals):
+            raise _Problem(f"metadata normalization.{key}: expected {c} finite numbers")
+    if any(v <= 0 for v in norm["std"]):
+        raise _Problem("metadata normalization.std must be > 0")
+    z = _need(doc, "zca", (dict, type(None)), "")
+    if z is not None:
+        eps = _need(z, "eps", (int, float), "zca")
+        if not (math.isfinite(eps) and eps > 0):
+            raise _Problem("metadata zca.eps must be > 0")
+        _pos(z, "dim", "zca")
+        _pos(z, "rank", "zca", minimum=0)
+        for key in ("tail_scale", "tolerance", "error_bound"):
+            if not math.isfinite(_need(z, key, (int, float), "zca")):
+                raise _Problem(f"metadata zca.{key} must be finite")
+    b = _need(doc, "bases", dict, "")
+    _pos(b, "count", "bases", minimum=0)
+    _pos(b, "channels", "bases")
+    h = _need(doc, "hallucinators", dict, "")
+    if _pos(h, "count", "hallucinators", minimum=0) > 0:
+        if _need(h, "architecture", str, "hallucinators") != "haba-style-translator":
+            raise _Problem(f"unknown hallucinator architecture {h['architecture']!r}")
+        for key in ("kernel_size", "in_channels", "mid_channels", "out_channels"):
+            _pos(h, key, "hallucinators")
+    _need(doc, "soft_labels", bool, "")
+    _pos(doc, "ipc", "")
+    _pos(doc, "num_images", "", minimum=0)
+    obj = _need(doc, "objective", dict, "")
+    _need(obj, "name", str, "objective")
+    _need(obj, "config", dict, "objective")
+    lr = _need(doc, "learned_lr", (int, float, type(None)), "")
+    if lr is not None and not math.isfinite(lr):
+        raise _Problem("metadata learned_lr must be finite")
+    _need(doc, "seed", int, "")
+    st = _need(doc, "storage", dict, "")
+    for key in ("bases", "hallucinators", "soft_labels", "total", "baseline", "zca"):
+        _pos(st, key, "storage", minimum=0)
+    _need(st, "ratio", (int, float), "storage")
+    lib = _need(doc, "library", dict, "")
+    _need(lib, "name", str, "library")
+    _need(lib, "version", str, "library")
+    _need(doc, "created", str, "")
+    sha = _need(doc, "payload_sha256", str, "")
+    if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha):
+        raise _Problem("metadata payload_sha256 is not 64 lower-case hex digits")
+    if "extra" in doc:
+        _need(doc, "extra", dict, "")
+
+
+def expected_shapes(doc: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor name -> (dtype, shape) that the metadata document requires (spec section 3)."""
+    ds, b, h = doc["dataset"], doc["bases"], doc["hallucinators"]
+    c, hh, ww, n, cb = ds["channels"], ds["height"], ds["width"], b["count"], b["channels"]
+    out = {"bases": ("F32", (n, cb, hh, ww)), "labels": ("I64", (n,))}
+    if doc["soft_labels"]:
+        out["soft_labels"] = ("F32", (n, ds["num_classes"]))
+    k = h["count"]
+    if k > 0:
+        ks, cm = h["kernel_size"], h["mid_channels"]
+        shapes = {"enc_weight": (k, cm, cb, ks, ks), "enc_bias": (k, cm), "scale": (k, cm, hh - ks + 1, ww - ks + 1),
+                  "shift": (k, cm, hh - ks + 1, ww - ks + 1), "dec_weight": (k, cm, c, ks, ks), "dec_bias": (k, c)}
+        out.update({HAL_PREFIX + key: ("F32", s) for key, s in shapes.items()})
+    if doc["zca"] is not None:
+        d, r = doc["zca"]["dim"], doc["zca"]["rank"]
+        out.update({"zca.mean": ("F32", (d,)), "zca.basis": ("F32", (d, r)), "zca.eigenvalues": ("F32", (r,))})
+    return out
+
+
+def storage_of(doc: dict) -> dict[str, int | float]:
+    """Stored values by part and the baseline's ``num_classes * ipc * c * h * w`` (spec section 6)."""
+    shapes = expected_shapes(doc)
+    count = {part: sum(math.prod(s) for name, (_, s) in shapes.items() if name.startswith(prefix))
+             for part, prefix in (("bases", "bases"), ("hallucinators", HAL_PREFIX), ("soft_labels", "soft_labels"),
+                                  ("zca", ZCA_PREFIX))}
+    ds = doc["dataset"]
+    total = count["bases"] + count["hallucinators"] + count["soft_labels"]
+    baseline = ds["num_classes"] * doc["ipc"] * ds["channels"] * ds["height"] * ds["width"]
+    return {**count, "total": total, "baseline": baseline, "ratio": total / baseline}
+
+
+def _validate_shapes(doc: dict, have: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+    ds, b, h = doc["dataset"], doc["bases"], doc["hallucinators"]
+    k, c = h["count"], ds["channels"]
+    if k > 0 and (h["in_channels"] != b["channels"] or h["mid_channels"] != c or h["out_channels"] != c):
+        raise _Problem(f"hallucinator channels {h['in_channels']}->{h['mid_channels']}->{h['out_channels']} "
+                       f"contradict bases with {b['channels']} and a dataset with {c} channels")
+    if k > 0 and h["kernel_size"] > min(ds["height"], ds["width"]):
+        raise _Problem("hallucinator kernel larger than the images")
+    if k == 0 and b["channels"] != c:
+        raise _Problem(f"without hallucinators the bases must have the dataset's {c} channels, not {b['channels']}")
+    z = doc["zca"]
+    if z is not None and (z["dim"] != c * ds["height"] * ds["width"] or z["rank"] > z["dim"]):
+        raise _Problem(f"zca dim {z['dim']} / rank {z['rank']} do not fit {c}x{ds['height']}x{ds['width']} images")
+    if doc["num_images"] != b["count"] * max(k, 1):
+        raise _Problem(f"num_images {doc['num_images']} != bases x max(hallucinators, 1)")
+    for name, (dtype, shape) in expected_shapes(doc).items():
+        if name not in have:
+            raise _Problem(f"missing required tensor {name!r}")
+        if have[name][0] != dtype:
+            raise _Problem(f"tensor {name!r} has dtype {have[name][0]}, expected {dtype}")
+        if have[name][1] != shape:
+            raise _Problem(f"tensor {name!r} has shape {list(have[name][1])}, expected {list(shape)}")
+    for name in have:
+        if name.startswith((HAL_PREFIX, ZCA_PREFIX)) and name not in expected_shapes(doc):
+            raise _Problem(f"tensor {name!r} is not allowed by the metadata")
+    st, want = doc["storage"], storage_of(doc)
+    for key, value in want.items():
+        same = math.isclose(st[key], value, rel_tol=1e-9) if key == "ratio" else st[key] == value
+        if not same:
+            raise _Problem(f"storage.{key} is {st[key]} but the tensors give {value}")
+
+
+# ----------------------------------------------------------------------------- haba info
 #: Byte-size parts shown by ``haba info`` (the header counts the 8-byte length too).
 PARTS = ("bases", "hallucinators", "zca", "labels", "header", "other")
 

@@ -69,18 +69,14 @@ def test_per_sample_parameters_differ(real, family):
 def test_same_seed_same_output_and_global_rng_is_irrelevant(real):
     dsa = DSA()
     torch.manual_seed(0)
-    a = [dsa(real, g) for g in [_gen(3)] * 1 for _ in range(6)]
-    torch.manual_seed(123)
     g = _gen(3)
-    b = [dsa(real, g) for _ in range(6)]
-    g3 = _gen(3)
-    again = [dsa(real, g3) for _ in range(6)]
-    for x, y in zip(b, again):
+    first = [dsa(real, g) for _ in range(6)] + dsa.siamese([real, real[:2]], g)
+    torch.manual_seed(123)  # the global RNG plays no part
+    g = _gen(3)
+    again = [dsa(real, g) for _ in range(6)] + dsa.siamese([real, real[:2]], g)
+    for x, y in zip(first, again):
         torch.testing.assert_close(x, y, rtol=0, atol=0)
-    assert len(a) == 6
-    differ = [not torch.equal(x, y) for x, y in zip(dsa.siamese([real], _gen(4)), dsa.siamese([real], _gen(5)))]
-    assert any(differ) or True  # may pick the same family; exercised per family below
-    for fam in FAMILIES:
+    for fam in FAMILIES:  # a different seed gives different parameters
         d = DSA(fam)
         assert not torch.equal(d(real, _gen(4)), d(real, _gen(5))), fam
 

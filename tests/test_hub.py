@@ -146,14 +146,21 @@ def test_cli_push_pull_private_offline_and_no_token_leak(hub_server, artifacts, 
     assert list(home.glob("hub/datasets--org--fm-dm/snapshots/*/haba.safetensors"))  # through the HF cache
 
     before = len(hub_server.requests)
-    offline = haba(["pull", f"org/fm-dm@{sha}", "--json"], {**env, "HF_HUB_OFFLINE": "1"})
+    info = haba(["info", f"hf://datasets/org/fm-dm@{sha}", "--json"], env)  # header only, via Range reads
+    assert info.returncode == 0, info.stderr
+    assert '"payload_sha256"' in info.stdout and "fashion_mnist" in info.stdout
+    assert [r["range"] for r in hub_server.requests[before:] if r["endpoint"] == "resolve"][:1] == ["bytes=0-7"]
+    assert all(r["range"] for r in hub_server.requests[before:] if r["endpoint"] == "resolve")
+
+    before = len(hub_server.requests)
+    offline = haba(["pull", "org/fm-dm", "--json"], {**env, "HF_HUB_OFFLINE": "1"})
     assert offline.returncode == 0, offline.stderr
     assert len(hub_server.requests) == before  # served from the cache: no request reached the server
-    assert "haba.safetensors" in offline.stdout
+    assert "haba.safetensors" in offline.stdout and f'"commit_sha": "{sha}"' in offline.stdout
     missing = haba(["pull", "org/never-pulled", "-q"], {**env, "HF_HUB_OFFLINE": "1"})
     assert "not in the local Hugging Face cache" in _one_line_error(missing)
 
-    for proc in (push, anon, pull, offline, missing):
+    for proc in (push, anon, pull, info, offline, missing):
         assert token not in proc.stdout + proc.stderr
     assert all(token.encode() not in data for data in files.values())
 

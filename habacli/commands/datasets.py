@@ -93,4 +93,11 @@ def _load(name: str | None, data_dir: Path | None, image_size: int | None, as_js
 
 def register(app: typer.Typer) -> None:
     """Add this module's command(s) to the app."""
-    app.command("datasets")(datasets)
+    app.command(
+        "datasets",
+        epilog="Local data is searched in --data-dir, else in $HABA_DATA (a path list) and known system folders "
+        "(Debian's /usr/share/datasets/fashion-mnist), else the Hub copy is used through the datasets library "
+        "(offline: HF_HUB_OFFLINE=1). Decoded splits are cached in $HABA_CACHE (default ~/.cache/haba). "
+        "Examples: haba datasets; haba datasets cifar10 --load --data-dir ~/data; "
+        "haba datasets imagefolder:./pets --image-size 64",
+    )(datasets)

@@ -14,7 +14,8 @@ import typer
 def experts_command(
     dataset: Annotated[str, typer.Argument(help="Dataset to train the experts on (see `haba datasets`).")],
     model: Annotated[str | None, typer.Option("--model", help="Network (default: the dataset's ConvNet).")] = None,
-    num: Annotated[int, typer.Option("--num", "-n", help="Experts in the buffer (MTT: 100).")] = 100,
+    num: Annotated[int, typer.Option("--num", "--num-experts", "-n", help="Experts in the buffer (MTT: 100). Under "
+                                     "torchrun write -n or --num-experts: torchrun reads --num as its --numa-binding.")] = 100,
     epochs: Annotated[int, typer.Option("--epochs", "-e", help="Epochs per expert; a run only uses the first "
                                         "max_start_epoch + expert_epochs (MTT: 50).")] = 50,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Buffer folder (default: $HABA_CACHE/experts/"

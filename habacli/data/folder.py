@@ -227,7 +227,7 @@ def load_imagefolder(name: str, split: str, *, image_size: int | None = None, ch
                      progress: Any = None) -> Split:
     """``imagefolder:PATH`` -> :class:`Split`; classes are the sorted sub-folder names."""
     from habacli.data import cache
-    from habacli.data.load import Split, _finish, cached_or_build, custom_spec
+    from habacli.data.load import Split, make_split, cached_or_build, custom_spec
 
     root = Path(name.split(":", 1)[1]).expanduser()
     if not root.is_dir():
@@ -257,6 +257,6 @@ def load_imagefolder(name: str, split: str, *, image_size: int | None = None, ch
                                sources=(str(root.resolve()),), notes=f"imagefolder: {how}")
         else:
             spec = cached_or_build(name, "train", payload, lambda: build_split("train"), progress).spec
-        return _finish(spec, images, labels, None, str(root.resolve()))
+        return make_split(spec, images, labels, None, str(root.resolve()))
 
     return cached_or_build(name, split, payload, lambda: build_split(split), progress)

@@ -118,7 +118,7 @@ def _label_map(spec: DatasetSpec, names: list[str] | None) -> tuple[DatasetSpec,
 
 def load_builtin(spec: DatasetSpec, split: str, size: tuple[int, int] | None, *, local_hint: str = "") -> Split:
     """Load ``split`` of a registered dataset from its Hub copy (``spec.hub_id``)."""
-    from habacli.data.load import _finish
+    from habacli.data.load import make_split
 
     hint = f"; to use local files instead: {local_hint}, then pass --data-dir DIR" if local_hint else ""
     dd = _load(spec.hub_id, spec.hub_config, spec.hub_revision, spec.name, hint)
@@ -132,7 +132,7 @@ def load_builtin(spec: DatasetSpec, split: str, size: tuple[int, int] | None, *,
     x, y = _arrays(ds, image, label, spec.channels, size or (spec.height, spec.width), mode)
     if remap is not None:
         y = remap[y]
-    return _finish(spec, x, y, None, f"hub:{spec.hub_id}")
+    return make_split(spec, x, y, None, f"hub:{spec.hub_id}")
 
 
 # --- hf:ORG/NAME[:config] and hf:LOCAL_PATH -------------------------------------------------------
@@ -178,7 +178,7 @@ def load_hf(name: str, split: str, *, image_size: int | None = None, channels: i
         import numpy as np
 
         from habacli.data.folder import HOLDOUT_FRACTION, HOLDOUT_SEED, holdout_mask
-        from habacli.data.load import _finish, custom_spec
+        from habacli.data.load import make_split, custom_spec
 
         dd = _load(path, config, None, name)
         if "train" not in dd:
@@ -214,6 +214,6 @@ def load_hf(name: str, split: str, *, image_size: int | None = None, channels: i
             spec = cached_or_build(name, "train", payload, lambda: build("train"), progress).spec
         if y.size and (y.min() < 0 or y.max() >= spec.num_classes):
             raise DataNotFoundError(f"{name}: labels outside 0..{spec.num_classes - 1}")
-        return _finish(spec, x, y, None, path if local else f"hub:{path}")
+        return make_split(spec, x, y, None, path if local else f"hub:{path}")
 
     return cached_or_build(name, split, payload, lambda: build(split), progress)

@@ -98,7 +98,8 @@ def cached_or_build(name: str, split: str, payload: dict[str, Any], build: Calla
     return result
 
 
-def _finish(spec: DatasetSpec, images: Any, labels: Any, size: tuple[int, int] | None, source: str) -> Split:
+def make_split(spec: DatasetSpec, images: Any, labels: Any, size: tuple[int, int] | None, source: str) -> Split:
+    """Arrays (numpy or torch) -> :class:`Split`, resized to ``size`` if given; the spec takes the final size."""
     import numpy as np
     import torch
 
@@ -120,6 +121,8 @@ def _writable(a: Any) -> Any:
 def _builtin_split(spec: DatasetSpec, split: str, data_dir: str | os.PathLike | None,
                    image_size: int | None, progress: Progress) -> Split:
     size = (int(image_size), int(image_size)) if image_size else None
+    if size == (spec.height, spec.width):
+        size = None  # the native size shares the cache entry
     found = find_local(spec, data_dir)
     if found is not None:
         files = found.files[split]
@@ -128,7 +131,7 @@ def _builtin_split(spec: DatasetSpec, split: str, data_dir: str | os.PathLike | 
         def build() -> Split:
             s = _layout_spec(spec, found)
             images, labels = found.layout.read(s, files, split, size)
-            return _finish(s, images, labels, size, str(found.root))
+            return make_split(s, images, labels, size, str(found.root))
 
         return cached_or_build(spec.name, split, payload, build, progress)
     expect = expected_files(spec, data_dir)

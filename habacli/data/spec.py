@@ -13,6 +13,7 @@ from typing import Any
 
 from habacli._registry import Registry
 from habacli.data import classes
+from habacli.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -50,9 +51,9 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         if len(self.class_names) != self.num_classes:
-            raise ValueError(f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes")
+            raise ConfigError(f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
-            raise ValueError(f"{self.name}: mean/std need {self.channels} values")
+            raise ConfigError(f"{self.name}: mean/std need {self.channels} values")
 
     @property
     def image_size(self) -> int:

@@ -335,7 +335,7 @@ def _train_one(index, folder, config, layout, make, augment, x_train, y_train, x
         if epoch < epochs:
             write_partial(folder, index, meta, PartialState(trajectory[: epoch + 1].clone(), g.get_state(), accs))
         emit({"kind": "epoch", "index": index, "epoch": epoch, "epochs": epochs, "test_accuracy": accs[-1],
-              "loss": float(loss), "images_per_second": n / max(epoch_secs, 1e-9)})
+              "loss": float(loss.detach()), "images_per_second": n / max(epoch_secs, 1e-9)})
     write_expert(folder, index, trajectory, {**meta, "test_accuracy": accs})
     remove_partial(folder, index)
     emit({"kind": "expert_done", "index": index, "test_accuracy": accs[-1], "file": expert_file(index)})

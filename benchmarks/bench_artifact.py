@@ -1,0 +1,90 @@
+"""Artifact benchmarks: CLI start-up, `haba info`, and decoding a CIFAR-shaped artifact.
+
+    python benchmarks/bench_artifact.py [--repeats 5]
+
+Prints one line per figure (median of ``--repeats`` runs after one warm-up). Targets: `haba info` on a
+small artifact < 0.5 s wall; decoding 100 bases x 5 hallucinators at 32x32x3 < 0.1 s on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ROOT / "formats" / "examples" / "fashion_haba_zca.safetensors"
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall seconds of ``fn`` over ``repeats`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def run(cmd: list[str]) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def cifar_artifact(with_zca_rank: int | None):
+    """100 random bases x 5 hallucinators at 32x32x3 (optionally a compact ZCA of the given rank)."""
+    import torch
+
+    from habacli.artifact import HabaArtifact
+    from habacli.hallucinator import HallucinatorBank
+    from habacli.zca import CompactZCA
+
+    g = torch.Generator().manual_seed(0)
+    spec = {"name": "cifar10", "channels": 3, "height": 32, "width": 32, "num_classes": 10,
+            "class_names": [f"c{i}" for i in range(10)]}
+    zca = None
+    if with_zca_rank:
+        basis, _ = torch.linalg.qr(torch.randn(3072, with_zca_rank, generator=g))
+        zca = CompactZCA(torch.rand(3072, generator=g), basis.contiguous(), torch.rand(with_zca_rank, generator=g),
+                         0.1, 0.33, (3, 32, 32), error_bound=0.001)
+    return HabaArtifact.build(torch.randn(100, 3, 32, 32, generator=g), torch.arange(10).repeat_interleave(10),
+                              HallucinatorBank(5, 3, 3, 32, 32, generator=g), spec, (0.0,) * 3, (1.0,) * 3, zca,
+                              objective="mtt", objective_config={}, ipc=10, seed=0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    r = args.repeats
+    haba = [sys.executable, "-m", "habacli"]
+    print(f"haba --help                 {median_time(lambda: run([*haba, '--help']), r):.3f} s  (subprocess, median of {r})")
+    print(f"haba info (small artifact)  {median_time(lambda: run([*haba, 'info', str(SMALL)]), r):.3f} s  "
+          f"(subprocess, {SMALL.name}, median of {r})")
+    import torch
+
+    from habacli.artifact import load_artifact, save_artifact
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    for rank in (None, 1000):
+        art = cifar_artifact(rank)
+        label = "no ZCA" if rank is None else f"compact ZCA rank {rank}/3072"
+        t_px = median_time(lambda: art.decode(pixel=True), r)
+        t_model = median_time(lambda: art.decode(pixel=False), r)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "cifar.safetensors"
+            t_save = median_time(lambda: save_artifact(art, path), r)
+            t_load = median_time(lambda: load_artifact(path), r)
+            size = path.stat().st_size
+        print(f"decode 100 bases x 5 hallucinators 32x32x3 ({label}): pixel {t_px * 1000:.1f} ms, "
+              f"model space {t_model * 1000:.1f} ms; save {t_save * 1000:.1f} ms, load+verify {t_load * 1000:.1f} ms, "
+              f"{size / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""`haba distill` end to end on real Fashion-MNIST (tiny settings), configuration and CLI errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from habacli.artifact import load_artifact
+from habacli.cli import main
+from habacli.config import build_config, load_preset, resolve_preset
+from habacli.distill import distill, objective_class
+from habacli.errors import ConfigError, UnknownNameError
+
+TINY = {"batch_real": 16, "checkpoint_every": 0, "eval_every": 0, "device": "cpu", "val_fraction": 0.05}
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(2)
+
+
+def test_dm_factorised_writes_a_valid_artifact(tmp_path, fashion_mnist_dir):
+    out = tmp_path / "fm.safetensors"
+    res = distill("fashion_mnist", ipc=2, baseline="dm", out=out, hallucinators=3, iterations=2, seed=1,
+                  data_dir=fashion_mnist_dir, preset="quick",
+                  options={**TINY, "eval_every": 2, "eval_epochs": 2, "eval_runs": 1})
+    art = load_artifact(out)
+    assert art.num_hallucinators == 3 and art.num_images == 60
+    assert art.labels.tolist() == [c for c in range(10) for _ in range(2)]
+    assert tuple(art.bases.shape) == (20, 1, 28, 28)
+    assert art.objective == "dm" and art.ipc == 2 and art.seed == 1
+    assert art.objective_config["hallucinators"] == 3 and art.objective_config["objective_config"]["batch_real"] == 16
+    history = art.extra["validation"]["history"]
+    assert [h["iteration"] for h in history] == [2] and 0.0 <= history[0]["val_acc"] <= 1.0
+    assert res.best_val_acc == history[0]["val_acc"] and res.iterations == 2
+    assert res.storage["hallucinator_values"] == 3 * (9 + 1 + 2 * 26 * 26 + 9 + 1)
+    images, labels = art.decode(pixel=True)
+    assert images.shape == (60, 1, 28, 28) and float(images.min()) >= 0 and float(images.max()) <= 1
+
+
+def test_dm_plain_writes_a_valid_artifact(tmp_path, fashion_mnist_dir):
+    out = tmp_path / "plain.safetensors"
+    res = distill("fashion_mnist", ipc=1, baseline="dm", out=out, factorize=False, iterations=2,
+                  data_dir=fashion_mnist_dir, preset="quick", options=TINY)
+    art = load_artifact(out)
+    assert art.num_hallucinators == 0 and art.labels.tolist() == list(range(10))
+    assert art.objective_config["factorize"] is False and res.storage["hallucinator_values"] == 0
+    assert res.best_val_acc is None and art.extra["validation"]["history"] == []
+
+
+def test_dm_loss_decreases(fashion_mnist_dir, tmp_path):
+    """Mean DM loss of the last iterations is well below that of the first ones (fixed seed)."""
+    from habacli.distill import Run
+
+    cls = objective_class("dm")
+    cfg = build_config("fashion_mnist", "dm", 2, preset="quick", objective_defaults=cls.defaults,
+                       overrides={**TINY, "batch_real": 32, "hallucinators": 2, "seed": 0})
+    run = Run(cfg, cls, data_dir=fashion_mnist_dir)
+    losses = [run.objective.run_iteration(i)["loss_dd"] for i in range(30)]
+    first, last = sum(losses[:6]) / 6, sum(losses[-6:]) / 6
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert last < 0.8 * first, (first, last)
+
+
+def test_precedence_cli_over_file_over_preset(tmp_path):
+    quick = resolve_preset(load_preset("quick"), dataset="fashion_mnist", objective="dm", ipc=1, factorize=True)
+    cfg = build_config("fashion_mnist", "dm", 1, preset="quick", objective_defaults={"batch_real": 256})
+    assert cfg.iterations == quick["iterations"] and cfg.objective_config["batch_real"] == quick["batch_real"]
+    f = tmp_path / "run.toml"
+    f.write_text("iterations = 7\nlr_img = 0.5\nbatch_real = 8\n")
+    cfg = build_config("fashion_mnist", "dm", 1, preset="quick", config_file=f, objective_defaults={"batch_real": 256},
+                       overrides={"iterations": 9, "lr_img": None})
+    assert (cfg.iterations, cfg.lr_img, cfg.objective_config["batch_real"]) == (9, 0.5, 8)
+    f.write_text("[distill]\nbatch_reel = 8\n")
+    with pytest.raises(ConfigError, match="batch_reel"):
+        build_config("fashion_mnist", "dm", 1, config_file=f, objective_defaults={"batch_real": 256})
+    f.write_text("iterations = 'many'\n")
+    with pytest.raises(ConfigError, match="iterations"):
+        build_config("fashion_mnist", "dm", 1, config_file=f)
+
+
+def test_paper_preset_values():
+    dm10 = build_config("cifar10", "dm", 10, objective_defaults={"batch_real": 256})
+    assert (dm10.iterations, dm10.lr_img, dm10.momentum_img, dm10.objective_config["batch_real"]) == (20000, 1.0, 0.5, 256)
+    assert (dm10.hallucinators, dm10.lambda_cos, dm10.adv_lr, dm10.adv_momentum) == (5, 0.1, 0.001, 0.9)
+    assert build_config("cifar10", "dm", 100).lr_img == 10.0
+    mtt = build_config("cifar10", "mtt", 10)
+    assert (mtt.iterations, mtt.momentum_img, mtt.lr_img, mtt.zca, mtt.eval_start) == (15000, 0.95, 100.0, True, 13500)
+    plain = build_config("cifar10", "mtt", 10, factorize=False)
+    assert (plain.iterations, plain.momentum_img) == (5000, 0.5)
+    dc = build_config("cifar10", "dc", 10)
+    assert (dc.iterations, dc.lr_img, dc.init, dc.dsa) == (1000, 0.1, "noise", False)
+
+
+@pytest.mark.parametrize("objective", ["dc", "dsa", "dm", "mtt"])
+@pytest.mark.parametrize("preset", ["paper", "quick"])
+def test_presets_are_valid_for_every_objective(objective, preset):
+    try:
+        cls = objective_class(objective)
+    except ModuleNotFoundError:
+        pytest.skip(f"objective {objective} not installed yet")
+    for ipc in (1, 10, 50):
+        for factorize in (True, False):
+            for dataset in ("cifar10", "cifar100", "fashion_mnist"):
+                build_config(dataset, objective, ipc, factorize=factorize, preset=preset,
+                             objective_defaults=cls.defaults)
+
+
+def test_unknown_objective_suggests():
+    with pytest.raises(UnknownNameError, match="did you mean 'dm'"):
+        objective_class("dmm")
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    cap = capsys.readouterr()
+    return int(exc.value.code or 0), cap.out, cap.err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["distill", "fashion_mnst", "--ipc", "1"], "did you mean 'fashion_mnist'"),
+    (["distill", "fashion_mnist", "--ipc", "1", "--baseline", "dsm"], "unknown objective 'dsm'"),
+    (["distill", "fashion_mnist", "--ipc", "0"], "--ipc must be >= 1"),
+    (["distill", "fashion_mnist", "--ipc", "1", "-k", "-1"], "--hallucinators must be >= 0"),
+    (["distill", "fashion_mnist", "--ipc", "1", "--preset", "fast"], "unknown preset 'fast'"),
+    (["distill", "fashion_mnist", "--ipc", "1", "--set", "batch_reel=3"], "batch_reel"),
+    (["distill", "fashion_mnist", "--ipc", "1", "--budget", "matched"], "--budget matched"),
+])
+def test_cli_bad_arguments_are_one_line_errors(capsys, tmp_path, fashion_mnist_dir, argv, needle):
+    code, out, err = _cli(capsys, *argv, "--data-dir", str(fashion_mnist_dir), "--out", str(tmp_path / "a.safetensors"))
+    assert code == 2 and needle in err
+    assert err.count("\n") == 1 and "Traceback" not in err and out == ""
+
+
+def test_cli_unwritable_out(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = _cli(capsys, "distill", "fashion_mnist", "--ipc", "1", "--out", str(blocker / "a.safetensors"))
+    assert code == 2 and "--out" in err and err.count("\n") == 1
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        code, _, err = _cli(capsys, "distill", "fashion_mnist", "--ipc", "1", "--out", str(ro / "a.safetensors"))
+    finally:
+        ro.chmod(0o700)
+    probe_ok = _writable_anyway(ro)
+    if not probe_ok:
+        assert code == 2 and "not writable" in err
+
+
+def _writable_anyway(folder: Path) -> bool:
+    """True when this user can write into a 0o500 folder (root without a read-only mount)."""
+    folder.chmod(0o500)
+    try:
+        (folder / "probe").write_text("x")
+        (folder / "probe").unlink()
+        return True
+    except OSError:
+        return False
+    finally:
+        folder.chmod(0o700)
+
+
+def test_cli_json_summary(capsys, tmp_path, fashion_mnist_dir):
+    out = tmp_path / "cli.safetensors"
+    code, stdout, _ = _cli(capsys, "distill", "fashion_mnist", "--ipc", "1", "--preset", "quick", "-n", "1", "-k", "2",
+                           "--eval-every", "0", "--checkpoint-every", "0", "--set", "batch_real=8", "--device", "cpu",
+                           "--data-dir", str(fashion_mnist_dir), "--out", str(out), "--json", "-q")
+    assert code == 0
+    summary = json.loads(stdout)
+    assert summary["iterations"] == 1 and summary["artifact"] == str(out) and summary["objective"] == "dm"
+    assert summary["storage"]["bases_per_class"] == 1 and load_artifact(out).num_hallucinators == 2
