@@ -62,7 +62,7 @@ def child_mtt(shape: str, ipc: int, steps: int, memory: str, k: int, iters: int)
     bases, _ = _images(shape, ipc)
     c, h, w = bases.shape[1:]
     gen = torch.Generator().manual_seed(0)
-    make = lambda: get_network("convnet", channels=c, num_classes=10, height=h, width=w, generator=gen)  # noqa: E731
+    make = lambda: get_network("convnet", channels=c, num_classes=10, height=h, width=w, generator=gen)
     layout = ParamLayout.of(make())
     tmp = Path(tempfile.mkdtemp(prefix="bench-mtt-"))
     for i in range(2):  # two random experts: init, then small random walks
@@ -117,7 +117,7 @@ def child_experts(shape: str, amp: str | None, images: int, epochs: int) -> dict
     keep = torch.randperm(len(y), generator=g)[:images]
     x, y = x[keep].contiguous(), y[keep]
     c, h, w = x.shape[1:]
-    make = lambda gen: get_network("convnet", channels=c, num_classes=10, height=h, width=w, generator=gen)  # noqa: E731
+    make = lambda gen: get_network("convnet", channels=c, num_classes=10, height=h, width=w, generator=gen)
     layout = ParamLayout.of(make(torch.Generator().manual_seed(0)))
     config = {"epochs": epochs, "batch_size": 256, "seed": 0, "lr": 0.01, "num_params": layout.size}
     tmp = Path(tempfile.mkdtemp(prefix="bench-experts-"))
@@ -130,7 +130,7 @@ def child_experts(shape: str, amp: str | None, images: int, epochs: int) -> dict
 
 
 def run_child(args: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -41,7 +41,8 @@ def _sync(device: torch.device) -> None:
 
 def _train_setup(shape, channels_last: bool, device: torch.device, batch: int, bf16: bool):
     c, h, w = shape
-    net = get_network("convnet", channels=c, num_classes=10, height=h, width=w, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    net = get_network("convnet", channels=c, num_classes=10, height=h, width=w, generator=g)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(device=device, memory_format=fmt)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -144,7 +145,10 @@ def main() -> None:
     ref = (peak + peak_after) / 2
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"fp32 matmul 2048^3: {peak:.0f} GFLOP/s before, {peak_after:.0f} after (mean {ref:.0f} used below)")
-    print(f"3x3 conv 128->128 @16px b256: {conv_peak[False]:.0f} GFLOP/s contiguous, {conv_peak[True]:.0f} channels_last")
+    print(
+        f"3x3 conv 128->128 @16px b256: {conv_peak[False]:.0f} GFLOP/s contiguous, "
+        f"{conv_peak[True]:.0f} channels_last"
+    )
     print("\nConvNet-3 training step (batch %d, SGD mom 0.9):" % args.batch)
     print(f"  {'shape':9} {'layout':14} {'bf16':5} {'s/step':>7} {'img/s':>7} {'GFLOP/s':>8} {'of matmul':>9}")
     for r in train:

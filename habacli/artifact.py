@@ -12,7 +12,7 @@ import json
 import os
 import struct
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,7 @@ from habacli.inspect import (  # noqa: F401 - re-exported: the codec's public he
     MAX_TENSORS,
     ZCA_PREFIX,
     Header,
-    _header_from,
+    _header_from,  # noqa: F401 - used by habacli.hub for headers fetched over HTTP
     _Problem,
     _read,
     _validate_doc,
@@ -55,6 +55,7 @@ def _validate_values(tensors: dict[str, Tensor], doc: dict) -> None:
     for name, t in tensors.items():
         if t.is_floating_point() and name in known and not bool(torch.isfinite(t).all()):
             raise _Problem(f"tensor {name!r} contains NaN or Inf")
+
 
 # ----------------------------------------------------------------------------- the artifact
 _DTYPE_NAMES = {"float32": "F32", "int64": "I64", "float16": "F16", "bfloat16": "BF16", "float64": "F64",
@@ -86,7 +87,7 @@ def _floats(v: Any) -> tuple[float, ...]:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def canonical_json(obj: Any) -> str:
@@ -133,10 +134,11 @@ class HabaArtifact:
 
         spec_d = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
         soft = None if soft_labels is None else soft_labels.detach().float().cpu().contiguous()
+        lr = None if learned_lr is None else float(learned_lr)
         art = cls(bases.detach().float().cpu().contiguous(), labels.detach().to("cpu", torch.int64).contiguous(), soft,
-                  _hal_params(hallucinators), spec_d, _floats(mean), _floats(std),
-                  None, str(objective), dict(objective_config), int(ipc), None if learned_lr is None else float(learned_lr),
-                  int(seed), dict(extra or {}), created or _now(), library_version or __version__)
+                  _hal_params(hallucinators), spec_d, _floats(mean), _floats(std), None, str(objective),
+                  dict(objective_config), int(ipc), lr, int(seed), dict(extra or {}), created or _now(),
+                  library_version or __version__)
         if isinstance(zca, ZCA):
             images, _ = art.decode(pixel=False)
             hw = int(spec_d["height"]) * int(spec_d["width"])
@@ -191,7 +193,8 @@ class HabaArtifact:
             "bases": {"count": n, "channels": int(self.bases.shape[1]) if self.bases.dim() > 1 else 0},
             "hallucinators": hal, "soft_labels": self.soft_labels is not None, "ipc": self.ipc,
             "num_images": self.num_images, "objective": {"name": self.objective, "config": self.objective_config},
-            "learned_lr": self.learned_lr, "seed": self.seed, "library": {"name": "haba", "version": self.library_version},
+            "learned_lr": self.learned_lr, "seed": self.seed,
+            "library": {"name": "haba", "version": self.library_version},
             "created": self.created, "payload_sha256": payload_sha256 or self.payload_sha256 or "0" * 64,
             "extra": self.extra,
         }
@@ -307,9 +310,11 @@ def load_artifact(path: str | os.PathLike, *, device: Any = "cpu", verify: bool 
 
     from habacli.zca import CompactZCA
 
+    hdr = read_header(path)  # validate the header before reading (possibly huge) payload bytes
     raw, size = _read(path, whole=True)
     try:
-        hdr = _header_from(raw, size)
+        if size != hdr.file_bytes or len(raw) != size:
+            raise _Problem("the file changed while it was being read")
         doc = hdr.doc
         if verify and hashlib.sha256(memoryview(raw)[hdr.header_bytes:]).hexdigest() != doc["payload_sha256"]:
             raise _Problem("checksum mismatch: the payload's SHA-256 differs from payload_sha256 (corrupted file)")

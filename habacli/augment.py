@@ -96,11 +96,19 @@ def _color_sample(n: int, h: int, w: int, r: DSARanges, g: torch.Generator | Non
 
 
 def _color_apply(x: torch.Tensor, d: Draws, r: DSARanges) -> torch.Tensor:
-    x = x + (_on(d["brightness"], x) - 0.5) * r.brightness
-    mean = x.mean(dim=1, keepdim=True)
-    x = (x - mean) * (_on(d["saturation"], x) * r.saturation) + mean
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * (_on(d["contrast"], x) + r.contrast) + mean
+    """Brightness, then saturation, then contrast, folded into one affine map of ``x`` and its channel mean.
+
+    With shift ``b``, saturation factor ``s`` and contrast factor ``k``, the reference's sequence
+    ``x1 = x + b; x2 = (x1 - mean_c x1) s + mean_c x1; x3 = (x2 - mean_chw x2) k + mean_chw x2`` equals
+    ``k s x + k (1 - s) mean_c x + (1 - k) mean_chw x + b`` exactly (mean_c of ``x - mean_c x`` is 0), which
+    needs one reduction instead of two and keeps far fewer tensors for the backward pass.
+    """
+    b = (_on(d["brightness"], x) - 0.5) * r.brightness
+    s = _on(d["saturation"], x) * r.saturation
+    k = _on(d["contrast"], x) + r.contrast
+    mean_c = x.mean(dim=1, keepdim=True)  # [N, 1, H, W]
+    mean_chw = mean_c.mean(dim=(2, 3), keepdim=True)  # [N, 1, 1, 1]
+    return x * (k * s) + mean_c * (k * (1 - s)) + (mean_chw * (1 - k) + b)
 
 
 # --- crop: integer translation with zero fill ----------------------------------------------------
@@ -243,7 +251,8 @@ class DSA:
             return []
         shapes = {tuple(x.shape[2:]) for x in xs}
         if any(x.dim() != 4 for x in xs) or len(shapes) != 1:
-            raise ConfigError(f"DSA siamese expects [N, C, H, W] batches of one image size, got {[tuple(x.shape) for x in xs]}")
+            got = [tuple(x.shape) for x in xs]
+            raise ConfigError(f"DSA siamese expects [N, C, H, W] batches of one image size, got {got}")
         h, w = shapes.pop()
         for name in self._chosen(generator):
             op = OPS.get(name)

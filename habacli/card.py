@@ -93,6 +93,7 @@ class CardFacts:
     seed: int | None = None
     hub_id: str | None = None
     class_names: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
     storage: dict[str, Any] = field(default_factory=dict)
     evaluation: Any = None
     sha256: str | None = None
@@ -112,7 +113,8 @@ def facts_from_metadata(doc: Mapping[str, Any], *, sha256: str | None = None) ->
         num_hallucinators=int(hal.get("count") or 0), num_images=int(doc.get("num_images") or 0),
         soft_labels=bool(doc.get("soft_labels")), zca=doc.get("zca") is not None,
         learned_lr=None if lr is None else float(lr), seed=doc.get("seed"), hub_id=ds.get("hub_id"),
-        class_names=[str(c) for c in ds.get("class_names") or []], storage=dict(doc.get("storage") or {}),
+        class_names=[str(c) for c in ds.get("class_names") or []], sources=[str(u) for u in ds.get("sources") or []],
+        storage=dict(doc.get("storage") or {}),
         evaluation=doc.get("evaluation", extra.get("evaluation")), sha256=sha256,
         haba_version=str((doc.get("library") or {}).get("version") or __version__),
     )
@@ -150,6 +152,8 @@ def front_matter(facts: CardFacts, *, with_images: bool) -> dict[str, Any]:
     meta: dict[str, Any] = {"license": lic}
     if lic_name:
         meta["license_name"] = lic_name
+        if facts.sources:  # where the source data's own terms are stated
+            meta["license_link"] = facts.sources[0]
     meta["pretty_name"] = f"{facts.dataset} distilled with HaBa + {facts.objective.upper()} (IPC {facts.ipc})"
     meta["task_categories"] = ["image-classification"]
     tags = ["dataset-distillation", "haba", _tag(facts.objective), _tag(facts.dataset), f"ipc-{facts.ipc}"]

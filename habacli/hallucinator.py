@@ -14,8 +14,9 @@ the K hallucinators' parameters stacked along a leading K axis:
     dec_weight [K, c_m, c_out, k, k]  dec_bias [K, c_out]     (ConvTranspose2d layout: in, out)
 
 Every hallucinator sees the same input, so the K encoders are one convolution with K*c_m output
-channels; the K decoders are one grouped transposed convolution (groups=K), computed as a dense
-transposed convolution with a block-diagonal weight when K * c_m is small (faster on CPU).
+channels; the K decoders are one grouped transposed convolution (groups=K), computed as a dense one
+with a block-diagonal weight when K * c_m is small, and every transposed convolution runs as the equivalent
+full-padded convolution with flipped kernels (:func:`conv_transpose`): same maths, faster on CPU.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ class HallucinatorBank(nn.Module):
         if min(in_channels, out_channels) < 1:
             raise ConfigError(f"hallucinator channels must be >= 1, got {in_channels} -> {out_channels}")
         if kernel_size < 1 or min(height, width) < kernel_size:
-            raise ConfigError(f"images of {height}x{width} are too small for a {kernel_size}x{kernel_size} hallucinator")
+            raise ConfigError(f"images of {height}x{width} are too small for a {kernel_size}x{kernel_size} "
+                              "hallucinator")
         self.num, self.in_channels, self.out_channels = num, in_channels, out_channels
         self.height, self.width, self.kernel_size = height, width, kernel_size
         shapes = param_shapes(num, in_channels, out_channels, height, width, kernel_size)
@@ -110,7 +112,7 @@ class HallucinatorBank(nn.Module):
         self.dec_bias = nn.Parameter(stack(dec_b, "dec_bias"))
 
     @classmethod
-    def from_params(cls, params: dict[str, Tensor]) -> "HallucinatorBank":
+    def from_params(cls, params: dict[str, Tensor]) -> HallucinatorBank:
         """Rebuild a bank from stacked parameters (e.g. an artifact's hallucinators)."""
         num, cm, cin, k, _ = params["enc_weight"].shape
         h, w = params["scale"].shape[-2:]
@@ -143,11 +145,21 @@ class HallucinatorBank(nn.Module):
         return apply_pairs(x, self.params(), k)
 
 
+def conv_transpose(h: Tensor, weight: Tensor, bias: Tensor | None, groups: int = 1) -> Tensor:
+    """``F.conv_transpose2d(h, weight, bias, groups=groups)`` (stride 1, no padding; ``weight`` in the
+    transposed layout ``[in, out/groups, s, s]``), computed as the equivalent full-padded convolution with
+    flipped, transposed kernels: the same maths, but it takes the fast convolution path (about 2-3x
+    faster than PyTorch's transposed convolution on CPU)."""
+    cin, cog, s, _ = weight.shape
+    w = weight.reshape(groups, cin // groups, cog, s, s).transpose(1, 2).reshape(groups * cog, cin // groups, s, s)
+    return F.conv2d(h, w.flip(-1, -2), bias, padding=s - 1, groups=groups)
+
+
 def apply_one(x: Tensor, params: dict[str, Tensor], k: int) -> Tensor:
     """Functional form of ``bank(x, k)``."""
     h = F.conv2d(x, params["enc_weight"][k], params["enc_bias"][k])
-    h = h * params["scale"][k] + params["shift"][k]
-    return F.conv_transpose2d(h, params["dec_weight"][k], params["dec_bias"][k])
+    h = torch.addcmul(params["shift"][k], h, params["scale"][k])  # h * scale + shift in one pass
+    return conv_transpose(h, params["dec_weight"][k], params["dec_bias"][k])
 
 
 def apply_all(x: Tensor, params: dict[str, Tensor]) -> Tensor:
@@ -161,16 +173,16 @@ def apply_all(x: Tensor, params: dict[str, Tensor]) -> Tensor:
     # All K encoders read the same input: one conv with K*c_m output channels.
     h = F.conv2d(x, enc_w.reshape(num * cm, cin, ks, ks), params["enc_bias"].reshape(num * cm))
     hh, ww = h.shape[-2:]
-    h = h * params["scale"].reshape(1, num * cm, hh, ww) + params["shift"].reshape(1, num * cm, hh, ww)
+    h = torch.addcmul(params["shift"].reshape(1, num * cm, hh, ww), h, params["scale"].reshape(1, num * cm, hh, ww))
     dec_w, dec_b = params["dec_weight"], params["dec_bias"].reshape(num * cout)
     if num * cm <= BLOCK_DIAGONAL_MAX_CHANNELS:
         # Same maths as groups=K, written as one dense transposed conv with a block-diagonal
         # weight: 2-4x faster forward+backward on CPU for the small K*c of HaBa.
         eye = torch.eye(num, dtype=dec_w.dtype, device=dec_w.device)
         w = (dec_w.reshape(num, cm, 1, cout, ks, ks) * eye[:, None, :, None, None, None])
-        out = F.conv_transpose2d(h, w.reshape(num * cm, num * cout, ks, ks), dec_b)
+        out = conv_transpose(h, w.reshape(num * cm, num * cout, ks, ks), dec_b)
     else:
-        out = F.conv_transpose2d(h, dec_w.reshape(num * cm, cout, ks, ks), dec_b, groups=num)
+        out = conv_transpose(h, dec_w.reshape(num * cm, cout, ks, ks), dec_b, groups=num)
     return out.reshape(n, num, cout, *out.shape[-2:]).transpose(0, 1)
 
 
@@ -188,9 +200,9 @@ def apply_pairs(x: Tensor, params: dict[str, Tensor], k: Tensor) -> Tensor:
     cout = params["dec_weight"].shape[2]
     h = F.conv2d(x.reshape(1, n * cin, *x.shape[2:]), enc_w.reshape(n * cm, cin, ks, ks),
                  params["enc_bias"][k].reshape(n * cm), groups=n)
-    h = h.reshape(n, cm, *h.shape[-2:]) * params["scale"][k] + params["shift"][k]
-    out = F.conv_transpose2d(h.reshape(1, n * cm, *h.shape[-2:]), params["dec_weight"][k].reshape(n * cm, cout, ks, ks),
-                             params["dec_bias"][k].reshape(n * cout), groups=n)
+    h = torch.addcmul(params["shift"][k], h.reshape(n, cm, *h.shape[-2:]), params["scale"][k])
+    out = conv_transpose(h.reshape(1, n * cm, *h.shape[-2:]), params["dec_weight"][k].reshape(n * cm, cout, ks, ks),
+                         params["dec_bias"][k].reshape(n * cout), groups=n)
     return out.reshape(n, cout, *out.shape[-2:])
 
 

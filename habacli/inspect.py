@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ HAL_PREFIX, ZCA_PREFIX = "hallucinators.", "zca."
 HAL_KEYS = ("enc_weight", "enc_bias", "scale", "shift", "dec_weight", "dec_bias")
 ITEMSIZE = {"F32": 4, "I64": 8, "F16": 2, "BF16": 2, "F64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
             "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+_CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z")
 _PICKLE_MAGICS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
 
 
@@ -51,7 +53,8 @@ def _parse_header(raw: bytes, file_size: int) -> tuple[dict, int]:
     if n > MAX_HEADER_BYTES:
         raise _Problem(f"header claims {n} bytes, over the {MAX_HEADER_BYTES}-byte limit")
     if 8 + n > file_size:
-        raise _Problem(f"header length {n} runs past the end of the file ({file_size} bytes): truncated or not safetensors")
+        raise _Problem(f"header length {n} runs past the end of the file ({file_size} bytes): truncated or not "
+                       "safetensors")
     if n < 2:
         raise _Problem(f"header length {n} is too small for a safetensors header")
     text = raw[8:8 + n]
@@ -92,7 +95,8 @@ def _check_layout(header: dict, n: int, file_size: int) -> dict[str, tuple[str, 
             raise _Problem(f"tensor {name!r}: data is not contiguous (starts at {begin}, expected {pos})")
         pos = end
     if 8 + n + pos != file_size:
-        raise _Problem(f"the tensors declare {pos} payload bytes but the file holds {file_size - 8 - n}: truncated or padded")
+        raise _Problem(f"the tensors declare {pos} payload bytes but the file holds {file_size - 8 - n}: "
+                       "truncated or padded")
     return out
 
 
@@ -206,7 +210,8 @@ def _validate_doc(doc: dict) -> None:
     norm = _need(doc, "normalization", dict, "")
     for key in ("mean", "std"):
         vals = _need(norm, key, list, "normalization")
-        if len(vals) != c or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in vals):
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in vals)
+        if len(vals) != c or not numbers:
             raise _Problem(f"metadata normalization.{key}: expected {c} finite numbers")
     if any(v <= 0 for v in norm["std"]):
         raise _Problem("metadata normalization.std must be > 0")
@@ -246,7 +251,8 @@ def _validate_doc(doc: dict) -> None:
     lib = _need(doc, "library", dict, "")
     _need(lib, "name", str, "library")
     _need(lib, "version", str, "library")
-    _need(doc, "created", str, "")
+    if not _CREATED.fullmatch(_need(doc, "created", str, "")):
+        raise _Problem(f"metadata created {doc['created']!r} is not an RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SSZ)")
     sha = _need(doc, "payload_sha256", str, "")
     if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha):
         raise _Problem("metadata payload_sha256 is not 64 lower-case hex digits")
@@ -293,6 +299,8 @@ def _validate_shapes(doc: dict, have: dict[str, tuple[str, tuple[int, ...]]]) ->
                        f"contradict bases with {b['channels']} and a dataset with {c} channels")
     if k > 0 and h["kernel_size"] > min(ds["height"], ds["width"]):
         raise _Problem("hallucinator kernel larger than the images")
+    if k > 0 and b["channels"] not in (1, c):
+        raise _Problem(f"bases have {b['channels']} channels; hallucinators need 1 or the dataset's {c}")
     if k == 0 and b["channels"] != c:
         raise _Problem(f"without hallucinators the bases must have the dataset's {c} channels, not {b['channels']}")
     z = doc["zca"]

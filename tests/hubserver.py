@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import socket
 import struct
@@ -90,6 +91,7 @@ class HubServer:
         self._faults: list[Fault] = []
         self._lock = threading.RLock()
         self._counter = 0
+        self._salt = os.urandom(8).hex()  # commit shas differ between server instances (the HF cache keys on them)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -173,7 +175,7 @@ class HubServer:
     def _commit(self, repo: Repo, branch: str, files: dict[str, bytes], message: str) -> str:
         self._counter += 1
         parent = repo.branches.get(branch)
-        sha = hashlib.sha1(f"{repo.repo_id}:{self._counter}:{parent}:{message}".encode()).hexdigest()
+        sha = hashlib.sha1(f"{self._salt}:{repo.repo_id}:{self._counter}:{parent}:{message}".encode()).hexdigest()
         repo.commits[sha] = Commit(sha, parent, message, files, time.time())
         repo.branches[branch] = sha
         return sha

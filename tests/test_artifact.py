@@ -257,8 +257,18 @@ def test_info_cli_reads_header_without_torch(haba: HabaArtifact, tmp_path: Path)
     for needle in ("fashion_mnist", "mtt + HaBa", "4 x haba-style-translator", "80 decoded", "0.0123",
                    "size by part", "bases 61.2 KB", "% of it", "rank"):
         assert needle in out, needle
-    proc = subprocess.run([sys.executable, "-m", "habacli", "info", str(path), "--json"], capture_output=True, text=True)
+    haba = [sys.executable, "-m", "habacli", "info", str(path)]
+    proc = subprocess.run([*haba, "--json"], capture_output=True, text=True)
     meta = json.loads(proc.stdout)
     assert meta["format_version"] == "1.0" and meta["haba"] == read_metadata(path)
-    proc = subprocess.run([sys.executable, "-m", "habacli", "info", str(path), "--verify"], capture_output=True, text=True)
+    proc = subprocess.run([*haba, "--verify"], capture_output=True, text=True)
     assert proc.returncode == 0 and "(verified)" in proc.stdout
+
+
+def test_info_help_renders(capsys) -> None:
+    from habacli.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["info", "--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "--verify" in out and "ORG/NAME[@REV][/FILE]" in out

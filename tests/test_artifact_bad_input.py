@@ -170,6 +170,8 @@ HEADER_CASES: dict[str, Callable[[], bytes]] = {
     "storage not matching the tensors": lambda: edit_doc(_set("storage.total", 1)),
     "num_images wrong": lambda: edit_doc(_set("num_images", 7)),
     "malformed checksum field": lambda: edit_doc(_set("payload_sha256", "abc")),
+    "created not an RFC 3339 time": lambda: edit_doc(_set("created", "yesterday")),
+    "a float where an int is required": lambda: edit_doc(_set("seed", 1.5)),
     "missing labels tensor": lambda: drop_tensor("labels"),
     "missing hallucinator tensor": lambda: drop_tensor("hallucinators.scale"),
     "missing zca tensor": lambda: drop_tensor("zca.basis", ZBASE),

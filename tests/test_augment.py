@@ -149,16 +149,23 @@ def test_color_scale_rotate_draw_in_their_ranges():
     assert a.abs().max() <= math.radians(15) + 1e-6 and a.abs().max() > math.radians(14.5)
 
 
-def test_color_formula_on_real_images(real):
+def _color_reference(x: torch.Tensor, d: dict, r: DSARanges) -> torch.Tensor:
+    """The reference's three steps, literally: brightness, saturation, contrast."""
+    x = x + (d["brightness"].view(-1, 1, 1, 1) - 0.5) * r.brightness
+    m = x.mean(dim=1, keepdim=True)
+    x = (x - m) * (d["saturation"].view(-1, 1, 1, 1) * r.saturation) + m
+    m = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - m) * (d["contrast"].view(-1, 1, 1, 1) + r.contrast) + m
+
+
+def test_color_equals_the_reference_sequence(real):
     r = DSARanges()
-    d = {"brightness": torch.tensor([0.75]), "saturation": torch.tensor([0.5]), "contrast": torch.tensor([0.5])}
-    y = OPS.get("color").apply(real[:1], d, r)
-    x = real[:1] + 0.25  # brightness: + (0.75 - 0.5) * 1.0
-    m = x.mean(1, keepdim=True)
-    x = (x - m) * 1.0 + m  # saturation factor 0.5 * 2.0
-    m = x.mean((1, 2, 3), keepdim=True)
-    x = (x - m) * 1.0 + m  # contrast factor 0.5 + 0.5
-    torch.testing.assert_close(y, x)
+    rgb = real * torch.tensor([1.0, 0.7, 0.4]).view(1, 3, 1, 1)  # make saturation matter
+    for x in (rgb, real[:, :1]):
+        d = OPS.get("color").sample(x.shape[0], 32, 32, r, _gen(21))
+        torch.testing.assert_close(OPS.get("color").apply(x, d, r), _color_reference(x, d, r), atol=1e-5, rtol=1e-5)
+    fixed = {"brightness": torch.tensor([0.75]), "saturation": torch.tensor([0.25]), "contrast": torch.tensor([0.9])}
+    torch.testing.assert_close(OPS.get("color").apply(rgb[:1], fixed, r), _color_reference(rgb[:1], fixed, r))
 
 
 def test_affine_ops_identity_and_rotation_direction(real):

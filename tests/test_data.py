@@ -103,7 +103,9 @@ def test_corrupt_idx_and_cache_entry(tmp_path, fashion_mnist_dir, fm_test):
         load_split("fashion_mnist", "test", data_dir=tmp_path)
     # a damaged cache file is rebuilt, never fatal
     for entry in (cache_dir() / "data" / "fashion_mnist").glob("test-*"):
-        entry.write_bytes(b"garbage")
+        # replaced, not rewritten in place: live tensors of this session may be memory-mapped from it
+        (entry.parent / "garbage.tmp").write_bytes(b"garbage")
+        os.replace(entry.parent / "garbage.tmp", entry)
     again = load_split("fashion_mnist", "test")
     assert torch.equal(again.images, fm_test.images)
 

@@ -203,6 +203,9 @@ def test_tinyimagenet_raw_val_layout(tmp_path):
     assert torch.equal(train.images[:, 0, 0, 0].long(), train.labels)
     assert torch.equal(test.images[:, 0, 0, 0].long(), test.labels)
     assert get_spec("tinyimagenet", data_dir=tmp_path).class_names[0] == wnids[0]
+    from habacli.data import dataset_status
+
+    assert dataset_status(data_dir=tmp_path, pattern="tinyimagenet")[0]["local"] == str(tmp_path)
 
 
 def test_imagewoof_from_imagenet_folders(tmp_path):
@@ -218,6 +221,7 @@ def test_imagewoof_from_imagenet_folders(tmp_path):
     assert s.labels.tolist() == list(range(10))  # MTT order: Australian terrier (193) first
     assert (s.images.float().mean((1, 2, 3)) - torch.arange(10) * 20).abs().max() < 2
     assert s.spec.class_names[0] == "Australian terrier"
+    assert s.spec.extra["origin"] == "local:imagenet_subset"  # recorded: ImageNet folders, not the Hub copy
 
 
 # --- ZCA -----------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray],
     tensors = {}
     for name, e in header.items():
         b, end = e["data_offsets"]
-        tensors[name] = np.frombuffer(payload[b:end], dtype=np.dtype(_NP[e["dtype"]]).newbyteorder("<")).reshape(e["shape"])
+        dtype = np.dtype(_NP[e["dtype"]]).newbyteorder("<")
+        tensors[name] = np.frombuffer(payload[b:end], dtype=dtype).reshape(e["shape"])
     return meta, tensors, payload
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from habacli import hub
+from habacli import hub, hub_http
 from habacli.errors import ArtifactError, HubAuthError, HubError, UsageError
 from habacli.refs import HubRef, parse_hub_ref, parse_repo_spec, validate_repo_id
 from hubserver import HubServer
@@ -356,7 +356,7 @@ def test_library_errors_are_typed(hub_server, artifacts, tmp_path):
     assert hub.pull("org/fm-x@dev", endpoint=hub_server.url).path.read_bytes() == other.read_bytes()
     same = hub.push(art, "org/fm-x", token=hub_server.token, endpoint=hub_server.url)  # nothing changed
     assert same.commit_sha == hub_server.head("org/fm-x") and len(hub_server.repo("org/fm-x").commits) == 3
-    assert hub.scrub("token hf_abcdefghij and Bearer xyz\nsecret", ["secret"]) == "token hf_*** and Bearer *** ***"
+    assert hub_http.scrub("token hf_abcdefghij and Bearer xyz\nsecret", ["secret"]) == "token hf_*** and Bearer *** ***"
 
 
 def test_card_license_size_and_plain_baseline():
@@ -370,10 +370,11 @@ def test_card_license_size_and_plain_baseline():
         "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "1M<n<10M"]
     facts = CardFacts(dataset="svhn", num_classes=10, channels=3, height=32, width=32,
                       license="non-commercial use only (SVHN terms)", objective="dc", ipc=10, num_bases=100,
-                      num_hallucinators=0, num_images=100)
+                      num_hallucinators=0, num_images=100, sources=["http://ufldl.stanford.edu/housenumbers/"])
     card = render_card(facts, repo_id="org/svhn-dc", filename="haba.safetensors", with_images=False, preview=None)
     meta = _card_meta(card)
     assert meta["license"] == "other" and meta["license_name"] == "non-commercial-use-only-svhn-terms"
+    assert meta["license_link"] == "http://ufldl.stanford.edu/housenumbers/"
     assert meta["viewer"] is False and {"dc", "svhn", "ipc-10"} <= set(meta["tags"])
     assert "Gradient Matching" in card and "liu2022dataset" not in card  # no hallucinators: no HaBa citation
     assert "No evaluation results" in card and "preview" not in card

@@ -33,18 +33,26 @@ def test_registry_has_every_required_name():
     assert list_networks("resnet18*") == ["resnet18", "resnet18_ap", "resnet18_bn", "resnet18_bn_ap"]
 
 
-def _cases() -> list[tuple[str, tuple[int, int, int]]]:
-    """Every ConvNet on every shape; the big evaluation nets on the shapes that exercise their heads."""
-    cases = [(n, s) for n in REQUIRED if n not in BIG for s in SHAPES]
+def _cases() -> list:
+    """Every ConvNet on the small shapes; the big evaluation nets on the shapes that exercise their heads.
+
+    The heavier combinations (big nets at 64 px, odd and tiny sizes) are marked slow.
+    """
+    slow = pytest.mark.slow
+    cases: list = [(n, s) for n in list_networks("convnet*") for s in SHAPES if s[1] != 64]
+    cases += [(n, (3, 64, 64)) for n in ("convnet", "convnet_ln", "convnetd4", "convnetd5")]
     for n in sorted(BIG):
-        cases += [(n, (1, 28, 28)), (n, (3, 32, 32)), (n, (3, 16, 16))]
-    cases += [(n, (3, 64, 64)) for n in ("resnet18", "resnet18_ap", "vgg11", "alexnet")]
-    cases += [(n, (3, 24, 20)) for n in ("resnet18_ap", "vgg11", "alexnet")]
-    cases += [(n, (3, 8, 8)) for n in ("resnet18", "resnet18_ap", "vgg11", "alexnet")]
+        small = (3, 16, 16) if "_bn" in n else None  # the BN variants share the IN variants' shape logic
+        cases += [(n, (1, 28, 28)), (n, (3, 32, 32))] + ([] if small else [(n, (3, 16, 16))])
+        cases += [pytest.param(n, s, marks=slow) for s in ((3, 64, 64), (3, 24, 20), (3, 8, 8), small) if s]
     return cases
 
 
-@pytest.mark.parametrize("name,shape", _cases(), ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else v)
+def _id(v: object) -> str:
+    return "x".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
+@pytest.mark.parametrize("name,shape", _cases(), ids=_id)
 def test_logits_shape_and_backward(name, shape):
     c, h, w = shape
     torch.manual_seed(0)
@@ -60,7 +68,10 @@ def test_logits_shape_and_backward(name, shape):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
-@pytest.mark.parametrize("name", ["convnetd5", "resnet18", "alexnet"])
+@pytest.mark.parametrize(
+    "name",
+    ["convnetd5", pytest.param("resnet18", marks=pytest.mark.slow), pytest.param("alexnet", marks=pytest.mark.slow)],
+)
 def test_128px(name):
     net = get_network(name, channels=3, num_classes=10, height=128, width=128)
     x = torch.randn(2, 3, 128, 128)
@@ -86,7 +97,8 @@ def test_parameter_counts_match_the_papers(name, shape, classes, expected):
 
 
 @pytest.mark.parametrize(
-    "name,shape", [("convnet", (3, 32, 32)), ("convnet", (1, 28, 28)), ("convnetd4", (3, 64, 64)), ("convnetd5", (3, 128, 128))]
+    "name,shape",
+    [("convnet", (3, 32, 32)), ("convnet", (1, 28, 28)), ("convnetd4", (3, 64, 64)), ("convnetd5", (3, 128, 128))],
 )
 def test_embedding_is_2048d_on_reference_backbones(name, shape):
     net = get_network(name, channels=shape[0], num_classes=10, height=shape[1], width=shape[2])
@@ -153,9 +165,11 @@ def test_channels_last_gives_the_same_outputs(name):
 
 def test_generator_seeds_init_without_touching_the_global_rng():
     state = torch.random.get_rng_state()
-    a = get_network("convnet", channels=3, num_classes=10, height=32, width=32, generator=torch.Generator().manual_seed(5))
-    b = get_network("convnet", channels=3, num_classes=10, height=32, width=32, generator=torch.Generator().manual_seed(5))
-    c = get_network("convnet", channels=3, num_classes=10, height=32, width=32, generator=torch.Generator().manual_seed(6))
+    def seeded(seed: int) -> torch.nn.Module:
+        g = torch.Generator().manual_seed(seed)
+        return get_network("convnet", channels=3, num_classes=10, height=32, width=32, generator=g)
+
+    a, b, c = seeded(5), seeded(5), seeded(6)
     assert torch.equal(torch.random.get_rng_state(), state)
     for (ka, pa), (_, pb), (_, pc) in zip(a.named_parameters(), b.named_parameters(), c.named_parameters()):
         assert torch.equal(pa, pb), ka

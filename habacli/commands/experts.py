@@ -51,9 +51,9 @@ def experts_command(
     rank = int(os.environ.get("RANK", "0") or 0)
     show = not quiet and rank == 0
     tag = f"[rank {rank}] " if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else ""
-    kw: dict[str, Any] = dict(model=model, num=num, epochs=epochs, out=out, zca=zca, seed=seed, device=device,
-                              data_dir=data_dir, shard=shard, amp=amp, subset=subset, lr=lr, batch_size=batch_size,
-                              merge=merge)
+    kw: dict[str, Any] = {"model": model, "num": num, "epochs": epochs, "out": out, "zca": zca, "seed": seed,
+                          "device": device, "data_dir": data_dir, "shard": shard, "amp": amp, "subset": subset,
+                          "lr": lr, "batch_size": batch_size, "merge": merge}
     if show and err.is_terminal:
         result = _with_bar(api, dataset, kw, err)
     else:
@@ -91,7 +91,14 @@ def experts_command(
 
 
 def _with_bar(api: Any, dataset: str, kw: dict[str, Any], err: Any) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=err, transient=False) as bar:

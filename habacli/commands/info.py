@@ -30,8 +30,8 @@ def _rows(doc: dict[str, Any], info: Any) -> list[tuple[str, str]]:
         ("objective", f"{doc['objective']['name']}" + (" + HaBa" if k else " (plain, not factorised)")),
         ("ipc", str(doc["ipc"])),
         ("bases", f"{b['count']} x {b['channels']} channel(s) ({per_class:g} per class)"),
-        ("hallucinators", f"{k} x {h['architecture']} ({h['kernel_size']}x{h['kernel_size']}, "
-                          f"{h['in_channels']}->{h['mid_channels']}->{h['out_channels']} channels)" if k else "0 (identity)"),
+        ("hallucinators", f"{k} x {h['architecture']} ({h['kernel_size']}x{h['kernel_size']}, {h['in_channels']}->"
+                          f"{h['mid_channels']}->{h['out_channels']} channels)" if k else "0 (identity)"),
         ("images", f"{doc['num_images']} decoded ({b['count']} bases x {max(k, 1)})"),
         ("storage", f"{_count(st['total'])} values = {_count(st['bases'])} bases + {_count(st['hallucinators'])} "
                     f"hallucinators" + (f" + {_count(st['soft_labels'])} soft labels" if st["soft_labels"] else "")
@@ -53,15 +53,19 @@ def _rows(doc: dict[str, Any], info: Any) -> list[tuple[str, str]]:
         for model, r in evaluation.items():
             if isinstance(r, dict) and isinstance(r.get("mean"), (int, float)):
                 std = r.get("std")
-                rows.append((f"eval {model}", f"{100 * r['mean']:.2f}%" + (f" +- {100 * std:.2f}" if isinstance(std, (int, float)) else "")
-                             + (f" ({r['runs']} runs)" if "runs" in r else "")))
+                spread = f" +- {100 * std:.2f}" if isinstance(std, (int, float)) else ""
+                runs = f" ({r['runs']} runs)" if "runs" in r else ""
+                rows.append((f"eval {model}", f"{100 * r['mean']:.2f}%{spread}{runs}"))
     return rows
 
 
 def info(
-    artifact: Annotated[str, typer.Argument(help="An artifact: a .safetensors path or hf://datasets/ORG/NAME[@REV][/FILE].")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metadata (format, version, document) as JSON.")] = False,
-    verify: Annotated[bool, typer.Option("--verify", help="Also read the payload: checksum, label range, finite values.")] = False,
+    artifact: Annotated[str, typer.Argument(help="An artifact: a .safetensors path or "
+                                            "hf://datasets/ORG/NAME\\[@REV]\\[/FILE].")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metadata (format, version, document) as JSON.")]
+    = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Also read the payload: checksum, label range, finite "
+                                         "values.")] = False,
 ) -> None:
     """Show what an artifact holds: dataset, objective, bases, hallucinators, images, storage against the
     baseline budget, learned lr, provenance and the file size by part. Reads only the header unless --verify."""

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -81,7 +81,12 @@ def save_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, Any]) 
 
 
 def load_tensors(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """Read a cache entry; None when missing or unreadable (a corrupt entry is treated as a miss)."""
+    """Read a cache entry; None when missing or unreadable (a corrupt entry is treated as a miss).
+
+    The tensors are copy-on-write memory maps of the file (that is why a cached load takes
+    milliseconds). Entries are only ever replaced atomically (a new inode), never rewritten in place,
+    so live tensors stay valid; do not truncate cache files by hand while haba is running.
+    """
     if not path.is_file():
         return None
     from safetensors import safe_open

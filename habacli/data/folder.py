@@ -116,6 +116,11 @@ def _tiny_find(spec: DatasetSpec, root: Path) -> Files | None:
     return {"train": train, "test": test} if train and test else None
 
 
+def _tiny_probe(spec: DatasetSpec, root: Path) -> bool:
+    d = _tiny_root(root)
+    return d is not None and len(_class_dirs(d / "train")) == spec.num_classes
+
+
 def _tiny_expect(spec: DatasetSpec, root: Path) -> str:
     return (f"unzip tiny-imagenet-200.zip into {root}/ (train/<wnid>/images/*.JPEG, val/images/ + "
             "val/val_annotations.txt; class-foldered val/ or val/images/ also work)")
@@ -156,6 +161,11 @@ def _subset_find(spec: DatasetSpec, root: Path) -> Files | None:
     return None
 
 
+def _subset_probe(spec: DatasetSpec, root: Path) -> bool:
+    return any(all((d / s / w).is_dir() for s in ("train", "val") for w in spec.class_ids)
+               for d in (root, root / "imagenet", root / spec.name))
+
+
 def _subset_expect(spec: DatasetSpec, root: Path) -> str:
     return (f"point --data-dir at an ImageNet-1k folder with train/<wnid>/ and class-foldered val/<wnid>/ "
             f"(torchvision ImageNet layout) holding {', '.join(spec.class_ids)}")
@@ -170,8 +180,8 @@ def _subset_read(spec: DatasetSpec, files: list[Path], split: str, size: tuple[i
     return decode_files(files, 3, size or (spec.height, spec.width), "squash"), labels
 
 
-LAYOUTS.add("tinyimagenet", Layout("tinyimagenet", _tiny_find, _tiny_expect, _tiny_read))
-LAYOUTS.add("imagenet_subset", Layout("imagenet_subset", _subset_find, _subset_expect, _subset_read))
+LAYOUTS.add("tinyimagenet", Layout("tinyimagenet", _tiny_find, _tiny_expect, _tiny_read, _tiny_probe))
+LAYOUTS.add("imagenet_subset", Layout("imagenet_subset", _subset_find, _subset_expect, _subset_read, _subset_probe))
 
 
 # --- imagefolder:PATH ----------------------------------------------------------------------------

@@ -32,6 +32,7 @@ class Layout:
     find: Callable[[DatasetSpec, Path], Files | None]
     expect: Callable[[DatasetSpec, Path], str]
     read: Reader
+    probe: Callable[[DatasetSpec, Path], bool] | None = None  # cheap presence check (no file listing)
 
 
 LAYOUTS: Registry[Layout] = Registry("data layout")
@@ -75,6 +76,18 @@ def find_local(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> Found |
         files = layout.find(spec, root) if root.is_dir() else None
         if files:
             return Found(layout, root, files)
+    return None
+
+
+def probe_local(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> Path | None:
+    """The root holding ``spec``'s files, checked cheaply (for ``haba datasets``)."""
+    if not spec.layout:
+        return None
+    layout = get_layout(spec.layout)
+    roots = [Path(data_dir).expanduser()] if data_dir is not None else search_roots(spec)
+    for root in roots:
+        if root.is_dir() and (layout.probe(spec, root) if layout.probe else layout.find(spec, root)):
+            return root
     return None
 
 

@@ -108,7 +108,10 @@ def make_split(spec: DatasetSpec, images: Any, labels: Any, size: tuple[int, int
     if size is not None:
         x = resize_uint8(x, *size)
     x = x.contiguous()
-    return Split(x, y, spec.with_size(x.shape[-2], x.shape[-1]), source)
+    # provenance without local paths (specs travel inside artifacts): "hub:ORG/NAME" or "local:<layout>"
+    origin = source if source.startswith("hub:") else f"local:{spec.layout or 'folder'}"
+    spec = dataclasses.replace(spec.with_size(x.shape[-2], x.shape[-1]), extra={**spec.extra, "origin": origin})
+    return Split(x, y, spec, source)
 
 
 def _writable(a: Any) -> Any:

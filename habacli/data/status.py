@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from habacli.data import cache
-from habacli.data.layouts import find_local
+from habacli.data.layouts import probe_local
 from habacli.data.spec import DATASETS, DatasetSpec
 
 
@@ -30,10 +30,10 @@ def hub_cached(hub_id: str | None) -> Path | None:
 
 
 def _status(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> dict[str, Any]:
-    found = find_local(spec, data_dir) or (find_local(spec, None) if data_dir is not None else None)
+    found = probe_local(spec, data_dir) or (probe_local(spec, None) if data_dir is not None else None)
     cached = cache.cached_splits(spec.name)
     hub = hub_cached(spec.hub_id)
-    where = str(found.root) if found else (f"hub cache {hub}" if hub else None)
+    where = str(found) if found else (f"hub cache {hub}" if hub else None)
     return {
         "name": spec.name,
         "channels": spec.channels,
@@ -43,7 +43,7 @@ def _status(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> dict[str, 
         "hub_id": spec.hub_id,
         "hub_config": spec.hub_config,
         "license": spec.license,
-        "local": str(found.root) if found else None,
+        "local": str(found) if found else None,
         "hub_cache": str(hub) if hub else None,
         "haba_cache": [p.name for p in cached],
         "available": bool(found or hub or cached),

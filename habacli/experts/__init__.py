@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from habacli.experts.buffer import ExpertBuffer, open_buffer
 from habacli.experts.layout import ParamLayout
-from habacli.experts.store import rebuild_manifest, read_manifest
+from habacli.experts.store import read_manifest, rebuild_manifest
 from habacli.experts.train import (
     ExpertsResult,
     default_experts_dir,

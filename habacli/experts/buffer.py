@@ -16,7 +16,14 @@ from safetensors import safe_open
 
 from habacli.errors import ExpertsError
 from habacli.experts.layout import ParamLayout
-from habacli.experts.store import check_config, describe, manifest_config, read_header, read_manifest, sha256_file
+from habacli.experts.store import (
+    check_config,
+    describe,
+    manifest_config,
+    read_header,
+    read_manifest,
+    sha256_file,
+)
 
 
 @dataclass

@@ -87,7 +87,7 @@ def read_header(path: Path) -> tuple[dict[str, Any], list[int]]:
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get(META_KEY)
-            shape = list(f.get_slice("trajectory").get_shape()) if "trajectory" in f.keys() else None
+            shape = list(f.get_slice("trajectory").get_shape()) if "trajectory" in f.keys() else None  # noqa: SIM118 - safe_open has no __contains__
     except Exception as e:  # safetensors raises several types for a damaged header
         raise ExpertsError(f"{path}: not a readable expert file ({type(e).__name__}: {e}); delete it to retrain") from e
     if raw is None or shape is None:
@@ -251,7 +251,7 @@ def read_partial(folder: Path, index: int, meta: dict[str, Any]) -> PartialState
             info = json.loads((f.metadata() or {})[META_KEY])
             rows = f.get_tensor("rows")
             gen = f.get_tensor("generator_state")
-    except Exception:  # a damaged checkpoint is only a lost head start: retrain the expert
+    except Exception:  # noqa: BLE001 - a damaged checkpoint is only a lost head start: retrain the expert
         return None
     expected = {k: v for k, v in meta.items() if k != "test_accuracy"}
     if {k: v for k, v in info.items() if k != "test_accuracy"} != expected:

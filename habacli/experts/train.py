@@ -209,7 +209,7 @@ def train_experts(
         zca_obj = fit_zca(spec.name, data_dir=data_dir, eps=ZCA_EPS) if zca else None
         _, real, x_train, y_train = _model_space(spec.name, "train", device=dev, zca=zca_obj, data_dir=data_dir, limit=subset, seed=seed)
         _, _, x_test, y_test = _model_space(spec.name, "test", device=dev, zca=zca_obj, data_dir=data_dir, limit=subset, seed=seed + 1)
-        make = lambda g: get_network(  # noqa: E731
+        make = lambda g: get_network(
             model, channels=spec.channels, num_classes=spec.num_classes, height=spec.height, width=spec.width, generator=g
         )
         layout = ParamLayout.of(make(torch.Generator().manual_seed(0)))
@@ -236,14 +236,14 @@ def train_experts(
             "amp": amp,
             "seed": seed,
             "subset": subset,
-            "train_images": int(len(y_train)),
-            "test_images": int(len(y_test)),
+            "train_images": len(y_train),
+            "test_images": len(y_test),
             "num_params": layout.size,
             "params": layout.to_json(),
         }
         existing = list_expert_files(folder)
         if existing:  # refuse to mix configurations in one folder
-            first_index, first_path = next(iter(existing.items()))
+            first_path = next(iter(existing.values()))
             check_config(first_path, config_of(read_header(first_path)[0]), config)
         autocast = _autocast(dev, amp)
         images_seen, train_seconds = 0, 0.0

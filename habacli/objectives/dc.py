@@ -20,6 +20,7 @@ With ``--no-factorize`` (K = 0) this is exactly DC/DSA on plain images.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -73,7 +74,7 @@ def resolve_config(config: dict[str, Any], ipc: int, objective: str = "dc") -> d
             raise ConfigError(f"{objective} option {key} must be an integer >= {minimum}, got {out[key]!r}")
         out[key] = value
     lr = out["lr_net"]
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or lr != lr or lr == float("inf"):
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ConfigError(f"{objective} option lr_net must be a positive number, got {lr!r}")
     out["lr_net"] = float(lr)
     if out["distance"] not in DISTANCES:
@@ -140,7 +141,7 @@ class GradientMatching(Objective):
             x_all, y_all = syn.expand_all()
             inner_losses.append(train_network(
                 net, opt_net, x_all, y_all, epochs=cfg["inner_loop"], batch_size=cfg["batch_train"],
-                generator=gen, autocast=eng.autocast,
+                generator=gen,
                 augment=(lambda x: self.augment(x, gen)) if self.augment is not None else None,
             ))
         for p in net.parameters():  # synth_step's backward also reached the network

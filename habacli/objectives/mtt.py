@@ -241,7 +241,7 @@ class MTT(Objective):
             raise ExpertsError(f"expert {expert}: snapshots {start} and {start + c['expert_epochs']} are identical "
                                "(a trajectory saved without copying its snapshots?)")
         steps = self._steps()
-        autocast = getattr(e, "autocast", contextlib.nullcontext)
+        autocast = contextlib.nullcontext  # --amp is for no-grad real forwards; the meta-gradient stays fp32
         student = [s for s, _, _ in steps]
         if c["memory"] == "unrolled":
             loss = unrolled_match(self.net, self.layout, theta0, theta_star, self.alpha, student, autocast)

@@ -1,0 +1,137 @@
+"""Benchmark the evaluation protocol, next to this machine's fp32 matmul ceiling (same run).
+
+1. Training throughput of ``train_and_test`` (ConvNet-3, per-sample DSA, SGD, batch 256) on 100
+   CIFAR-shaped 32x32x3 images: images/s over the timed epochs (the reference: ~420-455 img/s on
+   this machine kind, research/reference-cpu.md). fp32 and, with ``--amp``, bf16 autocast; NCHW and
+   channels_last, interleaved so noise hits both alike.
+2. The test pass: 10,000 CIFAR-shaped images through ConvNet-3 (no grad, eval mode) at several batch
+   sizes (the reference: ~10 s with a DataLoader at batch 128).
+3. ``--full``: the whole protocol (1000 epochs, 5 runs, one ConvNet) on Fashion-MNIST IPC 10 random
+   real images, which costs the same as evaluating an IPC-10 distilled set (needs the data).
+
+Usage:  python benchmarks/bench_evaluate.py [--device cpu] [--epochs 30] [--amp] [--full] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _peak import measure_matmul_gflops, module_flops  # noqa: E402
+
+from habacli.augment import DSA  # noqa: E402
+from habacli.evaluation import protocol  # noqa: E402
+from habacli.networks import get_network  # noqa: E402
+
+SPEC = {"channels": 3, "num_classes": 10, "height": 32, "width": 32}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_throughput(device: torch.device, epochs: int, *, amp: str | None, channels_last: bool) -> float:
+    """Images/s of ``train_and_test`` on 100 images (one batch per epoch), test cost excluded."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(100, 3, 32, 32, generator=g).to(device)
+    y = torch.arange(10).repeat_interleave(10).to(device)
+    tiny_test = (x[:10], y[:10])
+    original = protocol.use_channels_last
+    protocol.use_channels_last = lambda _dev: channels_last
+    try:
+        protocol.train_and_test("convnet", (x, y), tiny_test, spec=SPEC, epochs=1, lr=0.01, dsa=DSA(), seed=0,
+                                device=device, amp=amp)  # warm-up
+        _sync(device)
+        t0 = time.perf_counter()
+        protocol.train_and_test("convnet", (x, y), tiny_test, spec=SPEC, epochs=epochs - 1, lr=0.01, dsa=DSA(),
+                                seed=0, device=device, amp=amp)
+        _sync(device)
+        return 100 * epochs / (time.perf_counter() - t0)
+    finally:
+        protocol.use_channels_last = original
+
+
+def test_pass_seconds(device: torch.device, batch: int, *, channels_last: bool, n: int = 10_000) -> float:
+    """Seconds to score ``n`` CIFAR-shaped images with ConvNet-3 (``protocol.test_accuracy``)."""
+    net = get_network("convnet", **SPEC).to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    x = torch.randn(n, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (n,), device=device)
+    protocol.test_accuracy(net, x[:batch], y[:batch], batch_size=batch, channels_last=channels_last)
+    _sync(device)
+    t0 = time.perf_counter()
+    protocol.test_accuracy(net, x, y, batch_size=batch, channels_last=channels_last)
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def full_protocol(device: str, data_dir: str | None, runs: int, epochs: int, amp: str | None) -> dict:
+    """Wall time of the standard protocol on Fashion-MNIST IPC 10 (random real images)."""
+    from habacli.evaluate import evaluate_random
+
+    t0 = time.perf_counter()
+    r = evaluate_random("fashion_mnist", 10, models=("convnet",), runs=runs, epochs=epochs, seed=0, device=device,
+                        data_dir=data_dir, amp=amp)
+    m = r.models["convnet"]
+    return {"seconds": time.perf_counter() - t0, "runs": runs, "epochs": epochs, "amp": amp,
+            "accuracy_mean": m.mean, "accuracy_std": m.std, "accuracies": m.accuracies}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--epochs", type=int, default=30, help="timed training epochs (100 images each)")
+    ap.add_argument("--amp", action="store_true", help="also time bf16 autocast")
+    ap.add_argument("--full", action="store_true", help="time the full protocol on Fashion-MNIST IPC 10")
+    ap.add_argument("--full-runs", type=int, default=5)
+    ap.add_argument("--full-epochs", type=int, default=1000)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    out: dict = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}
+    out["matmul_fp32_gflops_before"] = measure_matmul_gflops(device=device)
+    step_flops = 3 * module_flops(get_network("convnet", **SPEC), (3, 32, 32))
+    train = {}
+    for amp in ([None, "bf16"] if args.amp else [None]):
+        for cl in (False, True):
+            ips = train_throughput(device, args.epochs, amp=amp, channels_last=cl)
+            train[f"{amp or 'fp32'}{'_channels_last' if cl else ''}"] = {
+                "images_per_s": ips, "gflops": ips * step_flops / 1e9}
+    out["train_100_images_dsa"] = train
+    tests = {}
+    for cl in (False, True):
+        for batch in (500, 1000, 2000):
+            tests[f"batch{batch}{'_channels_last' if cl else ''}"] = test_pass_seconds(device, batch, channels_last=cl)
+    out["test_pass_10k_seconds"] = tests
+    out["matmul_fp32_gflops_after"] = measure_matmul_gflops(device=device)
+    if args.full:
+        out["full_protocol_fmnist_ipc10"] = full_protocol(args.device, args.data_dir, args.full_runs,
+                                                          args.full_epochs, None)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"device {out['device']}, {out['threads']} threads, torch {out['torch']}; fp32 matmul "
+          f"{out['matmul_fp32_gflops_before']:.0f} / {out['matmul_fp32_gflops_after']:.0f} GFLOP/s (before/after)")
+    for k, v in train.items():
+        print(f"train 100 imgs + DSA [{k:>20}]: {v['images_per_s']:7.0f} img/s  ({v['gflops']:.0f} GFLOP/s)")
+    for k, v in tests.items():
+        print(f"test pass 10k [{k:>22}]: {v:6.2f} s")
+    if args.full:
+        f = out["full_protocol_fmnist_ipc10"]
+        print(f"full protocol FMNIST IPC10 ({f['runs']} runs x {f['epochs'] + 1} epochs): {f['seconds']:.0f} s, "
+              f"accuracy {100 * f['accuracy_mean']:.2f} +- {100 * f['accuracy_std']:.2f} %")
+
+
+if __name__ == "__main__":
+    main()
