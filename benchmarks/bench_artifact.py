@@ -68,6 +68,7 @@ def cifar_artifact(with_zca_rank: int | None):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads for the in-process figures")
     args = ap.parse_args()
     r = args.repeats
     haba = [sys.executable, "-m", "habacli"]
@@ -79,7 +80,8 @@ def main() -> None:
 
     from habacli.artifact import load_artifact, save_artifact
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
+    print(f"(in-process figures below use {args.threads} torch thread(s))")
     for rank in (None, 1000):
         art = cifar_artifact(rank)
         label = "no ZCA" if rank is None else f"compact ZCA rank {rank}/3072"

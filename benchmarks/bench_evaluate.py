@@ -96,23 +96,29 @@ def main() -> None:
     ap.add_argument("--full-runs", type=int, default=5)
     ap.add_argument("--full-epochs", type=int, default=1000)
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--layouts", default="nchw,channels_last", help="comma list: nchw, channels_last")
+    ap.add_argument("--test-batches", default="500,2000", help="comma list of test batch sizes")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     device = torch.device(args.device)
     out: dict = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}
     out["matmul_fp32_gflops_before"] = measure_matmul_gflops(device=device)
     step_flops = 3 * module_flops(get_network("convnet", **SPEC), (3, 32, 32))
+    layouts = [{"nchw": False, "channels_last": True}[x.strip()] for x in args.layouts.split(",")]
     train = {}
     for amp in ([None, "bf16"] if args.amp else [None]):
-        for cl in (False, True):
+        for cl in layouts:
             ips = train_throughput(device, args.epochs, amp=amp, channels_last=cl)
-            train[f"{amp or 'fp32'}{'_channels_last' if cl else ''}"] = {
-                "images_per_s": ips, "gflops": ips * step_flops / 1e9}
+            key = f"{amp or 'fp32'}{'_channels_last' if cl else ''}"
+            train[key] = {"images_per_s": ips, "gflops": ips * step_flops / 1e9}
+            print(f"# train {key}: {ips:.0f} img/s", file=sys.stderr, flush=True)
     out["train_100_images_dsa"] = train
     tests = {}
-    for cl in (False, True):
-        for batch in (500, 1000, 2000):
-            tests[f"batch{batch}{'_channels_last' if cl else ''}"] = test_pass_seconds(device, batch, channels_last=cl)
+    for cl in layouts:
+        for batch in (int(b) for b in args.test_batches.split(",")):
+            key = f"batch{batch}{'_channels_last' if cl else ''}"
+            tests[key] = test_pass_seconds(device, batch, channels_last=cl)
+            print(f"# test {key}: {tests[key]:.2f} s", file=sys.stderr, flush=True)
     out["test_pass_10k_seconds"] = tests
     out["matmul_fp32_gflops_after"] = measure_matmul_gflops(device=device)
     if args.full:

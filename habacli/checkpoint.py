@@ -28,7 +28,7 @@ _META_KEY = "haba_checkpoint"
 def checkpoint_path_for(out: str | os.PathLike) -> Path:
     """The default checkpoint next to an artifact: ``run.safetensors`` -> ``run.ckpt.safetensors``."""
     out = Path(out)
-    stem = out.name[: -len(".safetensors")] if out.name.endswith(".safetensors") else out.name
+    stem = out.name.removesuffix(".safetensors")
     return out.with_name(f"{stem}.ckpt.safetensors")
 
 
@@ -101,3 +101,60 @@ def generator_state(gen: torch.Generator) -> torch.Tensor:
 def set_generator_state(gen: torch.Generator, state: torch.Tensor) -> None:
     """Restore :func:`generator_state`."""
     gen.set_state(state.to(torch.uint8).cpu())
+
+
+# ----------------------------------------------------------------------------------- runs
+
+def save_run(run: Any, path: Path) -> None:
+    """Checkpoint a :class:`habacli.distill.Run`: engine state, optimisers, objective, RNG, history, best."""
+    from habacli import __version__
+
+    tensors = dict(run.engine.state_tensors())
+    opt_meta: dict[str, Any] = {}
+    for name, opt in run.engine.all_optimizers().items():
+        t, m = flatten_optimizer(opt, f"opt.{name}")
+        tensors.update(t)
+        opt_meta[name] = m
+    for k, v in run.objective.state_dict().items():
+        tensors[f"objective.{k}"] = v
+    tensors["rng.generator"] = generator_state(run.generator)
+    best_meta = None
+    if run.best is not None:
+        tensors["best.bases"] = run.best["state"]["bases"]
+        for k, v in run.best["state"]["hallucinators"].items():
+            tensors[f"best.hallucinators.{k}"] = v
+        best_meta = {"acc": run.best["acc"], "iteration": run.best["iteration"],
+                     "objective": run.best["state"]["objective"]}
+    meta = {"iteration": run.iteration, "config": run.cfg.to_dict(), "fingerprint": run.cfg.fingerprint(),
+            "optimizers": opt_meta, "history": run.history, "best": best_meta, "version": __version__,
+            "elapsed": run.elapsed_before + run._elapsed()}
+    save_checkpoint(path, tensors, meta)
+
+
+def restore_run(run: Any, path: Path) -> None:
+    """Restore :func:`save_run` into a freshly built run with the same configuration (else ConfigError)."""
+    tensors, meta = load_checkpoint(path)
+    theirs, ours = meta.get("fingerprint", {}), run.cfg.fingerprint()
+    diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+    if diff:
+        shown = "; ".join(f"{k}: {theirs.get(k)!r} in the checkpoint, {ours.get(k)!r} now" for k in diff[:4])
+        raise ConfigError(f"--resume: {path} was made with a different configuration ({shown}); "
+                          "use the same options or start afresh without --resume")
+    run.engine.load_state_tensors(tensors)
+    for name, opt in run.engine.all_optimizers().items():
+        if name not in meta["optimizers"]:
+            raise ConfigError(f"--resume: {path} lacks the state of optimiser {name!r}")
+        restore_optimizer(opt, f"opt.{name}", tensors, meta["optimizers"][name])
+    obj_state = {k[len("objective."):]: v.to(run.device) for k, v in tensors.items() if k.startswith("objective.")}
+    run.objective.load_state_dict(obj_state)
+    set_generator_state(run.generator, tensors["rng.generator"])
+    run.iteration = int(meta["iteration"])
+    run.history = list(meta.get("history", []))
+    run.elapsed_before = float(meta.get("elapsed", 0.0))
+    best = meta.get("best")
+    if best is not None:
+        halluc = {k[len("best.hallucinators."):]: v for k, v in tensors.items()
+                  if k.startswith("best.hallucinators.")}
+        run.best = {"acc": best["acc"], "iteration": best["iteration"],
+                    "state": {"bases": tensors["best.bases"], "hallucinators": halluc,
+                              "objective": best.get("objective", {})}}

@@ -97,7 +97,7 @@ class DistillConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DistillConfig":
+    def from_dict(cls, d: dict[str, Any]) -> DistillConfig:
         """Inverse of :meth:`to_dict` (unknown keys raise :class:`ConfigError`)."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)

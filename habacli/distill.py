@@ -101,7 +101,7 @@ class _SigintGuard:
         self._old: Any = None
 
     @contextlib.contextmanager
-    def installed(self) -> Iterator["_SigintGuard"]:
+    def installed(self) -> Iterator[_SigintGuard]:
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
@@ -193,58 +193,14 @@ class Run:
                 "objective": dict(self.objective.artifact_fields())}
 
     def save_checkpoint(self, path: Path) -> None:
-        from habacli import __version__
-        from habacli.checkpoint import flatten_optimizer, generator_state, save_checkpoint
+        from habacli.checkpoint import save_run
 
-        tensors = dict(self.engine.state_tensors())
-        opt_meta: dict[str, Any] = {}
-        for name, opt in self.engine.all_optimizers().items():
-            t, m = flatten_optimizer(opt, f"opt.{name}")
-            tensors.update(t)
-            opt_meta[name] = m
-        for k, v in self.objective.state_dict().items():
-            tensors[f"objective.{k}"] = v
-        tensors["rng.generator"] = generator_state(self.generator)
-        best_meta = None
-        if self.best is not None:
-            tensors["best.bases"] = self.best["state"]["bases"]
-            for k, v in self.best["state"]["hallucinators"].items():
-                tensors[f"best.hallucinators.{k}"] = v
-            best_meta = {"acc": self.best["acc"], "iteration": self.best["iteration"],
-                         "objective": self.best["state"]["objective"]}
-        meta = {"iteration": self.iteration, "config": self.cfg.to_dict(), "fingerprint": self.cfg.fingerprint(),
-                "optimizers": opt_meta, "history": self.history, "best": best_meta, "version": __version__,
-                "elapsed": self.elapsed_before + self._elapsed()}
-        save_checkpoint(path, tensors, meta)
+        save_run(self, path)
 
     def load_checkpoint(self, path: Path) -> None:
-        from habacli.checkpoint import load_checkpoint, restore_optimizer, set_generator_state
+        from habacli.checkpoint import restore_run
 
-        tensors, meta = load_checkpoint(path)
-        theirs, ours = meta.get("fingerprint", {}), self.cfg.fingerprint()
-        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
-        if diff:
-            shown = "; ".join(f"{k}: {theirs.get(k)!r} in the checkpoint, {ours.get(k)!r} now" for k in diff[:4])
-            raise ConfigError(f"--resume: {path} was made with a different configuration ({shown}); "
-                              "use the same options or start afresh without --resume")
-        self.engine.load_state_tensors(tensors)
-        for name, opt in self.engine.all_optimizers().items():
-            if name not in meta["optimizers"]:
-                raise ConfigError(f"--resume: {path} lacks the state of optimiser {name!r}")
-            restore_optimizer(opt, f"opt.{name}", tensors, meta["optimizers"][name])
-        obj_state = {k[len("objective."):]: v.to(self.device) for k, v in tensors.items() if k.startswith("objective.")}
-        self.objective.load_state_dict(obj_state)
-        set_generator_state(self.generator, tensors["rng.generator"])
-        self.iteration = int(meta["iteration"])
-        self.history = list(meta.get("history", []))
-        self.elapsed_before = float(meta.get("elapsed", 0.0))
-        best = meta.get("best")
-        if best is not None:
-            halluc = {k[len("best.hallucinators."):]: v for k, v in tensors.items()
-                      if k.startswith("best.hallucinators.")}
-            self.best = {"acc": best["acc"], "iteration": best["iteration"],
-                         "state": {"bases": tensors["best.bases"], "hallucinators": halluc,
-                                   "objective": best.get("objective", {})}}
+        restore_run(self, path)
 
     # ------------------------------------------------------------------ validation and artifacts
 

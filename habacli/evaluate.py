@@ -159,7 +159,8 @@ def _load(artifact_ref: Any) -> tuple[Any, str]:
 
 def _run_models(names: list[str], train: Any, test: tuple[Any, Any], *, spec: Any, runs: int, epochs: int,
                 lr: float, batch_size: int, seed: int, device: Any, amp: str | None, test_every: int | None,
-                progress: Progress | None, train_for_run: Callable[[int], Any] | None = None) -> dict[str, ModelResult]:
+                progress: Progress | None, train_for_run: Callable[[int], Any] | None = None,
+                standardize_batches: bool = False) -> dict[str, ModelResult]:
     from habacli.augment import dsa_for
 
     dsa = dsa_for(spec)
@@ -175,7 +176,8 @@ def _run_models(names: list[str], train: Any, test: tuple[Any, Any], *, spec: An
 
             t = train_and_test(name, train if train_for_run is None else train_for_run(r), test, spec=spec,
                                epochs=epochs, lr=lr, batch_size=batch_size, dsa=dsa, seed=seed + r,
-                               device=device, amp=amp, test_every=test_every, progress=tick)
+                               device=device, amp=amp, test_every=test_every,
+                               standardize_batches=standardize_batches, progress=tick)
             done += epochs + 1
             res.accuracies.append(t.accuracy)
             res.train_loss_curves.append(t.train_loss_curve)
@@ -187,8 +189,13 @@ def _run_models(names: list[str], train: Any, test: tuple[Any, Any], *, spec: An
 def evaluate(artifact_ref: Any, *, models: Sequence[str] | str | None = ("convnet",), runs: int = 5,
              epochs: int = 1000, lr: float | None = None, expansion: str = "sampled", seed: int = 0,
              device: str = "auto", data_dir: str | os.PathLike | None = None, amp: str | None = None,
-             batch_size: int = 256, test_every: int | None = None, progress: Progress | None = None) -> EvalResult:
+             batch_size: int = 256, test_every: int | None = None, standardize_batches: bool = False,
+             progress: Progress | None = None) -> EvalResult:
     """Evaluate an artifact (path, ``hf://`` reference or loaded artifact) under the standard protocol.
+
+    ``standardize_batches`` reproduces HaBa's official per-batch standardisation (off by default:
+    the distillation never saw standardised images, and it makes a test prediction depend on the
+    rest of its batch).
 
     ``models=None`` uses the dataset's default network. Raises :class:`ConfigError` /
     :class:`UnknownNameError` for bad options and :class:`DataNotFoundError` when the real test set
@@ -237,7 +244,7 @@ def evaluate(artifact_ref: Any, *, models: Sequence[str] | str | None = ("convne
     lr_used = float(lr if lr is not None else (artifact.learned_lr or DEFAULT_LR))
     results = _run_models(names, train, test, spec=spec, runs=runs, epochs=epochs, lr=lr_used,
                           batch_size=batch_size, seed=seed, device=dev, amp=amp, test_every=test_every,
-                          progress=progress)
+                          progress=progress, standardize_batches=standardize_batches)
     settings = {
         "epochs": epochs, "epochs_run": epochs + 1, "runs": runs, "lr": lr_used,
         "lr_source": "--lr" if lr is not None else ("learned" if artifact.learned_lr else "default"),
@@ -245,7 +252,7 @@ def evaluate(artifact_ref: Any, *, models: Sequence[str] | str | None = ("convne
         "device": str(dev), "amp": amp, "dsa": dsa_strategy(spec), "zca": zca is not None,
         "num_bases": n_bases, "num_hallucinators": k, "num_images": int(x_all.shape[0]),
         "images_per_epoch": per_epoch, "ipc": int(getattr(artifact, "ipc", 0) or 0),
-        "test_images": int(test[0].shape[0]), "std": STD_DEFINITION,
+        "test_images": int(test[0].shape[0]), "std": STD_DEFINITION, "standardize_batches": standardize_batches,
     }
     return EvalResult(source, spec.name, results, settings, time.perf_counter() - start, notes)
 

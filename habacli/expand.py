@@ -12,9 +12,11 @@ Output layouts (everything is written into a temporary folder and renamed into p
   sanitised names are not already in label order the folders get a zero-padded index prefix
   (``00_T-shirt_top``) and both loaders agree with the artifact's labels.
 - ``safetensors``: ``images.safetensors`` with ``images`` uint8 [M, C, H, W], ``labels`` int64,
-  ``basis`` / ``hallucinator`` int64 and the class names (JSON) in the metadata.
+  ``basis`` / ``hallucinator`` int64 (and ``soft_labels`` float32 [M, C] logits when the artifact
+  has them) and the class names (JSON) in the metadata.
 - ``parquet``: ``train-00000-of-00001.parquet`` written by ``datasets`` with ``Image()`` and
-  ``ClassLabel(names)`` features, the layout the Hub's dataset viewer reads.
+  ``ClassLabel(names)`` features (plus ``soft_label`` lists of logits when present), the layout the
+  Hub's dataset viewer reads. Image folders carry hard labels only.
 """
 
 from __future__ import annotations
@@ -169,6 +171,12 @@ def class_names(artifact: Any) -> list[str]:
     return [str(x) for x in names] if len(names) == n else [str(i) for i in range(n)]
 
 
+def image_shape(artifact: Any) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the decoded images (the dataset's channels; bases may have fewer)."""
+    spec = artifact.spec if isinstance(artifact.spec, dict) else artifact.spec.to_dict()
+    return int(spec["channels"]), int(spec["height"]), int(spec["width"])
+
+
 def _pil(img: "torch.Tensor") -> "PILImage.Image":
     from PIL import Image
 
@@ -216,7 +224,7 @@ def _write_safetensors(artifact: Any, path: Path, basis, hall, labels, device, p
     from safetensors.torch import save_file
 
     parts = [chunk for _, chunk in decode_uint8(artifact, basis, hall, device=device, progress=progress)]
-    c, h, w = (int(s) for s in artifact.bases.shape[1:])
+    c, h, w = image_shape(artifact)
     images = torch.cat(parts) if parts else torch.empty((0, c, h, w), dtype=torch.uint8)
     spec = artifact.spec if isinstance(artifact.spec, dict) else artifact.spec.to_dict()
     meta = {
@@ -226,9 +234,11 @@ def _write_safetensors(artifact: Any, path: Path, basis, hall, labels, device, p
         "dataset": str(spec.get("name", "")),
         "num_hallucinators": str(int(artifact.num_hallucinators)),
     }
-    save_file({"images": images.contiguous(), "labels": labels.to(torch.int64).contiguous(),
-               "basis": basis.to(torch.int64).contiguous(), "hallucinator": hall.to(torch.int64).contiguous()},
-              str(path), metadata=meta)
+    tensors = {"images": images.contiguous(), "labels": labels.to(torch.int64).contiguous(),
+               "basis": basis.to(torch.int64).contiguous(), "hallucinator": hall.to(torch.int64).contiguous()}
+    if artifact.soft_labels is not None:  # per-image logits (the basis's), spec section 3
+        tensors["soft_labels"] = artifact.soft_labels.detach().float().cpu()[basis].contiguous()
+    save_file(tensors, str(path), metadata=meta)
 
 
 def _pair_labels(artifact: Any, basis: "torch.Tensor") -> "torch.Tensor":
@@ -258,10 +268,11 @@ def write_parquet(artifact: Any, path: str | os.PathLike, *, per_basis: int | No
         "basis": datasets.Value("int32"),
         "hallucinator": datasets.Value("int32"),
     })
-    ds = datasets.Dataset.from_dict(
-        {"image": images, "label": labels.tolist(), "basis": basis.tolist(), "hallucinator": hall.tolist()},
-        features=features,
-    )
+    columns = {"image": images, "label": labels.tolist(), "basis": basis.tolist(), "hallucinator": hall.tolist()}
+    if artifact.soft_labels is not None:  # per-image logits (the basis's), spec section 3
+        features["soft_label"] = datasets.List(datasets.Value("float32"))
+        columns["soft_label"] = artifact.soft_labels.detach().float().cpu()[basis].tolist()
+    ds = datasets.Dataset.from_dict(columns, features=features)
     from datasets.utils import logging as ds_logging
 
     bars = ds_logging.is_progress_bar_enabled()

@@ -78,7 +78,7 @@ def render_grid(artifact: Any, *, max_columns: int = DEFAULT_MAX_COLUMNS, labels
     import torch
     from PIL import Image, ImageDraw, ImageFont
 
-    from habacli.expand import class_names, to_uint8
+    from habacli.expand import class_names, image_shape, to_uint8
 
     lay = grid_layout(artifact, max_columns=max_columns)
     names = class_names(artifact)
@@ -96,7 +96,7 @@ def render_grid(artifact: Any, *, max_columns: int = DEFAULT_MAX_COLUMNS, labels
         flat.append(cols)
         cells.extend((c, j) for j in range(int(cols.numel())))
     flat_t = torch.cat(flat) if flat else torch.empty(0, dtype=torch.long)
-    ch, h, w = (int(s) for s in artifact.bases.shape[1:])
+    ch, h, w = image_shape(artifact)
     if flat_t.numel():
         with torch.no_grad():
             images, _ = artifact.decode(device=device, pixel=True, indices=flat_t)

@@ -246,7 +246,7 @@ def test_read_metadata_reads_only_the_header(haba: HabaArtifact, tmp_path: Path,
     assert doc["ipc"] == 2 and sum(reads) == 8 + n < path.stat().st_size
 
 
-def test_info_cli_reads_header_without_torch(haba: HabaArtifact, tmp_path: Path) -> None:
+def test_info_cli_reads_header_without_torch(haba: HabaArtifact, tmp_path: Path, capsys) -> None:
     path = save_artifact(haba, tmp_path / "a.safetensors")
     code = ("import sys; from habacli.cli import main\n"
             "try:\n    main(['info', sys.argv[1]])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
@@ -257,12 +257,18 @@ def test_info_cli_reads_header_without_torch(haba: HabaArtifact, tmp_path: Path)
     for needle in ("fashion_mnist", "mtt + HaBa", "4 x haba-style-translator", "80 decoded", "0.0123",
                    "size by part", "bases 61.2 KB", "% of it", "rank"):
         assert needle in out, needle
-    haba = [sys.executable, "-m", "habacli", "info", str(path)]
-    proc = subprocess.run([*haba, "--json"], capture_output=True, text=True)
-    meta = json.loads(proc.stdout)
+
+    from habacli.cli import main
+
+    def run(*args: str) -> str:
+        with pytest.raises(SystemExit) as exc:
+            main(["info", str(path), *args])
+        assert not exc.value.code
+        return capsys.readouterr().out
+
+    meta = json.loads(run("--json"))
     assert meta["format_version"] == "1.0" and meta["haba"] == read_metadata(path)
-    proc = subprocess.run([*haba, "--verify"], capture_output=True, text=True)
-    assert proc.returncode == 0 and "(verified)" in proc.stdout
+    assert "(verified)" in run("--verify")
 
 
 def test_info_help_renders(capsys) -> None:

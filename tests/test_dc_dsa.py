@@ -270,3 +270,16 @@ def test_dc_never_augments_and_dsa_needs_augmentation(fashion_mnist_dir):
     assert run.objective.augment is None and spy.siamese_calls == [] and spy.sample_calls == []
     with pytest.raises(ConfigError, match="needs DSA"):
         _run(fashion_mnist_dir, "dsa", 1, factorize=False, dsa=False)
+
+
+@pytest.mark.parametrize("setting, needle", [("distance=l2", "distance must be one of"),
+                                             ("outer_loop=0", "outer_loop must be an integer >= 1")])
+def test_cli_bad_dc_option_is_one_line(capsys, tmp_path, fashion_mnist_dir, setting, needle):
+    from habacli.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["distill", FMNIST, "--ipc", "1", "--baseline", "dc", "--set", setting, "--data-dir", str(fashion_mnist_dir),
+              "--out", str(tmp_path / "a.safetensors"), "--device", "cpu"])
+    cap = capsys.readouterr()
+    assert exc.value.code == 2 and needle in cap.err
+    assert cap.err.count("\n") == 1 and "Traceback" not in cap.err

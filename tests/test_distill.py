@@ -38,6 +38,7 @@ def test_dm_factorised_writes_a_valid_artifact(tmp_path, fashion_mnist_dir):
     assert res.best_val_acc == history[0]["val_acc"] and res.iterations == 2
     assert res.storage["hallucinator_values"] == 3 * (9 + 1 + 2 * 26 * 26 + 9 + 1)
     images, labels = art.decode(pixel=True)
+    assert labels.tolist() == [c for c in range(10) for _ in range(6)]
     assert images.shape == (60, 1, 28, 28) and float(images.min()) >= 0 and float(images.max()) <= 1
 
 
@@ -57,12 +58,12 @@ def test_dm_loss_decreases(fashion_mnist_dir, tmp_path):
 
     cls = objective_class("dm")
     cfg = build_config("fashion_mnist", "dm", 2, preset="quick", objective_defaults=cls.defaults,
-                       overrides={**TINY, "batch_real": 32, "hallucinators": 2, "seed": 0})
+                       overrides={**TINY, "batch_real": 8, "hallucinators": 2, "batch_contrast": 4, "seed": 0})
     run = Run(cfg, cls, data_dir=fashion_mnist_dir)
-    losses = [run.objective.run_iteration(i)["loss_dd"] for i in range(30)]
-    first, last = sum(losses[:6]) / 6, sum(losses[-6:]) / 6
+    losses = [run.objective.run_iteration(i)["loss_dd"] for i in range(16)]
+    first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
     assert all(torch.isfinite(torch.tensor(losses)))
-    assert last < 0.8 * first, (first, last)
+    assert last < 0.7 * first, (first, last)
 
 
 def test_precedence_cli_over_file_over_preset(tmp_path):

@@ -102,6 +102,17 @@ def test_train_and_test_rejects_bad_values(fmnist):
         train_and_test("convnett", (x, y), (x, y), spec=spec, epochs=0, lr=0.01, seed=0, device="cpu")
 
 
+def test_standardize_batches_option_is_affine_invariant(fmnist):
+    """HaBa's per-batch standardisation (opt-in): an affine change of the inputs changes nothing."""
+    from habacli.networks import get_network
+
+    spec, _, test = fmnist
+    x, y = normalize(test.images[:300], spec), test.labels[:300].long()
+    net = get_network(SMALL, channels=1, num_classes=10, height=28, width=28)
+    a = protocol.test_accuracy(net, x, y, standardize_batches=True)
+    assert a == protocol.test_accuracy(net, 3 * x + 5, y, standardize_batches=True)
+
+
 def test_sampled_expansion_draws_one_hallucinator_per_basis():
     n, k = 6, 3
     x_all = torch.arange(n * k, dtype=torch.float32).view(n * k, 1, 1, 1)  # value = basis*K + hallucinator

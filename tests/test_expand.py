@@ -38,7 +38,8 @@ def read_png(path: Path) -> np.ndarray:
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
-def tiny_artifact(names: list[str], *, bases_per_class: int = 2, k: int = 2, size: int = 8) -> HabaArtifact:
+def tiny_artifact(names: list[str], *, bases_per_class: int = 2, k: int = 2, size: int = 8,
+                  soft: bool = False) -> HabaArtifact:
     """A small valid artifact with arbitrary class names (3 channels, random bases)."""
     g = torch.Generator().manual_seed(0)
     c = len(names)
@@ -47,8 +48,9 @@ def tiny_artifact(names: list[str], *, bases_per_class: int = 2, k: int = 2, siz
     bases = torch.randn(c * bases_per_class, 3, size, size, generator=g)
     labels = torch.arange(c).repeat_interleave(bases_per_class)
     bank = HallucinatorBank(k, 3, 3, size, size, generator=g) if k else None
+    logits = torch.randn(c * bases_per_class, c, generator=g) if soft else None
     return HabaArtifact.build(bases, labels, bank, spec, spec["mean"], spec["std"], objective="dm",
-                              objective_config={}, ipc=bases_per_class, seed=0)
+                              objective_config={}, ipc=bases_per_class, seed=0, soft_labels=logits)
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -124,6 +126,18 @@ def test_per_basis_expansion(tmp_path):
     assert (pairs[:, 0] != pairs[:, 1]).all()
     flat = t["basis"] * 3 + t["hallucinator"]
     assert (t["images"].int() - exp["images"][flat].int()).abs().max() <= 1
+
+
+def test_soft_labels_are_carried(tmp_path):
+    import datasets
+
+    art = tiny_artifact(["a", "b", "c"], bases_per_class=2, k=2, soft=True)
+    expand(art, tmp_path / "st", fmt="safetensors")
+    t = load_file(str(tmp_path / "st" / SAFETENSORS_NAME))
+    assert torch.equal(t["soft_labels"], art.soft_labels[t["basis"]])
+    expand(art, tmp_path / "pq", fmt="parquet")
+    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "pq" / PARQUET_NAME), split="train")
+    assert np.allclose(np.array(ds["soft_label"]), art.soft_labels[torch.tensor(ds["basis"])].numpy())
 
 
 # ----------------------------------------------------------------------------- loaders

@@ -11,7 +11,13 @@ import torch.nn.functional as F
 from habacli.config import build_config, hallucinator_values, plan_budget
 from habacli.distill import Run, objective_class
 from habacli.errors import ConfigError
-from habacli.factorization import SyntheticSet, adversary_loss, cos_loss, sim_loss, supcon_loss
+from habacli.factorization import (
+    SyntheticSet,
+    adversary_loss,
+    cos_loss,
+    sim_loss,
+    supcon_loss,
+)
 from habacli.hallucinator import HallucinatorBank, decode_all
 
 
@@ -133,7 +139,7 @@ def _snapshot(module_params):
 
 def test_synth_step_reaches_bases_and_every_hallucinator_part(run, monkeypatch):
     eng = run.engine
-    monkeypatch.setattr(eng, "adversary_step", lambda: {})
+    monkeypatch.setattr(eng, "adversary_step", dict)
     stats = run.objective.run_iteration(0)
     assert {"loss_dd", "loss_cos"} <= set(stats) and math.isfinite(stats["loss_dd"])
     assert eng.synthetic.bases.grad is not None and eng.synthetic.bases.grad.abs().sum() > 0

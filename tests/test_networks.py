@@ -108,11 +108,15 @@ def test_embedding_is_2048d_on_reference_backbones(name, shape):
 def test_28px_single_channel_is_padded_to_32():
     net = get_network("convnet_ln", channels=1, num_classes=10, height=28, width=28)
     first = net.features[0]
-    assert first.padding == (3, 3)
+    x = torch.randn(2, 1, 28, 28)
+    assert first(x).shape[-2:] == (32, 32)  # padding 3: treated as 32x32, like CIFAR
+    torch.testing.assert_close(first(x), F.conv2d(x, first.weight, first.bias, padding=3))
     ln = net.features[1]
-    assert tuple(ln.normalized_shape) == (128, 32, 32)  # treated as 32x32, like CIFAR
+    assert tuple(ln.normalized_shape) == (128, 32, 32)
     rgb = get_network("convnet", channels=3, num_classes=10, height=32, width=32)
-    assert rgb.features[0].padding == (1, 1)
+    assert type(rgb.features[0]) is torch.nn.Conv2d and rgb.features[0].padding == (1, 1)
+    alex = get_network("alexnet", channels=1, num_classes=10, height=28, width=28).features[0]
+    torch.testing.assert_close(alex(x), F.conv2d(x, alex.weight, alex.bias, padding=4))  # AlexNet: padding 4
 
 
 def test_norm_layers_match_the_reference_definitions():

@@ -16,8 +16,8 @@ from habacli.checkpoint import checkpoint_path_for, load_checkpoint
 from habacli.distill import distill
 from habacli.errors import ConfigError, Interrupted
 
-OPTS = {"batch_real": 8, "eval_every": 0, "device": "cpu", "val_fraction": 0.05, "checkpoint_every": 2}
-N = 3
+OPTS = {"batch_real": 8, "eval_every": 0, "device": "cpu", "val_fraction": 0.05, "checkpoint_every": 2, "batch_contrast": 2}
+N = 2
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +26,7 @@ def _threads():
 
 
 def _run(out, fm, iterations, **kw):
-    return distill("fashion_mnist", ipc=1, baseline="dm", out=out, hallucinators=3, iterations=iterations, seed=5,
+    return distill("fashion_mnist", ipc=1, baseline="dm", out=out, hallucinators=2, iterations=iterations, seed=5,
                    data_dir=fm, preset="quick", options=dict(OPTS), **kw)
 
 
@@ -82,7 +82,7 @@ def test_resume_with_another_config_is_refused(tmp_path, fashion_mnist_dir):
     out = tmp_path / "cfg.safetensors"
     _run(out, fashion_mnist_dir, 1)
     with pytest.raises(ConfigError, match="different configuration") as exc:
-        distill("fashion_mnist", ipc=1, baseline="dm", out=out, hallucinators=2, iterations=2, seed=5,
+        distill("fashion_mnist", ipc=1, baseline="dm", out=out, hallucinators=3, iterations=2, seed=5,
                 data_dir=fashion_mnist_dir, preset="quick", options=dict(OPTS), resume=True)
     assert "\n" not in str(exc.value) and "hallucinators" in str(exc.value)
     with pytest.raises(ConfigError, match="no checkpoint"):
@@ -94,9 +94,9 @@ def test_sigkill_keeps_the_artifact_and_the_checkpoint(tmp_path, fashion_mnist_d
     _run(out, fashion_mnist_dir, 1)  # a finished run: artifact + checkpoint at iteration 1
     ckpt = checkpoint_path_for(out)
     before = ckpt.stat().st_mtime_ns
-    cmd = [sys.executable, "-m", "habacli", "distill", "fashion_mnist", "--ipc", "1", "-k", "3", "--seed", "5",
+    cmd = [sys.executable, "-m", "habacli", "distill", "fashion_mnist", "--ipc", "1", "-k", "2", "--seed", "5",
            "--preset", "quick", "-n", "500", "--resume", "--checkpoint-every", "1", "--eval-every", "0",
-           "--set", "batch_real=8", "--set", "val_fraction=0.05", "--device", "cpu", "--data-dir", str(fashion_mnist_dir),
+           "--set", "batch_real=8", "--set", "val_fraction=0.05", "--set", "batch_contrast=2", "--device", "cpu", "--data-dir", str(fashion_mnist_dir),
            "--out", str(out), "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
     try:
@@ -113,7 +113,7 @@ def test_sigkill_keeps_the_artifact_and_the_checkpoint(tmp_path, fashion_mnist_d
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     art = load_artifact(out)  # the previous artifact is intact
-    assert art.num_hallucinators == 3
+    assert art.num_hallucinators == 2
     it = _state(out)[1]["iteration"]
     assert it >= 2
     res = _run(out, fashion_mnist_dir, it + 1, resume=True)

@@ -52,7 +52,7 @@ class _Renderer:
         self.t0 = 0.0
         self.start_it = 0
 
-    def __enter__(self) -> "_Renderer":
+    def __enter__(self) -> _Renderer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -73,8 +73,14 @@ class _Renderer:
             if self.log_every is None:
                 self.log_every = 10
             if self.tty:
-                from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                           TimeRemainingColumn)
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeElapsedColumn,
+                    TimeRemainingColumn,
+                )
 
                 self.bar = Progress(TextColumn("distill"), BarColumn(), MofNCompleteColumn(),
                                     TextColumn("{task.fields[loss]}"), TextColumn("{task.fields[speed]}"),

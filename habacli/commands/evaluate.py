@@ -27,6 +27,7 @@ def evaluate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
     curve: Annotated[Path | None, typer.Option("--curve", help="Write a learning-curve PNG here.")] = None,
     test_every: Annotated[int | None, typer.Option("--test-every", help="Also test every N epochs (for --curve).")] = None,
+    standardize_batches: Annotated[bool, typer.Option("--standardize-batches", help="Reproduce the official HaBa code's per-batch standardisation (off: see docs/fidelity.md).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train fresh networks from scratch on a distilled set and report test accuracy (mean ± std)."""
@@ -40,8 +41,8 @@ def evaluate_command(
         raise ConfigError("--ipc only applies to --baseline random")
     if baseline == "random" and ipc is None:
         raise ConfigError("--baseline random needs --ipc N")
-    if baseline == "random" and expansion != "sampled":
-        raise ConfigError("--expansion does not apply to --baseline random")
+    if baseline == "random" and (expansion != "sampled" or standardize_batches):
+        raise ConfigError("--expansion and --standardize-batches do not apply to --baseline random")
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -62,7 +63,8 @@ def evaluate_command(
         if baseline == "random":
             result = api.evaluate_random(target, ipc, progress=progress, **kw)
         else:
-            result = api.evaluate(target, expansion=expansion, progress=progress, **kw)
+            result = api.evaluate(target, expansion=expansion, standardize_batches=standardize_batches,
+                                  progress=progress, **kw)
     if curve is not None:
         from habacli.evaluation.report import save_curves
 

@@ -25,6 +25,7 @@ Progress = Callable[[str, int, int], None]
 MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
 TEST_BATCH = 2000
+HABA_TEST_BATCH = 128  # the official loader's test batch, used only with standardize_batches
 AMP_MODES = ("bf16",)
 
 
@@ -61,15 +62,25 @@ def use_channels_last(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
+def standardize(x: Tensor) -> Tensor:
+    """HaBa's evaluation quirk (haba.md section 3): a batch minus its mean, over its std (whole tensor)."""
+    return (x - x.mean()) / x.std()
+
+
 @torch.no_grad()
 def test_accuracy(net: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = TEST_BATCH,
-                  channels_last: bool = False) -> float:
-    """Top-1 accuracy of ``net`` on ``(x, y)`` in eval mode, in large no-grad batches."""
+                  channels_last: bool = False, standardize_batches: bool = False) -> float:
+    """Top-1 accuracy of ``net`` on ``(x, y)`` in eval mode, in large no-grad batches.
+    ``standardize_batches`` standardises each batch of 128 as HaBa's official test loop does."""
     was_training = net.training
     net.eval()
     correct = torch.zeros((), dtype=torch.long, device=y.device)
+    if standardize_batches:
+        batch_size = HABA_TEST_BATCH
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size]
+        if standardize_batches:
+            xb = standardize(xb)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         correct += (net(xb).argmax(dim=1) == y[start:start + batch_size]).sum()
@@ -95,6 +106,7 @@ def train_and_test(
     device: str | torch.device,
     amp: str | None = None,
     test_every: int | None = None,
+    standardize_batches: bool = False,
     progress: Progress | None = None,
 ) -> TrainResult:
     """Train a fresh ``model_name`` on ``train`` and return its accuracy on ``test``.
@@ -104,7 +116,9 @@ def train_and_test(
     ``(x, y)`` in model space. Network init, shuffling, DSA and sampling all draw from one
     generator seeded with ``seed``, so a run is reproducible on a given device. ``amp='bf16'``
     autocasts the training forward/backward. ``test_every=n`` also scores the test set every n
-    epochs (``test_curve``).
+    epochs (``test_curve``). ``standardize_batches`` reproduces HaBa's official evaluation quirk
+    (every train batch, before DSA, and every test batch of 128 standardised by its own mean/std);
+    off by default.
     """
     from habacli.networks import get_network
 
@@ -141,6 +155,8 @@ def train_and_test(
         for start in range(0, n, batch_size):
             idx = perm[start:start + batch_size]
             xb, yb = x[idx], y[idx]
+            if standardize_batches:
+                xb = standardize(xb)
             if dsa is not None:
                 xb = dsa(xb, generator)
             if cl:
@@ -156,10 +172,11 @@ def train_and_test(
             lr *= 0.1
             optimizer = _sgd(net, lr)
         if test_every is not None and (ep + 1) % test_every == 0 and ep + 1 < total_epochs:
-            test_curve.append((ep + 1, test_accuracy(net, x_test, y_test, channels_last=cl)))
+            test_curve.append((ep + 1, test_accuracy(net, x_test, y_test, channels_last=cl,
+                                                     standardize_batches=standardize_batches)))
         if progress is not None:
             progress(model_name, ep + 1, total_epochs)
-    accuracy = test_accuracy(net, x_test, y_test, channels_last=cl)
+    accuracy = test_accuracy(net, x_test, y_test, channels_last=cl, standardize_batches=standardize_batches)
     if test_every is not None:
         test_curve.append((total_epochs, accuracy))
     curve = torch.stack(losses).cpu().tolist() if losses else []

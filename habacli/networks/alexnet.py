@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from habacli.networks.layers import DDNet, can_pool, check_input, conv_out
+from habacli.networks.layers import DDNet, can_pool, check_input, conv2d, conv_out
 
 # (out channels, kernel, padding, pool after)
 _LAYERS = ((128, 5, 2, True), (192, 5, 2, True), (256, 3, 1, False), (192, 3, 1, False), (192, 3, 1, True))
@@ -28,7 +28,7 @@ class AlexNet(DDNet):
         for i, (c_out, k, pad, pool) in enumerate(_LAYERS):
             if i == 0 and channels == 1:
                 pad = 4
-            layers += [nn.Conv2d(c, c_out, k, padding=pad), nn.ReLU(inplace=True)]
+            layers += [conv2d(c, c_out, k, pad), nn.ReLU(inplace=True)]
             c, h, w = c_out, conv_out(h, k, pad), conv_out(w, k, pad)
             if pool and can_pool(h, w):
                 layers.append(nn.MaxPool2d(2, 2))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from habacli.errors import ConfigError
-from habacli.networks.layers import POOLINGS, DDNet, activation, can_pool, check_input, conv_out, norm_layer
+from habacli.networks.layers import POOLINGS, DDNet, activation, can_pool, check_input, conv2d, conv_out, norm_layer
 
 
 class ConvNet(DDNet):
@@ -41,7 +41,7 @@ class ConvNet(DDNet):
         c, h, w = channels, height, width
         for d in range(depth):
             pad = 3 if channels == 1 and d == 0 else 1
-            layers.append(nn.Conv2d(c, net_width, kernel_size=3, padding=pad))
+            layers.append(conv2d(c, net_width, 3, pad))
             c, h, w = net_width, conv_out(h, 3, pad), conv_out(w, 3, pad)
             if norm != "none":
                 layers.append(norm_layer(norm, c, h, w))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from habacli.networks.layers import DDNet, can_pool, check_input, conv_out, norm_layer
+from habacli.networks.layers import DDNet, can_pool, check_input, conv2d, conv_out, norm_layer
 
 _CFG_VGG11: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
@@ -32,7 +32,7 @@ class VGG11(DDNet):
                     h, w = h // 2, w // 2
                 continue
             pad = 3 if channels == 1 and i == 0 else 1
-            layers.append(nn.Conv2d(c, int(item), 3, padding=pad))
+            layers.append(conv2d(c, int(item), 3, pad))
             c, h, w = int(item), conv_out(h, 3, pad), conv_out(w, 3, pad)
             layers += [norm_layer(norm, c, h, w), nn.ReLU(inplace=True)]
         if h > 1 or w > 1:
