@@ -25,11 +25,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _peak import measure_matmul_gflops, module_flops  # noqa: E402
+from _peak import measure_matmul_gflops, module_flops
 
-from habacli.augment import DSA  # noqa: E402
-from habacli.evaluation import protocol  # noqa: E402
-from habacli.networks import get_network  # noqa: E402
+from habacli.augment import DSA
+from habacli.evaluation import protocol
+from habacli.networks import get_network
 
 SPEC = {"channels": 3, "num_classes": 10, "height": 32, "width": 32}
 

@@ -170,9 +170,9 @@ def _run_models(names: list[str], train: Any, test: tuple[Any, Any], *, spec: An
     for name in names:
         res = ModelResult(name, [])
         for r in range(runs):
-            def tick(_label: str, ep: int, _total: int, _base: int = done) -> None:
+            def tick(_label: str, ep: int, _total: int, _base: int = done, _what: str = f"{name} run {r + 1}/{runs}") -> None:
                 if progress is not None:
-                    progress(f"{name} run {r + 1}/{runs}", _base + ep, total)
+                    progress(_what, _base + ep, total)
 
             t = train_and_test(name, train if train_for_run is None else train_for_run(r), test, spec=spec,
                                epochs=epochs, lr=lr, batch_size=batch_size, dsa=dsa, seed=seed + r,

@@ -115,7 +115,7 @@ def class_folders(names: Sequence[str]) -> list[str]:
 
 
 def select_pairs(num_bases: int, num_hallucinators: int, per_basis: int | None = None,
-                 seed: int = 0) -> tuple["torch.Tensor", "torch.Tensor"]:
+                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(basis index, hallucinator index) of every image to expand, basis-major.
 
     All pairs, or ``per_basis`` distinct hallucinators per basis drawn with ``seed``. With no
@@ -138,7 +138,7 @@ def select_pairs(num_bases: int, num_hallucinators: int, per_basis: int | None =
     return torch.arange(num_bases).repeat_interleave(per_basis), picks.reshape(-1)
 
 
-def to_uint8(x: "torch.Tensor") -> "torch.Tensor":
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """Pixel-space float in [0, 1] -> uint8 as the format spec (section 4, step 5):
     ``floor(255 p + 0.5)``, clamped."""
     import torch
@@ -146,8 +146,8 @@ def to_uint8(x: "torch.Tensor") -> "torch.Tensor":
     return x.mul(255.0).add_(0.5).floor_().clamp_(0, 255).to(torch.uint8)
 
 
-def decode_uint8(artifact: Any, basis: "torch.Tensor", hall: "torch.Tensor", *, device: str = "cpu",
-                 progress: Progress | None = None) -> Iterator[tuple[int, "torch.Tensor"]]:
+def decode_uint8(artifact: Any, basis: torch.Tensor, hall: torch.Tensor, *, device: str = "cpu",
+                 progress: Progress | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(start, uint8 images [m, C, H, W])`` chunks of the selected pairs, on the CPU."""
     import torch
 
@@ -177,7 +177,7 @@ def image_shape(artifact: Any) -> tuple[int, int, int]:
     return int(spec["channels"]), int(spec["height"]), int(spec["width"])
 
 
-def _pil(img: "torch.Tensor") -> "PILImage.Image":
+def _pil(img: torch.Tensor) -> PILImage.Image:
     from PIL import Image
 
     c = img.shape[0]
@@ -188,7 +188,7 @@ def _pil(img: "torch.Tensor") -> "PILImage.Image":
     raise ConfigError(f"cannot write {c}-channel images as PNG (1, 3 or 4 channels)")
 
 
-def png_bytes(img: "torch.Tensor") -> bytes:
+def png_bytes(img: torch.Tensor) -> bytes:
     """PNG encoding of one uint8 image [C, H, W]."""
     buf = io.BytesIO()
     _pil(img).save(buf, format="PNG")
@@ -241,7 +241,7 @@ def _write_safetensors(artifact: Any, path: Path, basis, hall, labels, device, p
     save_file(tensors, str(path), metadata=meta)
 
 
-def _pair_labels(artifact: Any, basis: "torch.Tensor") -> "torch.Tensor":
+def _pair_labels(artifact: Any, basis: torch.Tensor) -> torch.Tensor:
     return artifact.labels.detach().cpu().long()[basis]
 
 

@@ -69,7 +69,7 @@ def grid_layout(artifact: Any, *, max_columns: int = DEFAULT_MAX_COLUMNS) -> Gri
 
 
 def render_grid(artifact: Any, *, max_columns: int = DEFAULT_MAX_COLUMNS, labels: bool = True,
-                scale: int | None = None, device: str = "cpu") -> "Any":
+                scale: int | None = None, device: str = "cpu") -> Any:
     """A contact-sheet ``PIL.Image.Image`` of ``artifact`` (rows: classes, columns: bases x
     hallucinators, capped at ``max_columns``), with class names in a left margin if ``labels``.
 
@@ -83,7 +83,7 @@ def render_grid(artifact: Any, *, max_columns: int = DEFAULT_MAX_COLUMNS, labels
     lay = grid_layout(artifact, max_columns=max_columns)
     names = class_names(artifact)
     y_all = artifact.labels.detach().cpu().long()
-    k, k_eff = lay.hallucinators, max(lay.hallucinators, 1)
+    k = lay.hallucinators
     # Flat expansion indices (basis*K + hallucinator) of every cell, and each cell's position.
     flat, cells = [], []
     for c in range(lay.num_classes):

@@ -15,7 +15,12 @@ from habacli.artifact import HabaArtifact, save_artifact
 from habacli.cli import main
 from habacli.data import fit_zca, get_spec, load_split
 from habacli.errors import ConfigError, UnknownNameError
-from habacli.evaluate import evaluate, evaluate_random, model_space_test, sampled_expansion
+from habacli.evaluate import (
+    evaluate,
+    evaluate_random,
+    model_space_test,
+    sampled_expansion,
+)
 from habacli.evaluation import protocol
 from habacli.evaluation.protocol import train_and_test
 from habacli.hallucinator import HallucinatorBank
@@ -81,7 +86,7 @@ def test_train_and_test_reproducible_with_schedule(fmnist, monkeypatch):
     lrs = []
     real_sgd = protocol._sgd
     monkeypatch.setattr(protocol, "_sgd", lambda net, lr: lrs.append(lr) or real_sgd(net, lr))
-    kw = dict(spec=spec, epochs=4, lr=0.01, seed=3, device="cpu", test_every=2)
+    kw = {"spec": spec, "epochs": 4, "lr": 0.01, "seed": 3, "device": "cpu", "test_every": 2}
     a = train_and_test(SMALL, (xtr, ytr), (xte, yte), **kw)
     assert 0.0 <= a.accuracy <= 1.0
     assert len(a.train_loss_curve) == 5  # range(epochs + 1), as the reference
@@ -133,7 +138,7 @@ def test_evaluate_artifact_reproducible(fmnist, fashion_mnist_dir, tmp_path, sho
     spec, train, _ = fmnist
     art = haba_artifact(spec, train)
     path = save_artifact(art, tmp_path / "a.safetensors")
-    kw = dict(models=SMALL, runs=2, epochs=2, seed=5, device="cpu", data_dir=fashion_mnist_dir)
+    kw = {"models": SMALL, "runs": 2, "epochs": 2, "seed": 5, "device": "cpu", "data_dir": fashion_mnist_dir}
     r = evaluate(path, **kw)
     m = r.models[SMALL]
     assert len(m.accuracies) == 2 and all(0.0 <= a <= 1.0 for a in m.accuracies)
@@ -164,15 +169,15 @@ def test_zca_artifact_whitens_test_with_train_fit(fmnist, fashion_mnist_dir):
 
 
 def test_random_baseline_beats_chance(fashion_mnist_dir, short_test_set):
-    r = evaluate_random("fashion_mnist", 10, models=SMALL, runs=1, epochs=50, seed=0, device="cpu",
+    r = evaluate_random("fashion_mnist", 10, models=SMALL, runs=1, epochs=30, seed=0, device="cpu",
                         data_dir=fashion_mnist_dir)
     acc = r.models[SMALL].accuracies[0]
-    assert acc > 0.5, acc  # chance is 0.1
+    assert acc > 0.5, acc  # chance is 0.1; measured 0.669 on the full test set (30 epochs, seed 0)
     assert r.settings["num_images"] == 100 and r.settings["baseline"] == "random"
 
 
 def test_random_baseline_draws_are_seeded(fashion_mnist_dir, short_test_set):
-    kw = dict(models=SMALL, runs=2, epochs=0, device="cpu", data_dir=fashion_mnist_dir)
+    kw = {"models": SMALL, "runs": 2, "epochs": 0, "device": "cpu", "data_dir": fashion_mnist_dir}
     a = evaluate_random("fashion_mnist", 1, seed=1, **kw).models[SMALL].accuracies
     b = evaluate_random("fashion_mnist", 1, seed=1, **kw).models[SMALL].accuracies
     assert a == b and not math.isnan(a[0])

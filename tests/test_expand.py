@@ -18,7 +18,13 @@ from habacli.artifact import HabaArtifact, load_artifact, save_artifact
 from habacli.cli import main
 from habacli.errors import ConfigError
 from habacli.expand import (
-    METADATA_NAME, PARQUET_NAME, SAFETENSORS_NAME, class_folders, expand, sanitize_class_names, select_pairs,
+    METADATA_NAME,
+    PARQUET_NAME,
+    SAFETENSORS_NAME,
+    class_folders,
+    expand,
+    sanitize_class_names,
+    select_pairs,
     write_parquet,
 )
 from habacli.grid import grid_layout, render_grid

@@ -45,14 +45,21 @@ def evaluate_command(
         raise ConfigError("--expansion and --standardize-batches do not apply to --baseline random")
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from habacli import api
 
     err = Console(stderr=True)
     show = not quiet and err.is_terminal
-    kw = dict(models=models, runs=runs, epochs=epochs, lr=lr, seed=seed, device=device, data_dir=data_dir, amp=amp,
-              batch_size=batch_size, test_every=test_every)
+    kw = {"models": models, "runs": runs, "epochs": epochs, "lr": lr, "seed": seed, "device": device,
+          "data_dir": data_dir, "amp": amp, "batch_size": batch_size, "test_every": test_every}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=err, disable=not show, transient=True) as bar:
         task = bar.add_task("loading", total=None)

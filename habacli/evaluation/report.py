@@ -15,7 +15,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
-def results_table(result: "EvalResult") -> "Table":
+def results_table(result: EvalResult) -> Table:
     """One row per model: mean +- std (%), runs, each run's accuracy."""
     from rich.table import Table
 
@@ -43,7 +43,7 @@ def results_table(result: "EvalResult") -> "Table":
     return table
 
 
-def save_curves(result: "EvalResult", path: str | os.PathLike) -> None:
+def save_curves(result: EvalResult, path: str | os.PathLike) -> None:
     """Write a PNG with the mean training loss per epoch and, if recorded, the test accuracy curve
     of every model (mean over runs; shaded: min..max over runs). Written atomically."""
     try:
@@ -101,6 +101,6 @@ def save_curves(result: "EvalResult", path: str | os.PathLike) -> None:
         plt.close(fig)
 
 
-def result_json(result: "EvalResult", *, curves: bool = False) -> dict[str, Any]:
+def result_json(result: EvalResult, *, curves: bool = False) -> dict[str, Any]:
     """The ``--json`` document."""
     return result.to_dict(curves=curves)
