@@ -26,7 +26,7 @@ def results_table(result: EvalResult) -> Table:
     else:
         what += f", {s.get('num_bases', '?')} bases x {s.get('num_hallucinators', 0)} hallucinators, {s.get('expansion')} expansion"
     what += ")"
-    table = Table(title=f"haba evaluate: {what}", title_justify="left")
+    table = Table(title=f"haba evaluate: {what}", title_justify="left", min_width=96)
     table.add_column("model", style="bold")
     table.add_column("accuracy %", justify="right", style="green")
     table.add_column("runs", justify="right")
