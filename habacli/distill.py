@@ -178,6 +178,7 @@ class Run:
                              generator=self.generator, model_name=self.model_name,
                              dsa=dsa_for(spec) if cfg.dsa else None,
                              contrast_dsa=dsa_for(spec) if cfg.contrast_dsa else None)
+        self.engine.data_dir = data_dir  # MTT's --experts auto trains experts on the same data
         self.objective = objective_cls(self.engine, dict(cfg.objective_config))
         self.engine.attach(self.objective)
         self.iteration = 0

@@ -128,6 +128,8 @@ def distill_command(
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint path (default: next to --out).")] = None,
     amp: Annotated[str | None, typer.Option("--amp", help="off, bf16 or fp16: autocast the real-image forwards.")] = None,
     compile_: Annotated[bool | None, typer.Option("--compile", help="torch.compile the network calls.", show_default=False)] = None,
+    experts: Annotated[str | None, typer.Option("--experts", help="MTT: folder of expert trajectories, or 'auto' to train a small set first.", rich_help_panel="MTT")] = None,
+    mtt_memory: Annotated[str | None, typer.Option("--mtt-memory", help="MTT: unrolled (keeps every student step) or constant (exact gradient, memory independent of syn_steps).", rich_help_panel="MTT")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Any other option, KEY=VALUE (repeatable), e.g. --set batch_real=64.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
@@ -135,13 +137,16 @@ def distill_command(
     """Distill DATASET into bases and hallucinators (HaBa) with a DC, DSA, DM or MTT objective."""
     from habacli import api
     from habacli.config import PRESETS
-    from habacli.errors import UnknownNameError
+    from habacli.errors import ConfigError, UnknownNameError
 
     if preset not in PRESETS:
         raise UnknownNameError("preset", preset, PRESETS)
     options = _parse_set(set_)
+    if (experts is not None or mtt_memory is not None) and baseline.lower() != "mtt":
+        raise ConfigError("--experts and --mtt-memory only apply to --baseline mtt")
     for key, value in (("eval_every", eval_every), ("eval_epochs", eval_epochs), ("checkpoint_every", checkpoint_every),
-                       ("log_every", log_every), ("amp", amp), ("compile", compile_)):
+                       ("log_every", log_every), ("amp", amp), ("compile", compile_),
+                       ("experts", experts), ("memory", mtt_memory)):
         if value is not None:
             options[key] = value
     if out is None:
