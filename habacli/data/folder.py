@@ -219,6 +219,15 @@ def _folder_plan(root: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]
             f"test = a stratified {HOLDOUT_FRACTION:.0%} hold-out (seed {HOLDOUT_SEED}); train = the rest")
 
 
+def target_size(name: str, sizes: set[tuple[int, int]], image_size: int | None) -> tuple[int, int]:
+    """The (height, width) images are decoded to: ``image_size`` squared, else the one size they share."""
+    if image_size:
+        return (int(image_size), int(image_size))
+    if len(sizes) == 1:
+        return next(iter(sizes))
+    raise ConfigError(f"{name}: images have {len(sizes)} different sizes; pass --image-size")
+
+
 def _detect(files: list[Path], sample: int = 256) -> tuple[int, set[tuple[int, int]]]:
     """Channels (1 if every sampled image is grey) and the sizes seen, from up to ``sample`` headers
     spread over the list (a size missed here still stops decoding with a clear error)."""
@@ -251,12 +260,7 @@ def load_imagefolder(name: str, split: str, *, image_size: int | None = None, ch
     def build_split(which: str) -> Split:
         det_c, sizes = _detect([f for f, _ in plan["train"]])
         c = channels or det_c
-        if image_size:
-            size = (int(image_size), int(image_size))
-        elif len(sizes) == 1:
-            size = next(iter(sizes))
-        else:
-            raise ConfigError(f"{name}: images have {len(sizes)} different sizes; pass --image-size")
+        size = target_size(name, sizes, image_size)
         pairs = plan[which]
         images = decode_files([f for f, _ in pairs], c, size, "crop")
         import numpy as np

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from habacli.data.folder import target_size
 from habacli.errors import DataNotFoundError
 
 if TYPE_CHECKING:
@@ -187,12 +188,7 @@ def load_hf(name: str, split: str, *, image_size: int | None = None, channels: i
         image, label, names = _columns(train, None, None)
         det_c, sizes = _detect(train, image)
         c = channels or det_c
-        if image_size:
-            size = (int(image_size), int(image_size))
-        elif len(sizes) == 1:
-            size = next(iter(sizes))
-        else:
-            raise DataNotFoundError(f"{name}: images have different sizes; pass --image-size")
+        size = target_size(name, sizes, image_size)
         test_name = _test_split(dd)
         if which == "train" or test_name is None:
             x, y = _arrays(train, image, label, c, size, "crop")
