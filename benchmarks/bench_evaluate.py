@@ -100,8 +100,12 @@ def main() -> None:
     ap.add_argument("--test-batches", default="500,2000", help="comma list of test batch sizes")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    from habacli.allocator import tune_host_allocator
+
+    malloc_tuned = tune_host_allocator()  # as every haba command does; HABA_MALLOC=system turns it off
     device = torch.device(args.device)
-    out: dict = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}
+    out: dict = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                 "malloc_tuned": malloc_tuned}
     out["matmul_fp32_gflops_before"] = measure_matmul_gflops(device=device)
     step_flops = 3 * module_flops(get_network("convnet", **SPEC), (3, 32, 32))
     layouts = [{"nchw": False, "channels_last": True}[x.strip()] for x in args.layouts.split(",")]
@@ -127,7 +131,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"device {out['device']}, {out['threads']} threads, torch {out['torch']}; fp32 matmul "
+    print(f"device {out['device']}, {out['threads']} threads, torch {out['torch']}, malloc tuned "
+          f"{out['malloc_tuned']}; fp32 matmul "
           f"{out['matmul_fp32_gflops_before']:.0f} / {out['matmul_fp32_gflops_after']:.0f} GFLOP/s (before/after)")
     for k, v in train.items():
         print(f"train 100 imgs + DSA [{k:>20}]: {v['images_per_s']:7.0f} img/s  ({v['gflops']:.0f} GFLOP/s)")

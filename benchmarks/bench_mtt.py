@@ -146,6 +146,9 @@ def main() -> None:
     p.add_argument("--expert-epochs", type=int, default=1)
     a = p.parse_args()
     if a.child is not None:
+        from habacli.allocator import tune_host_allocator
+
+        tune_host_allocator()  # as every haba command does; HABA_MALLOC=system turns it off
         kind, *rest = a.child
         if kind == "mtt":
             shape, ipc, steps, memory, k, iters = rest

@@ -122,6 +122,9 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="also time bf16 autocast training")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    from habacli.allocator import tune_host_allocator
+
+    malloc_tuned = tune_host_allocator()  # as every haba command does; HABA_MALLOC=system turns it off
     device = torch.device(args.device)
     torch.manual_seed(0)
 
@@ -143,7 +146,7 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     ref = (peak + peak_after) / 2
-    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, malloc tuned {malloc_tuned}")
     print(f"fp32 matmul 2048^3: {peak:.0f} GFLOP/s before, {peak_after:.0f} after (mean {ref:.0f} used below)")
     print(
         f"3x3 conv 128->128 @16px b256: {conv_peak[False]:.0f} GFLOP/s contiguous, "

@@ -6,11 +6,16 @@ import random
 
 import torch
 
+from habacli.allocator import tune_host_allocator
 from habacli.errors import ConfigError
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """Resolve ``auto|cpu|cuda|cuda:N|mps`` to a :class:`torch.device`; ``auto`` prefers CUDA."""
+    """Resolve ``auto|cpu|cuda|cuda:N|mps`` to a :class:`torch.device`; ``auto`` prefers CUDA.
+
+    Also tunes the host allocator for long runs (:mod:`habacli.allocator`).
+    """
+    tune_host_allocator()
     name = (name or "auto").lower()
     if name == "auto":
         if torch.cuda.is_available():

@@ -240,3 +240,22 @@ def test_convnet_learns_real_fashion_mnist(fashion_mnist_dir):
     with torch.no_grad():
         acc = (net(x[600:]).argmax(1) == labels[600:]).float().mean().item()
     assert acc > 0.5, acc
+
+
+def test_fast_avg_pool_matches_the_stock_kernel_to_second_order():
+    from habacli.networks.layers import AvgPool2x2
+
+    pool = AvgPool2x2()
+    x = torch.randn(2, 3, 6, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.allclose(pool(x), F.avg_pool2d(x, 2), rtol=0, atol=1e-14)
+    g = torch.randn(2, 3, 3, 4, dtype=torch.float64)
+    (ours,) = torch.autograd.grad(pool(x), x, g)
+    (stock,) = torch.autograd.grad(F.avg_pool2d(x, 2), x, g)
+    assert torch.allclose(ours, stock)
+    assert torch.autograd.gradcheck(pool, (x,))
+    assert torch.autograd.gradgradcheck(pool, (x,))
+    # odd sizes and channels_last take the stock kernel, with the same result
+    odd = torch.randn(2, 3, 7, 5)
+    assert torch.equal(pool(odd), F.avg_pool2d(odd, 2))
+    cl = torch.randn(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(pool(cl), F.avg_pool2d(cl, 2))

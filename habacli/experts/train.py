@@ -121,12 +121,18 @@ def _model_space(dataset: str, split: str, *, device: torch.device, zca: Any, da
 
 
 @torch.no_grad()
-def _accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, autocast, batch: int = 1024) -> float:
+def _accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, autocast, batch: int = 500) -> float:
+    from habacli.evaluation.protocol import nhwc_test_pass
+
+    nhwc = nhwc_test_pass(x.device)
     net.eval()
     correct = 0
     for i in range(0, len(y), batch):
+        xb = x[i : i + batch]
+        if nhwc:
+            xb = xb.contiguous(memory_format=torch.channels_last)
         with autocast():
-            correct += int((net(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum())
+            correct += int((net(xb).argmax(1) == y[i : i + batch]).sum())
     net.train()
     return correct / max(len(y), 1)
 

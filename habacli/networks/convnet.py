@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from habacli.errors import ConfigError
-from habacli.networks.layers import POOLINGS, DDNet, activation, can_pool, check_input, conv2d, conv_out, norm_layer
+from habacli.networks.layers import POOLINGS, AvgPool2x2, DDNet, activation, can_pool, check_input, conv2d, conv_out, norm_layer
 
 
 class ConvNet(DDNet):
@@ -47,7 +47,7 @@ class ConvNet(DDNet):
                 layers.append(norm_layer(norm, c, h, w))
             layers.append(activation(act))
             if pooling != "none" and can_pool(h, w):
-                layers.append(nn.AvgPool2d(2, 2) if pooling == "avgpooling" else nn.MaxPool2d(2, 2))
+                layers.append(AvgPool2x2() if pooling == "avgpooling" else nn.MaxPool2d(2, 2))
                 h, w = h // 2, w // 2
         self.features = nn.Sequential(*layers)
         self.feature_shape = (c, h, w)

@@ -9,9 +9,10 @@ One iteration:
     L = sum_c || mean(embed(x_r)) - mean(embed(x_s)) ||^2     (real embeddings without grad)
     engine.synth_step(L)
 
-The real images of all classes go through ONE forward pass, and the synthetic images through
-another: ``embed`` is per sample for instance-norm networks, so batching is exact (for BatchNorm
-networks DM's own code batches all classes together as well). ``--amp`` autocasts the real
+The synthetic images of all classes go through ONE forward pass, and the real images through
+no-grad passes of 256 images: ``embed`` is per sample for instance-norm networks, so batching and
+chunking are exact (for BatchNorm networks DM's own code batches all classes together, and so does
+this one, in one pass). ``--amp`` autocasts the real
 forward only.
 """
 
@@ -29,6 +30,14 @@ from habacli.objectives.base import Engine, Objective
 
 def _embed(net: nn.Module, x: Tensor) -> Tensor:
     return net.embed(x)
+
+
+REAL_CHUNK = 256  # images per no-grad real forward; see DistributionMatching.real_embedding
+
+
+def _batch_dependent(net: nn.Module) -> bool:
+    """Whether a forward in train mode mixes samples (BatchNorm), so a batch cannot be split."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
 @OBJECTIVES.register("dm")
@@ -73,12 +82,21 @@ class DistributionMatching(Objective):
     def loss(self, net: nn.Module, x_real: Tensor, x_syn: Tensor) -> Tensor:
         """``sum_c ||mean embed(real_c) - mean embed(syn_c)||^2`` for class-major batches."""
         c = self.engine.synthetic.num_classes
-        with torch.no_grad(), self.engine.autocast():
-            e_real = self._embed(net, self._fmt(x_real)).float()
+        e_real = self.real_embedding(net, x_real)
         e_syn = self._embed(net, self._fmt(x_syn)).float()
         mean_real = e_real.reshape(c, -1, e_real.shape[-1]).mean(1)
         mean_syn = e_syn.reshape(c, -1, e_syn.shape[-1]).mean(1)
         return ((mean_real - mean_syn) ** 2).sum()
+
+    def real_embedding(self, net: nn.Module, x_real: Tensor) -> Tensor:
+        """``embed(x_real)`` without grad, in chunks of :data:`REAL_CHUNK` images when the network is
+        per-sample (exact: instance norm has no cross-sample term). One 2,560-image pass at IPC 10
+        keeps 1.3 GB activations alive and ran ~2x slower on the CPU than ten 256-image passes."""
+        chunk = x_real.shape[0] if _batch_dependent(net) else REAL_CHUNK
+        with torch.no_grad(), self.engine.autocast():
+            parts = [self._embed(net, self._fmt(x_real[i:i + chunk])).float()
+                     for i in range(0, x_real.shape[0], chunk)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def run_iteration(self, it: int) -> dict[str, float]:
         eng = self.engine
