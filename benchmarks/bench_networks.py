@@ -1,6 +1,7 @@
 """Benchmark ConvNet-3 training throughput and DSA cost, next to this machine's matmul ceiling.
 
-1. ConvNet-3 training steps (forward + cross-entropy + backward + SGD momentum 0.9, wd 5e-4, as the
+1. ConvNet-3 training steps (haba's network, and a "reference-style" plain nn.Sequential of stock modules
+   as the official code builds it; run once more with HABA_MALLOC=system for the reference's allocator) (forward + cross-entropy + backward + SGD momentum 0.9, wd 5e-4, as the
    evaluation protocol) on batches of 256 at 28x28x1 (Fashion-MNIST) and 32x32x3 (CIFAR), in contiguous
    (NCHW) and channels_last layouts, timed interleaved so machine noise hits both alike. Reported as
    images/s, achieved GFLOP/s (analytic: conv+linear MACs*2 forward, training step = 3x forward) and as
@@ -39,10 +40,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _train_setup(shape, channels_last: bool, device: torch.device, batch: int, bf16: bool):
+def reference_convnet(c: int, h: int, w: int) -> torch.nn.Module:
+    """ConvNet-3 written the reference code's way: one ``nn.Sequential`` of stock modules
+    (``nn.AvgPool2d``, padding 3 on a 1-channel first conv), as the DC/MTT/HaBa repositories build it."""
+    nn = torch.nn
+    layers, ch, size = [], c, h
+    for d in range(3):
+        pad = 3 if c == 1 and d == 0 else 1
+        layers += [nn.Conv2d(ch, 128, 3, padding=pad), nn.GroupNorm(128, 128, affine=True), nn.ReLU(inplace=True),
+                   nn.AvgPool2d(2, 2)]
+        ch, size = 128, (size + 2 * pad - 2) // 2
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(128 * size * size, 10))
+
+
+def _train_setup(shape, channels_last: bool, device: torch.device, batch: int, bf16: bool, reference: bool = False):
     c, h, w = shape
     g = torch.Generator().manual_seed(0)
-    net = get_network("convnet", channels=c, num_classes=10, height=h, width=w, generator=g)
+    if reference:
+        torch.manual_seed(0)
+        net = reference_convnet(c, h, w)
+    else:
+        net = get_network("convnet", channels=c, num_classes=10, height=h, width=w, generator=g)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(device=device, memory_format=fmt)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -62,6 +80,10 @@ def _train_setup(shape, channels_last: bool, device: torch.device, batch: int, b
 def bench_training(device: torch.device, batch: int, steps: int, bf16: bool) -> list[dict]:
     configs = []
     for label, shape in SHAPES.items():
+        step, fwd = _train_setup(shape, False, device, batch, False, reference=True)
+        step()  # warm-up
+        configs.append({"shape": label, "channels_last": False, "bf16": False, "step": step, "fwd": fwd, "t": [],
+                        "reference": True})
         for cl in (False, True):
             for half in (False, True) if bf16 else (False,):
                 step, fwd = _train_setup(shape, cl, device, batch, half)
@@ -80,7 +102,8 @@ def bench_training(device: torch.device, batch: int, steps: int, bf16: bool) -> 
         rows.append(
             {
                 "shape": cfg["shape"],
-                "layout": "channels_last" if cfg["channels_last"] else "contiguous",
+                "layout": "reference-style" if cfg.get("reference") else
+                          "channels_last" if cfg["channels_last"] else "contiguous",
                 "bf16": cfg["bf16"],
                 "step_s": sec,
                 "img_per_s": batch / sec,

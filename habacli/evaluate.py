@@ -160,7 +160,7 @@ def _load(artifact_ref: Any) -> tuple[Any, str]:
 def _run_models(names: list[str], train: Any, test: tuple[Any, Any], *, spec: Any, runs: int, epochs: int,
                 lr: float, batch_size: int, seed: int, device: Any, amp: str | None, test_every: int | None,
                 progress: Progress | None, train_for_run: Callable[[int], Any] | None = None,
-                standardize_batches: bool = False) -> dict[str, ModelResult]:
+                standardize_batches: bool = False, compile: bool = False) -> dict[str, ModelResult]:
     from habacli.augment import dsa_for
 
     dsa = dsa_for(spec)
@@ -177,7 +177,7 @@ def _run_models(names: list[str], train: Any, test: tuple[Any, Any], *, spec: An
             t = train_and_test(name, train if train_for_run is None else train_for_run(r), test, spec=spec,
                                epochs=epochs, lr=lr, batch_size=batch_size, dsa=dsa, seed=seed + r,
                                device=device, amp=amp, test_every=test_every,
-                               standardize_batches=standardize_batches, progress=tick)
+                               standardize_batches=standardize_batches, progress=tick, compile=compile)
             done += epochs + 1
             res.accuracies.append(t.accuracy)
             res.train_loss_curves.append(t.train_loss_curve)
@@ -190,12 +190,15 @@ def evaluate(artifact_ref: Any, *, models: Sequence[str] | str | None = ("convne
              epochs: int = 1000, lr: float | None = None, expansion: str = "sampled", seed: int = 0,
              device: str = "auto", data_dir: str | os.PathLike | None = None, amp: str | None = None,
              batch_size: int = 256, test_every: int | None = None, standardize_batches: bool = False,
-             progress: Progress | None = None) -> EvalResult:
+             compile: bool = False, progress: Progress | None = None) -> EvalResult:
     """Evaluate an artifact (path, ``hf://`` reference or loaded artifact) under the standard protocol.
 
     ``standardize_batches`` reproduces HaBa's official per-batch standardisation (off by default:
     the distillation never saw standardised images, and it makes a test prediction depend on the
     rest of its batch).
+
+    ``compile`` runs each network through ``torch.compile`` (opt-in: it pays a one-off compilation,
+    seconds to a minute, for faster steps; see docs/benchmarks.md).
 
     ``models=None`` uses the dataset's default network. Raises :class:`ConfigError` /
     :class:`UnknownNameError` for bad options and :class:`DataNotFoundError` when the real test set
@@ -244,7 +247,7 @@ def evaluate(artifact_ref: Any, *, models: Sequence[str] | str | None = ("convne
     lr_used = float(lr if lr is not None else (artifact.learned_lr or DEFAULT_LR))
     results = _run_models(names, train, test, spec=spec, runs=runs, epochs=epochs, lr=lr_used,
                           batch_size=batch_size, seed=seed, device=dev, amp=amp, test_every=test_every,
-                          progress=progress, standardize_batches=standardize_batches)
+                          progress=progress, standardize_batches=standardize_batches, compile=compile)
     settings = {
         "epochs": epochs, "epochs_run": epochs + 1, "runs": runs, "lr": lr_used,
         "lr_source": "--lr" if lr is not None else ("learned" if artifact.learned_lr else "default"),
@@ -253,6 +256,7 @@ def evaluate(artifact_ref: Any, *, models: Sequence[str] | str | None = ("convne
         "num_bases": n_bases, "num_hallucinators": k, "num_images": int(x_all.shape[0]),
         "images_per_epoch": per_epoch, "ipc": int(getattr(artifact, "ipc", 0) or 0),
         "test_images": int(test[0].shape[0]), "std": STD_DEFINITION, "standardize_batches": standardize_batches,
+        "compile": compile,
     }
     return EvalResult(source, spec.name, results, settings, time.perf_counter() - start, notes)
 
@@ -285,7 +289,8 @@ def dsa_strategy(spec: Any) -> str:
 def evaluate_random(dataset: str, ipc: int, *, models: Sequence[str] | str | None = ("convnet",), runs: int = 5,
                     epochs: int = 1000, lr: float | None = None, seed: int = 0, device: str = "auto",
                     data_dir: str | os.PathLike | None = None, amp: str | None = None, batch_size: int = 256,
-                    test_every: int | None = None, progress: Progress | None = None) -> EvalResult:
+                    test_every: int | None = None, compile: bool = False,
+                    progress: Progress | None = None) -> EvalResult:
     """The random baseline: ``ipc`` random real training images per class (a fresh draw per run,
     seeded with ``seed + run``; the same draw for every model of that run), normalised with the
     dataset's mean/std (no ZCA), trained and tested under the same protocol."""
@@ -326,12 +331,12 @@ def evaluate_random(dataset: str, ipc: int, *, models: Sequence[str] | str | Non
 
     results = _run_models(names, None, test, spec=spec, runs=runs, epochs=epochs, lr=lr or DEFAULT_LR,
                           batch_size=batch_size, seed=seed, device=dev, amp=amp, test_every=test_every,
-                          progress=progress, train_for_run=draw)
+                          progress=progress, train_for_run=draw, compile=compile)
     settings = {
         "epochs": epochs, "epochs_run": epochs + 1, "runs": runs, "lr": float(lr or DEFAULT_LR),
         "lr_source": "--lr" if lr is not None else "default", "batch_size": batch_size, "seed": seed,
         "device": str(dev), "amp": amp, "dsa": dsa_strategy(spec), "zca": False, "ipc": ipc,
         "num_images": ipc * spec.num_classes, "images_per_epoch": ipc * spec.num_classes,
-        "test_images": int(test[0].shape[0]), "std": STD_DEFINITION, "baseline": "random",
+        "test_images": int(test[0].shape[0]), "std": STD_DEFINITION, "baseline": "random", "compile": compile,
     }
     return EvalResult(f"random:{spec.name}", spec.name, results, settings, time.perf_counter() - start)

@@ -228,3 +228,18 @@ def test_cli_json_and_curve(fmnist, fashion_mnist_dir, tmp_path, capsys, short_t
     from PIL import Image
 
     assert Image.open(curve).size[0] > 500
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_closely(fmnist):
+    """--compile trains the same network: same init, same data order, losses equal up to fp32
+    reassociation (inductor fuses the norm/ReLU/pool kernels)."""
+    spec, train, test = fmnist
+    idx = per_class(train.labels, 3)
+    xtr, ytr = normalize(train.images[idx], spec), train.labels[idx].long()
+    xte, yte = normalize(test.images[:300], spec), test.labels[:300].long()
+    kw = {"spec": spec, "epochs": 3, "lr": 0.01, "seed": 5, "device": "cpu"}
+    eager = train_and_test(SMALL, (xtr, ytr), (xte, yte), **kw)
+    compiled = train_and_test(SMALL, (xtr, ytr), (xte, yte), compile=True, **kw)
+    assert compiled.train_loss_curve == pytest.approx(eager.train_loss_curve, rel=1e-3)
+    assert abs(compiled.accuracy - eager.accuracy) <= 0.02

@@ -28,6 +28,7 @@ def evaluate_command(
     curve: Annotated[Path | None, typer.Option("--curve", help="Write a learning-curve PNG here.")] = None,
     test_every: Annotated[int | None, typer.Option("--test-every", help="Also test every N epochs (for --curve).")] = None,
     standardize_batches: Annotated[bool, typer.Option("--standardize-batches", help="Reproduce the official HaBa code's per-batch standardisation (off: see docs/fidelity.md).")] = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile each network: a one-off compile (seconds to a minute) for faster steps; pays off on long protocols.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train fresh networks from scratch on a distilled set and report test accuracy (mean ± std)."""
@@ -59,7 +60,7 @@ def evaluate_command(
     err = Console(stderr=True)
     show = not quiet and err.is_terminal
     kw = {"models": models, "runs": runs, "epochs": epochs, "lr": lr, "seed": seed, "device": device,
-          "data_dir": data_dir, "amp": amp, "batch_size": batch_size, "test_every": test_every}
+          "data_dir": data_dir, "amp": amp, "batch_size": batch_size, "test_every": test_every, "compile": compile_}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=err, disable=not show, transient=True) as bar:
         task = bar.add_task("loading", total=None)

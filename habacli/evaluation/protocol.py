@@ -116,6 +116,7 @@ def train_and_test(
     test_every: int | None = None,
     standardize_batches: bool = False,
     progress: Progress | None = None,
+    compile: bool = False,
 ) -> TrainResult:
     """Train a fresh ``model_name`` on ``train`` and return its accuracy on ``test``.
 
@@ -126,7 +127,7 @@ def train_and_test(
     autocasts the training forward/backward. ``test_every=n`` also scores the test set every n
     epochs (``test_curve``). ``standardize_batches`` reproduces HaBa's official evaluation quirk
     (every train batch, before DSA, and every test batch of 128 standardised by its own mean/std);
-    off by default.
+    off by default. ``compile`` wraps the network in ``torch.compile`` for training and testing.
     """
     from habacli.networks import get_network
 
@@ -147,6 +148,7 @@ def train_and_test(
     if cl:
         net = net.to(memory_format=torch.channels_last)
     net.train()
+    model = torch.compile(net) if compile else net
     x_test, y_test = test
     optimizer = _sgd(net, lr)
     decay_after = epochs // 2 + 1
@@ -171,7 +173,7 @@ def train_and_test(
             if cl:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
-                loss = F.cross_entropy(net(xb), yb)
+                loss = F.cross_entropy(model(xb), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -181,11 +183,11 @@ def train_and_test(
             lr *= 0.1
             optimizer = _sgd(net, lr)
         if test_every is not None and (ep + 1) % test_every == 0 and ep + 1 < total_epochs:
-            test_curve.append((ep + 1, test_accuracy(net, x_test, y_test, channels_last=cl_test,
+            test_curve.append((ep + 1, test_accuracy(model, x_test, y_test, channels_last=cl_test,
                                                      standardize_batches=standardize_batches)))
         if progress is not None:
             progress(model_name, ep + 1, total_epochs)
-    accuracy = test_accuracy(net, x_test, y_test, channels_last=cl_test, standardize_batches=standardize_batches)
+    accuracy = test_accuracy(model, x_test, y_test, channels_last=cl_test, standardize_batches=standardize_batches)
     if test_every is not None:
         test_curve.append((total_epochs, accuracy))
     curve = torch.stack(losses).cpu().tolist() if losses else []
