@@ -22,9 +22,10 @@ def atomic_path(dest: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix + ".tmp", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+    mode = 0o666 & ~_umask()  # mkstemp makes 0600; the result gets the usual mode
     try:
         yield tmp_path
+        os.chmod(tmp_path, mode)  # after the body: some writers (safetensors' save_file) recreate the file 0600
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, dest)

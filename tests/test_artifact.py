@@ -278,3 +278,15 @@ def test_info_help_renders(capsys) -> None:
         main(["info", "--help"])
     out = capsys.readouterr().out
     assert exc.value.code == 0 and "--verify" in out and "ORG/NAME[@REV][/FILE]" in out
+
+
+def test_atomic_path_gives_the_usual_mode_even_when_the_writer_recreates_the_file(tmp_path):
+    """safetensors' save_file recreates its target 0600; the result must still follow the umask."""
+    from safetensors.torch import save_file
+
+    from habacli.atomic import atomic_path
+
+    dest = tmp_path / "x.safetensors"
+    with atomic_path(dest, suffix=".safetensors") as tmp:
+        save_file({"a": torch.zeros(2)}, str(tmp))
+    assert oct(dest.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
