@@ -8,7 +8,7 @@ Every row runs through the real CLI (``haba distill`` then ``haba evaluate``, or
 The distillation budget is far below the papers' (DM: 20,000 iterations; here ``--iterations``),
 and the evaluation protocol is shortened (``--epochs``, ``--runs``): the table says so.
 
-    python benchmarks/accuracy_table.py --out runs/accuracy --iterations 200 --epochs 300 --runs 3
+    python benchmarks/accuracy_table.py --out runs/accuracy --iterations 200 --epochs 300 --runs 3 [--bf16]
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ def rows(args: argparse.Namespace) -> list[dict]:
         budget = "matched" if ipc > 1 else "paper"  # IPC 1: 5 hallucinators alone exceed 1 image/class
         table.append({"name": f"haba-dm-ipc{ipc}", "method": f"HaBa+DM ({budget} budget)", "ipc": ipc,
                       "distill": ["--budget", budget]})
+    if args.bf16:  # the accuracy effect of --amp bf16 (DM's real-image forward under autocast)
+        table.append({"name": "dm-ipc10-bf16", "method": "DM, distilled with --amp bf16", "ipc": 10,
+                      "distill": ["--no-factorize", "--amp", "bf16"]})
+        table.append({"name": "random-ipc10-eval-bf16", "method": "random real, evaluated with --amp bf16",
+                      "ipc": 10, "evaluate": ["--amp", "bf16"]})
     return [r for r in table if not args.only or r["name"] in args.only.split(",")]
 
 
@@ -52,7 +57,7 @@ def run_row(row: dict, args: argparse.Namespace, out: Path) -> dict:
     result: dict = {"method": row["method"], "ipc": row["ipc"]}
     if "distill" not in row:
         ev, secs = _run([*haba, "evaluate", "fashion_mnist", "--baseline", "random", "--ipc", str(row["ipc"]),
-                         *common_eval])
+                         *common_eval, *row.get("evaluate", [])])
         result.update(evaluate_s=round(secs, 1), evaluation=ev)
         return result
     artifact = out / f"{row['name']}.haba"
@@ -82,7 +87,7 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
         storage = r.get("storage") or {}
         stored = storage.get("total_values") if isinstance(storage, dict) else None
         stored = f"{stored:,}" if isinstance(stored, int) else f"{10 * r['ipc'] * 784:,} (real images)"
-        pub = PUBLISHED.get(("dm", r["ipc"]), "") if r["method"] != "random real" else ""
+        pub = PUBLISHED.get(("dm", r["ipc"]), "") if r["method"].startswith("DM") else ""
         dist = f"{r['distill_s'] / 60:.1f} min" if "distill_s" in r else "-"
         lines.append(f"| {r['method']} | {r['ipc']} | {stored} | {_acc(r['evaluation'])} | {pub} | {dist} | "
                      f"{r['evaluate_s'] / 60:.1f} min |")
@@ -96,6 +101,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="", help="comma list of row names")
+    ap.add_argument("--bf16", action="store_true", help="add a DM IPC 10 row distilled under --amp bf16")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.json"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 
 import torch
 
@@ -29,6 +31,17 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError as e:
         raise ConfigError(f"invalid --device {name!r}: use auto, cpu, cuda or cuda:N") from e
+
+
+def check_compile(device: torch.device) -> None:
+    """``--compile`` on the CPU needs the C++ compiler inductor builds its kernels with: say so up front
+    (one line) instead of failing inside the first compiled call."""
+    if device.type != "cpu":
+        return
+    cxx = os.environ.get("CXX") or "g++"
+    if shutil.which(cxx) is None and shutil.which("clang++") is None:
+        raise ConfigError(f"--compile on the CPU needs a C++ compiler ({cxx} or clang++ on PATH): install one "
+                          "(e.g. apt-get install g++) or drop --compile")
 
 
 def seed_everything(seed: int) -> torch.Generator:

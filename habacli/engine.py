@@ -58,6 +58,7 @@ class Engine:
             self.adversary = self.make_network(default_network(spec), frozen=False)  # the default ConvNet
             self.adv_opt = torch.optim.SGD(self.adversary.parameters(), lr=config.adv_lr,
                                            momentum=config.adv_momentum)
+        self._adv_embed = self.compile(_adversary_embed)  # under --compile: fused, like DM's embedding
         self.extra_groups: list[ParamGroup] = []
         self.optimizers: dict[str, torch.optim.SGD] = {}
         self._build_optimizers([])
@@ -149,7 +150,8 @@ class Engine:
             x = self._two_views(idx)
             self.adversary.requires_grad_(False)
             try:
-                z = self.adversary.embed(x)
+                with self.autocast():
+                    z = self._adv_embed(self.adversary, x).float()
             finally:
                 self.adversary.requires_grad_(True)
             n = z.shape[0] // 2
@@ -179,8 +181,10 @@ class Engine:
         with torch.no_grad():
             x = self._two_views(idx)
         self.adversary.train()
-        z = self.adversary.embed(x)
-        logits = self.adversary.classifier(z)
+        with self.autocast():
+            z = self._adv_embed(self.adversary, x)
+            logits = self.adversary.classifier(z)
+        z, logits = z.float(), logits.float()
         parts = adversary_loss(z, logits, labels, lambda_cls=cfg.lambda_cls, lambda_sim=cfg.lambda_sim,
                                lambda_con=cfg.lambda_con, temperature=cfg.supcon_temperature,
                                base_temperature=cfg.supcon_base_temperature)
@@ -227,3 +231,8 @@ class Engine:
         for group in self.extra_groups:
             for i, p in enumerate(group.params):
                 copy(p, f"extra.{group.name}.{i}")
+
+
+def _adversary_embed(net: nn.Module, x: Tensor) -> Tensor:
+    """The adversary's features (a free function, so ``torch.compile`` sees one graph per mode)."""
+    return net.embed(x)

@@ -190,3 +190,56 @@ def test_cli_json_summary(capsys, tmp_path, fashion_mnist_dir):
     summary = json.loads(stdout)
     assert summary["iterations"] == 1 and summary["artifact"] == str(out) and summary["objective"] == "dm"
     assert summary["storage"]["bases_per_class"] == 1 and load_artifact(out).num_hallucinators == 2
+
+
+def _dm_run(fashion_mnist_dir, **overrides):
+    from habacli.distill import Run
+
+    cls = objective_class("dm")
+    cfg = build_config("fashion_mnist", "dm", 2, preset="quick", objective_defaults=cls.defaults,
+                       overrides={**TINY, "batch_real": 8, "hallucinators": 2, "batch_contrast": 4, "seed": 0,
+                                  **overrides})
+    return Run(cfg, cls, data_dir=fashion_mnist_dir)
+
+
+def test_bf16_autocast_updates_every_group_in_fp32(fashion_mnist_dir):
+    """--amp bf16: DM's real pass and HaBa's adversary passes autocast, the learnable state stays fp32
+    and every group (bases, hallucinators, adversary) still moves, with finite losses."""
+    run = _dm_run(fashion_mnist_dir, amp="bf16")
+    before = {k: v.clone() for k, v in run.engine.state_tensors().items()}
+    stats = [run.objective.run_iteration(i) for i in range(2)]
+    after = run.engine.state_tensors()
+    assert all(torch.isfinite(torch.tensor([s["loss_dd"], s["loss_cos"], s["loss_adv"]])).all() for s in stats)
+    for prefix in ("synthetic.bases", "synthetic.hallucinators.", "adversary."):
+        keys = [k for k in after if k.startswith(prefix) and after[k].is_floating_point()]
+        assert keys and all(after[k].dtype == torch.float32 for k in keys)
+        assert any(not torch.equal(before[k], after[k]) for k in keys), prefix
+
+
+@pytest.mark.slow
+def test_compiled_distill_matches_eager_closely(fashion_mnist_dir):
+    """--compile (DM's embedding and the adversary's passes under torch.compile) computes the same
+    iterations as eager, up to fp32 reassociation."""
+    eager, compiled = _dm_run(fashion_mnist_dir), _dm_run(fashion_mnist_dir, compile=True)
+    start = eager.engine.state_tensors()["synthetic.bases"].clone()
+    a = [eager.objective.run_iteration(i) for i in range(3)]
+    b = [compiled.objective.run_iteration(i) for i in range(3)]
+    for sa, sb in zip(a, b):
+        for key in ("loss_dd", "loss_cos", "loss_adv"):
+            assert sb[key] == pytest.approx(sa[key], rel=1e-3, abs=1e-5), key
+    ea, eb = eager.engine.state_tensors()["synthetic.bases"], compiled.engine.state_tensors()["synthetic.bases"]
+    moved = float((ea - start).norm())
+    assert moved > 0 and float((eb - ea).norm()) < 1e-2 * moved  # the two runs took the same steps
+
+
+def test_compile_without_a_cpu_compiler_is_a_one_line_error(capsys, tmp_path, fashion_mnist_dir, monkeypatch):
+    """--compile on the CPU with no C++ compiler on PATH: one line, exit 2, before any work."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing there
+    monkeypatch.delenv("CXX", raising=False)
+    for argv in (["distill", "fashion_mnist", "--ipc", "1", "--device", "cpu", "--compile",
+                  "--data-dir", fashion_mnist_dir, "--out", str(tmp_path / "x.safetensors")],
+                 ["evaluate", "fashion_mnist", "--baseline", "random", "--ipc", "1", "--device", "cpu",
+                  "--compile", "--data-dir", fashion_mnist_dir]):
+        code, _, err = _cli(capsys, *argv)
+        assert code == 2 and "needs a C++ compiler" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.safetensors").exists()

@@ -21,7 +21,7 @@ def evaluate_command(
     ipc: Annotated[int | None, typer.Option("--ipc", help="Images per class for --baseline random.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Base seed.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    amp: Annotated[str | None, typer.Option("--amp", help="bf16: autocast the training forward/backward (opt-in).")] = None,
+    amp: Annotated[str | None, typer.Option("--amp", help="bf16: autocast training and the test pass (opt-in).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch size.")] = 256,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the real data lives.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,

@@ -63,11 +63,15 @@ def use_channels_last(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def nhwc_test_pass(device: torch.device) -> bool:
-    """Whether the no-grad test pass feeds NHWC inputs: always on CUDA and on the CPU, where the
-    forward-only convolutions and pools are faster in NHWC (10k CIFAR-shaped images through
-    ConvNet-3: ~9-12 s against ~14 s in NCHW, benchmarks/bench_evaluate.py)."""
-    return device.type in ("cuda", "cpu")
+def nhwc_test_pass(device: torch.device, amp: str | None = None) -> bool:
+    """Whether the no-grad test pass feeds NHWC inputs: always on CUDA; on the CPU in fp32, where the
+    forward-only convolutions and pools are faster or level in NHWC (10k CIFAR-shaped images through
+    ConvNet-3: ~9-12 s against ~14 s NCHW on a Xeon without AVX-512 BF16, 6.9 against 6.8 s on an
+    EPYC with it), but not under bf16 autocast, where oneDNN's NHWC path is ~2x slower than NCHW
+    (8.9 against 4.5 s on that EPYC; benchmarks/bench_evaluate.py)."""
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and amp != "bf16"
 
 
 def standardize(x: Tensor) -> Tensor:
@@ -77,9 +81,10 @@ def standardize(x: Tensor) -> Tensor:
 
 @torch.no_grad()
 def test_accuracy(net: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = TEST_BATCH,
-                  channels_last: bool = False, standardize_batches: bool = False) -> float:
+                  channels_last: bool = False, standardize_batches: bool = False, amp: str | None = None) -> float:
     """Top-1 accuracy of ``net`` on ``(x, y)`` in eval mode, in large no-grad batches.
-    ``standardize_batches`` standardises each batch of 128 as HaBa's official test loop does."""
+    ``standardize_batches`` standardises each batch of 128 as HaBa's official test loop does;
+    ``amp='bf16'`` autocasts the forward (opt-in, like the training side)."""
     was_training = net.training
     net.eval()
     correct = torch.zeros((), dtype=torch.long, device=y.device)
@@ -91,7 +96,9 @@ def test_accuracy(net: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = TES
             xb = standardize(xb)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        correct += (net(xb).argmax(dim=1) == y[start:start + batch_size]).sum()
+        with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+            logits = net(xb)
+        correct += (logits.argmax(dim=1) == y[start:start + batch_size]).sum()
     net.train(was_training)
     return float(correct.item()) / max(int(x.shape[0]), 1)
 
@@ -124,7 +131,7 @@ def train_and_test(
     ``(epoch, generator) -> (x, y)`` giving each epoch's set (HaBa's sampled expansion). ``test`` is
     ``(x, y)`` in model space. Network init, shuffling, DSA and sampling all draw from one
     generator seeded with ``seed``, so a run is reproducible on a given device. ``amp='bf16'``
-    autocasts the training forward/backward. ``test_every=n`` also scores the test set every n
+    autocasts the training forward/backward and the test pass. ``test_every=n`` also scores the test set every n
     epochs (``test_curve``). ``standardize_batches`` reproduces HaBa's official evaluation quirk
     (every train batch, before DSA, and every test batch of 128 standardised by its own mean/std);
     off by default. ``compile`` wraps the network in ``torch.compile`` for training and testing.
@@ -144,7 +151,7 @@ def train_and_test(
     generator = torch.Generator().manual_seed(int(seed))
     net = get_network(model_name, generator=generator, **spec_shape(spec)).to(device)
     cl = use_channels_last(device)
-    cl_test = cl or nhwc_test_pass(device)
+    cl_test = cl or nhwc_test_pass(device, amp)
     if cl:
         net = net.to(memory_format=torch.channels_last)
     net.train()
@@ -184,10 +191,11 @@ def train_and_test(
             optimizer = _sgd(net, lr)
         if test_every is not None and (ep + 1) % test_every == 0 and ep + 1 < total_epochs:
             test_curve.append((ep + 1, test_accuracy(model, x_test, y_test, channels_last=cl_test,
-                                                     standardize_batches=standardize_batches)))
+                                                     standardize_batches=standardize_batches, amp=amp)))
         if progress is not None:
             progress(model_name, ep + 1, total_epochs)
-    accuracy = test_accuracy(model, x_test, y_test, channels_last=cl_test, standardize_batches=standardize_batches)
+    accuracy = test_accuracy(model, x_test, y_test, channels_last=cl_test, standardize_batches=standardize_batches,
+                             amp=amp)
     if test_every is not None:
         test_curve.append((total_epochs, accuracy))
     curve = torch.stack(losses).cpu().tolist() if losses else []

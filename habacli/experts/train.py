@@ -121,10 +121,11 @@ def _model_space(dataset: str, split: str, *, device: torch.device, zca: Any, da
 
 
 @torch.no_grad()
-def _accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, autocast, batch: int = 500) -> float:
+def _accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, autocast, batch: int = 500,
+              amp: str | None = None) -> float:
     from habacli.evaluation.protocol import nhwc_test_pass
 
-    nhwc = nhwc_test_pass(x.device)
+    nhwc = nhwc_test_pass(x.device, amp)
     net.eval()
     correct = 0
     for i in range(0, len(y), batch):
@@ -312,7 +313,7 @@ def _train_one(index, folder, config, layout, make, augment, x_train, y_train, x
     else:
         done = 0
         trajectory[0] = layout.flatten(net).cpu()
-        accs = [_accuracy(net, x_test, y_test, autocast)]
+        accs = [_accuracy(net, x_test, y_test, autocast, amp=config.get("amp"))]
     emit({"kind": "expert", "index": index, "epochs": epochs, "start_epoch": done})
     opt = torch.optim.SGD(net.parameters(), lr=config["lr"], momentum=0.0, weight_decay=0.0)
     seen, secs = 0, 0.0
@@ -337,7 +338,7 @@ def _train_one(index, folder, config, layout, make, augment, x_train, y_train, x
         trajectory[epoch] = layout.flatten(net).cpu()  # a copy: never the live parameter storage
         if not torch.isfinite(trajectory[epoch]).all():
             raise ExpertsError(f"expert {index} diverged (non-finite parameters after epoch {epoch})")
-        accs.append(_accuracy(net, x_test, y_test, autocast))
+        accs.append(_accuracy(net, x_test, y_test, autocast, amp=config.get("amp")))
         if epoch < epochs:
             write_partial(folder, index, meta, PartialState(trajectory[: epoch + 1].clone(), g.get_state(), accs))
         emit({"kind": "epoch", "index": index, "epoch": epoch, "epochs": epochs, "test_accuracy": accs[-1],

@@ -13,7 +13,7 @@ The synthetic images of all classes go through ONE forward pass, and the real im
 no-grad passes of 256 images: ``embed`` is per sample for instance-norm networks, so batching and
 chunking are exact (for BatchNorm networks DM's own code batches all classes together, and so does
 this one, in one pass). ``--amp`` autocasts the real
-forward only.
+forward here (and the engine autocasts HaBa's adversary passes).
 """
 
 from __future__ import annotations
