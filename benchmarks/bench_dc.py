@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 
 
@@ -94,6 +95,8 @@ def bench(objective: str, ipc: int, factorize: bool, *, iterations: int, data_di
         out["estimated"] = True
         out["estimated_full_s_per_iteration"] = round(
             full_outer * out["matching_s_per_outer_step"] + (full_outer - 1) * out["inner_s_per_outer_step"], 1)
+    # the process's peak so far: one configuration per process (--objective X --mode Y) for a per-config figure
+    out["process_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
 
 
