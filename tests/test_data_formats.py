@@ -146,7 +146,7 @@ class _Evil:
 def test_cifar_python_batch_refuses_code(tmp_path):
     evil = tmp_path / "data_batch_1"
     evil.write_bytes(pickle.dumps({b"data": _Evil(), b"labels": [0]}, protocol=2))
-    with pytest.raises(DataNotFoundError, match="refusing to unpickle"):
+    with pytest.raises(DataNotFoundError, match="refusing to load os.system|refusing to load posix.system"):
         read_python_batch(evil)
     assert not Path("/tmp/haba-pwned").exists()
     ok = tmp_path / "ok"

@@ -2,20 +2,20 @@
 (``cifar-10-batches-bin``, ``cifar-100-binary``; preferred, plain bytes) or the python version
 (``cifar-10-batches-py``, ``cifar-100-python``).
 
-The python batches are pickles. haba never runs a general unpickler on them: :class:`_SafeUnpickler`
-resolves no global at all except the names a pickled numpy array refers to, and those resolve to inert
-stand-ins that only record the array's dtype, shape and raw bytes (plus ``_codecs.encode`` restricted to
-latin-1 text -> bytes, which Python 3 protocol-2 pickles use for bytes). Anything else (``os.system``,
-``builtins.eval``, ...) raises :class:`DataNotFoundError`, so a tampered file cannot execute code.
+The python batches are pickles. haba never unpickles them and never imports :mod:`pickle`: the stream is
+decoded by :mod:`habacli.data.inert_pickle`, a data-only reader whose only globals are the names a pickled
+numpy array refers to, resolved to inert stand-ins that record the array's dtype, shape and raw bytes (plus
+``_codecs.encode`` restricted to latin-1 text -> bytes, which Python 3 protocol-2 pickles use for bytes).
+Anything else (``os.system``, ``builtins.eval``, ...) raises :class:`DataNotFoundError`, so a tampered
+file cannot execute code.
 """
 
 from __future__ import annotations
 
-import io
-import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from habacli.data.inert_pickle import PickleDataError, load_data_checked
 from habacli.data.layouts import LAYOUTS, Files, Layout
 from habacli.errors import DataNotFoundError
 
@@ -53,7 +53,7 @@ def expect(spec: DatasetSpec, root: Path) -> str:
             f"(binary version) or {root}/{p[0]}/ holds {', '.join(p[1] + p[2])} (python version)")
 
 
-# --- restricted unpickling of the python version -------------------------------------------------
+# --- data-only reading of the python version -------------------------------------------------
 
 class _Dtype:
     """Stand-in for ``numpy.dtype``: remembers the type string (e.g. 'u1', 'i8')."""
@@ -119,23 +119,16 @@ _ALLOWED = {
 }
 
 
-class _SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            raise DataNotFoundError(f"refusing to unpickle {module}.{name} from a CIFAR batch "
-                                    "(only plain numpy arrays, dicts, lists and strings are allowed)") from None
-
-
 def read_python_batch(path: Path) -> dict[str, Any]:
-    """Read one CIFAR python batch without executing pickled code -> ``{str key: value}``."""
+    """Read one CIFAR python batch without executing anything in it -> ``{str key: value}``."""
     try:
-        obj = _SafeUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
-    except DataNotFoundError as e:
+        obj = load_data_checked(path.read_bytes(), _ALLOWED)
+    except DataNotFoundError as e:  # raised by a stand-in on an unexpected payload
         raise DataNotFoundError(f"{path}: {e}") from None
-    except Exception as e:  # noqa: BLE001 - truncated or not a pickle
-        raise DataNotFoundError(f"{path} is not a readable CIFAR python batch ({type(e).__name__})") from None
+    except PickleDataError as e:
+        if "refusing" in str(e):
+            raise DataNotFoundError(f"{path}: {e}") from None
+        raise DataNotFoundError(f"{path} is not a readable CIFAR python batch ({e})") from None
     if not isinstance(obj, dict):
         raise DataNotFoundError(f"{path} is not a CIFAR python batch (no dict inside)")
     return {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in obj.items()}
