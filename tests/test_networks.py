@@ -259,3 +259,72 @@ def test_fast_avg_pool_matches_the_stock_kernel_to_second_order():
     assert torch.equal(pool(odd), F.avg_pool2d(odd, 2))
     cl = torch.randn(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)
     assert torch.allclose(pool(cl), F.avg_pool2d(cl, 2))
+
+
+def test_instance_norm_is_group_norm_with_a_closed_form_double_backward():
+    from habacli.networks.instancenorm import InstanceNorm
+
+    torch.manual_seed(0)
+    norm = InstanceNorm(4).double()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_()
+    stock = torch.nn.GroupNorm(4, 4).double()
+    stock.load_state_dict(norm.state_dict())
+    assert list(norm.state_dict()) == ["weight", "bias"] and isinstance(norm, torch.nn.GroupNorm)
+    x = torch.randn(3, 4, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.equal(norm(x), stock(x))
+    assert torch.autograd.gradcheck(norm, (x,))
+    assert torch.autograd.gradgradcheck(norm, (x,))
+    # second-order values against PyTorch's composite, upstream gradients on every output of the backward
+    dy = torch.randn_like(x, requires_grad=True)
+    outs = []
+    for m in (norm, stock):
+        first = torch.autograd.grad(m(x), (x, m.weight, m.bias), dy, create_graph=True)
+        up = [torch.randn_like(t, generator=torch.Generator().manual_seed(i)) for i, t in enumerate(first)]
+        outs.append(torch.autograd.grad(first, (x, dy, m.weight), up))
+    for ours, theirs in zip(*outs):
+        assert torch.allclose(ours, theirs, rtol=1e-9, atol=1e-10)
+
+
+def test_instance_norm_falls_back_to_the_stock_op_off_its_fast_path():
+    from habacli.networks.instancenorm import InstanceNorm
+
+    norm = InstanceNorm(8)
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad():
+        assert torch.equal(norm(x), F.group_norm(x, 8, norm.weight, norm.bias))
+    cl = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    assert norm(cl).grad_fn.name() == "NativeGroupNormBackward0"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = norm(x.requires_grad_())
+    assert y.grad_fn.name() != "_InstanceNormBackward"
+    assert norm(x).grad_fn.name() == "_InstanceNormBackward"
+
+
+def test_convnet_second_order_gradients_match_stock_group_norm(fashion_mnist_dir):
+    """DC/MTT differentiate through a gradient: on real images, the image gradient of a
+    gradient-norm loss is the same with the closed-form instance norm as with nn.GroupNorm."""
+    imgs = _read_idx_head(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz", 20)
+    labels = _read_idx_head(fashion_mnist_dir / "t10k-labels-idx1-ubyte.gz", 20).long()
+    x = ((imgs.float() / 255 - 0.2861) / 0.3530).unsqueeze(1).double()
+    net = get_network("convnet", channels=1, num_classes=10, height=28, width=28,
+                      generator=torch.Generator().manual_seed(0)).double()
+    params = dict(net.named_parameters())
+
+    def image_grad() -> torch.Tensor:
+        xs = x.clone().requires_grad_()
+        loss = F.cross_entropy(functional_call(net, params, (xs,)), labels)
+        grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+        return torch.autograd.grad(sum((g * g).sum() for g in grads), xs)[0]
+
+    ours = image_grad()
+    for i, m in enumerate(net.features):
+        if isinstance(m, torch.nn.GroupNorm):
+            stock = torch.nn.GroupNorm(m.num_groups, m.num_channels).double()
+            net.features[i] = stock
+            params[f"features.{i}.weight"], params[f"features.{i}.bias"] = m.weight, m.bias
+    assert not any(type(m).__name__ == "InstanceNorm" for m in net.modules())
+    theirs = image_grad()
+    assert ours.abs().max() > 0
+    assert torch.allclose(ours, theirs, rtol=1e-8, atol=1e-12 * theirs.abs().max().item())
