@@ -111,8 +111,9 @@ class InstanceNorm(nn.GroupNorm):
     """``nn.GroupNorm(C, C, affine=True)`` (same parameters, state dict and forward), whose double
     backward is the closed form of this module's docstring instead of PyTorch's composite.
 
-    Used when autograd records the op on float32/float64 NCHW-contiguous input outside autocast;
-    everything else (no grad, bf16 autocast, channels_last) takes ``F.group_norm``.
+    Used when autograd records the op on float32/float64 NCHW-contiguous input, outside autocast and
+    ``torch.compile`` (whose inductor fuses the stock op itself and has no double backward);
+    everything else (no grad, bf16 autocast, channels_last, compiled) takes ``F.group_norm``.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5):
@@ -120,6 +121,7 @@ class InstanceNorm(nn.GroupNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (torch.is_grad_enabled() and x.dtype in (torch.float32, torch.float64) and x.dim() >= 3
-                and x.is_contiguous() and not torch.is_autocast_enabled(x.device.type)):
+                and x.is_contiguous() and not torch.is_autocast_enabled(x.device.type)
+                and not torch.compiler.is_compiling()):
             return _InstanceNorm.apply(x, self.weight, self.bias, self.eps)
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)

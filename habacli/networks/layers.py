@@ -67,9 +67,9 @@ class _Pool2x2(torch.autograd.Function):
 
     The forward first adds row pairs (whole contiguous rows, so the adds vectorise), then column
     pairs of that half-height map; the backward is the mirror image, two broadcast copies. That is
-    3-5x faster forward and 1.5-2.5x faster backward than a single strided pass over the 2x2 window
-    (benchmarks/bench_networks.py). Both passes are plain differentiable ops, so double backward
-    (DC's gradient matching, MTT's unroll) works.
+    3-5x faster forward and 1.5-2.5x faster backward than a single strided pass over the 2x2
+    window. Both passes are plain differentiable ops, so double backward (DC's gradient matching,
+    MTT's unroll) works.
     """
 
     @staticmethod
@@ -89,9 +89,10 @@ class _Pool2x2(torch.autograd.Function):
 class AvgPool2x2(nn.AvgPool2d):
     """``nn.AvgPool2d(2, 2)``, with a faster CPU path for NCHW maps.
 
-    On the CPU, ATen's NCHW ``avg_pool2d`` is slow: for a 100x128x32x32 map its forward takes ~13 ms
-    against ~2.6 ms for :class:`_Pool2x2` (benchmarks/bench_networks.py). Other layouts,
-    devices and odd sizes use the stock kernel. Same parameters (none) and state dict.
+    On the CPU, ATen's NCHW ``avg_pool2d`` is slow: for a 100x128x32x32 map its forward and
+    forward+backward take ~12 and ~26 ms against ~3 and ~9 ms for :class:`_Pool2x2`
+    (benchmarks/bench_layers.py). Other layouts, devices and odd sizes use the stock kernel. Same
+    parameters (none) and state dict.
     """
 
     def __init__(self) -> None:
