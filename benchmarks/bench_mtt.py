@@ -47,7 +47,9 @@ def _images(shape: str, n_per_class: int | None, split: str = "train"):
     return x, y
 
 
-def child_mtt(shape: str, ipc: int, steps: int, memory: str, k: int, iters: int) -> dict:
+def child_mtt(shape: str, ipc: int, steps: int, memory: str, k: int, iters: int, amp: str = "off") -> dict:
+    import contextlib
+
     import torch
 
     from habacli.augment import dsa_for
@@ -87,8 +89,10 @@ def child_mtt(shape: str, ipc: int, steps: int, memory: str, k: int, iters: int)
     engine = SimpleNamespace(spec=SimpleNamespace(name="fashion_mnist", channels=c, height=h, width=w,
                                                   num_classes=10, flip=True),
                              device=torch.device("cpu"), synthetic=syn, dsa=dsa_for(SimpleNamespace(flip=True)), generator=gen,
-                             config=SimpleNamespace(factorize=k > 0, model="convnet", zca=False, seed=0),
-                             model_name="convnet", make_network=make, synth_step=synth_step)
+                             config=SimpleNamespace(factorize=k > 0, model="convnet", zca=False, seed=0, amp=amp),
+                             model_name="convnet", make_network=make, synth_step=synth_step,
+                             autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16) if amp == "bf16"
+                             else contextlib.nullcontext())
     obj = MTT(engine, {"experts": str(tmp), "syn_steps": steps, "max_start_epoch": 1, "expert_epochs": 2,
                        "memory": memory, "lr_teacher": 0.01})
     times = []
@@ -144,6 +148,7 @@ def main() -> None:
     p.add_argument("--steps", default="10,30,50", help="syn_steps for the Fashion-MNIST sweep")
     p.add_argument("--expert-images", type=int, default=5120, help="train images for the throughput runs")
     p.add_argument("--expert-epochs", type=int, default=1)
+    p.add_argument("--amp", action="store_true", help="add CIFAR-shaped syn_steps 30 rows with --amp bf16 student steps")
     a = p.parse_args()
     if a.child is not None:
         from habacli.allocator import tune_host_allocator
@@ -151,8 +156,8 @@ def main() -> None:
         tune_host_allocator()  # as every haba command does; HABA_MALLOC=system turns it off
         kind, *rest = a.child
         if kind == "mtt":
-            shape, ipc, steps, memory, k, iters = rest
-            out = child_mtt(shape, int(ipc), int(steps), memory, int(k), int(iters))
+            shape, ipc, steps, memory, k, iters, *amp = rest
+            out = child_mtt(shape, int(ipc), int(steps), memory, int(k), int(iters), *amp)
         else:
             shape, amp, images, epochs = rest
             out = child_experts(shape, None if amp == "fp32" else amp, int(images), int(epochs))
@@ -163,16 +168,19 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if a.only in (None, "mtt"):
         print("\nMTT iteration (IPC 10, real objective, minimal engine); median s/it after warm-up, peak RSS")
-        print(f"{'data':8} {'K':>2} {'steps':>5} {'memory':9} {'s/it':>8} {'RSS GiB':>8}")
-        configs = [("fmnist", 0, int(s), m) for s in a.steps.split(",") for m in ("unrolled", "constant")]
-        configs += [("cifar", 0, 30, "unrolled"), ("cifar", 0, 30, "constant"), ("cifar", 5, 30, "unrolled")]
-        for shape, k, steps, memory in configs:
-            r = run_child(["mtt", shape, "10", str(steps), memory, str(k), str(a.iters)])
+        print(f"{'data':8} {'K':>2} {'steps':>5} {'memory':9} {'amp':4} {'s/it':>8} {'RSS GiB':>8}")
+        configs = [("fmnist", 0, int(s), m, "off") for s in a.steps.split(",") for m in ("unrolled", "constant")]
+        configs += [("cifar", 0, 30, "unrolled", "off"), ("cifar", 0, 30, "constant", "off"),
+                    ("cifar", 5, 30, "unrolled", "off")]
+        if a.amp:
+            configs += [("cifar", 0, 30, "unrolled", "bf16"), ("cifar", 0, 30, "constant", "bf16")]
+        for shape, k, steps, memory, amp in configs:
+            r = run_child(["mtt", shape, "10", str(steps), memory, str(k), str(a.iters), amp])
+            head = f"{shape:8} {k:>2} {steps:>5} {memory:9} {amp:4}"
             if "error" in r:
-                print(f"{shape:8} {k:>2} {steps:>5} {memory:9} error: {r['error']}")
+                print(f"{head} error: {r['error']}")
             else:
-                print(f"{shape:8} {k:>2} {steps:>5} {memory:9} {r['s_per_it']:8.2f} {r['maxrss_gib']:8.2f}  {r['all']}",
-                      flush=True)
+                print(f"{head} {r['s_per_it']:8.2f} {r['maxrss_gib']:8.2f}  {r['all']}", flush=True)
     if a.only in (None, "experts"):
         print(f"\nExpert training throughput ({a.expert_images} train images x {a.expert_epochs} epoch(s), batch 256, DSA)")
         for shape in ("fmnist", "cifar"):

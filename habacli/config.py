@@ -87,7 +87,7 @@ class DistillConfig:
     # bookkeeping
     checkpoint_every: int = 100
     log_every: int = 10
-    amp: str = "off"  # off | bf16 | fp16: autocast for the no-grad real forwards
+    amp: str = "off"  # off | bf16 | fp16: autocast for the real forwards, the adversary, bf16 MTT student steps
     compile: bool = False  # torch.compile the objective's network calls
     channels_last: bool = False
     objective_config: dict[str, Any] = field(default_factory=dict)

@@ -132,6 +132,47 @@ def test_mtt_end_to_end_loss_decreases_and_saves_alpha(tmp_path: Path, fashion_m
     assert art.num_hallucinators == 5
 
 
+def test_bf16_student_steps_track_the_fp32_meta_gradient(fashion_mnist_dir: Path, experts: Path) -> None:
+    """--amp bf16 runs the student steps under autocast: on a real expert segment and real bases the
+    meta-gradient keeps its direction (cosine > 0.99) and the loss moves by well under 1 %."""
+    from habacli.experts import open_buffer
+    from habacli.experts.layout import ParamLayout
+    from habacli.networks import get_network
+    from habacli.objectives.tesla import StudentStep, unrolled_match
+
+    net = get_network("convnet", channels=1, num_classes=10, height=28, width=28,
+                      generator=torch.Generator().manual_seed(0))
+    for p in net.parameters():
+        p.requires_grad_(False)
+    layout = ParamLayout.of(net)
+    buffer = open_buffer(experts, dataset=FMNIST, model="convnet", zca=False, min_epochs=2, layout=layout)
+    theta0, theta_star = buffer.rows(0, [0, 2], device="cpu")
+    bases, labels = _real_bases(fashion_mnist_dir, 2)
+    results = {}
+    for mode in ("fp32", "bf16"):
+        x = bases.float().clone().requires_grad_(True)
+        alpha = torch.tensor(0.01, requires_grad=True)
+        autocast = lambda mode=mode: torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16")
+        steps = [StudentStep(lambda: x, lambda t: t, labels) for _ in range(4)]
+        loss = unrolled_match(net, layout, theta0, theta_star, alpha, steps, autocast)
+        results[mode] = (float(loss.detach()), *torch.autograd.grad(loss, (x, alpha)))
+    (l32, g32, a32), (l16, g16, a16) = results["fp32"], results["bf16"]
+    assert not torch.equal(g32, g16)  # bf16 really ran
+    assert l16 == pytest.approx(l32, rel=5e-3)
+    assert float(torch.nn.functional.cosine_similarity(g32.flatten(), g16.flatten(), dim=0)) > 0.99
+    assert float(a16) == pytest.approx(float(a32), rel=2e-2)
+
+
+def test_amp_bf16_reaches_mtt_student_steps(tmp_path: Path, fashion_mnist_dir: Path, one_expert: Path) -> None:
+    """`--amp bf16` changes MTT's loss slightly: the student steps ran in bf16."""
+    (tmp_path / "fp32").mkdir()
+    (tmp_path / "bf16").mkdir()
+    _, fp32 = _distill(tmp_path / "fp32", fashion_mnist_dir, one_expert, iterations=1)
+    _, bf16 = _distill(tmp_path / "bf16", fashion_mnist_dir, one_expert, iterations=1, amp="bf16")
+    a, b = fp32[0]["loss_mtt"], bf16[0]["loss_mtt"]
+    assert a != b and b == pytest.approx(a, rel=1e-2)
+
+
 @pytest.mark.slow  # two more distill runs; the float64 test above is the exact check
 def test_constant_memory_mode_matches_unrolled_run(tmp_path: Path, fashion_mnist_dir: Path, experts: Path) -> None:
     """The same seeded run in both memory modes follows the same path (float32 rounding only)."""

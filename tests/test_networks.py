@@ -296,10 +296,41 @@ def test_instance_norm_falls_back_to_the_stock_op_off_its_fast_path():
         assert torch.equal(norm(x), F.group_norm(x, 8, norm.weight, norm.bias))
     cl = x.contiguous(memory_format=torch.channels_last).requires_grad_()
     assert norm(cl).grad_fn.name() == "NativeGroupNormBackward0"
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        y = norm(x.requires_grad_())
-    assert y.grad_fn.name() != "_InstanceNormBackward"
-    assert norm(x).grad_fn.name() == "_InstanceNormBackward"
+    half = x.half().requires_grad_()
+    assert norm.half()(half).grad_fn.name() != "_InstanceNormBackward"
+    norm.float()
+    assert norm(x.requires_grad_()).grad_fn.name() == "_InstanceNormBackward"
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a bf16 convolution output takes the fast path
+        y = norm(F.conv2d(x, torch.randn(8, 8, 1, 1)))
+    assert y.dtype == torch.bfloat16 and y.grad_fn.name() == "_InstanceNormBackward"
+
+
+def test_instance_norm_bf16_double_backward_is_closer_to_float64_than_the_stock_bf16_op():
+    """Under --amp bf16 the closed form keeps its statistics and temporaries in float32: its
+    second-order gradient is at least as accurate as the stock op's composite run in bf16."""
+    from habacli.networks.instancenorm import InstanceNorm
+
+    gen = torch.Generator().manual_seed(0)
+    x64 = torch.randn(4, 16, 12, 12, generator=gen, dtype=torch.float64) * 2 + 0.5
+    w64 = torch.randn(16, generator=gen, dtype=torch.float64)
+    up = torch.randn(4, 16, 12, 12, generator=gen, dtype=torch.float64)
+
+    def second_order(norm_fn, dtype):
+        x = x64.to(dtype).requires_grad_()
+        y = norm_fn(x)
+        (gx,) = torch.autograd.grad((y.float() * up.to(y.dtype).float()).sum(), x, create_graph=True)
+        (hx,) = torch.autograd.grad((gx.float() ** 2).sum(), x)
+        return hx.double()
+
+    norm = InstanceNorm(16).double()
+    with torch.no_grad():
+        norm.weight.copy_(w64)
+    exact = second_order(norm, torch.float64)
+    stock = second_order(lambda x: F.group_norm(x, 16, w64.to(x.dtype), None), torch.bfloat16)
+    ours = second_order(norm.float(), torch.bfloat16)
+    err = lambda h: ((h - exact).norm() / exact.norm()).item()
+    assert err(ours) < 0.01
+    assert err(ours) < err(stock)
 
 
 def test_convnet_second_order_gradients_match_stock_group_norm(fashion_mnist_dir):

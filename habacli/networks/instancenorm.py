@@ -107,21 +107,25 @@ class _InstanceNorm(torch.autograd.Function):
         return dx, dgamma, dbeta, None
 
 
+_FAST_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
+
+
 class InstanceNorm(nn.GroupNorm):
     """``nn.GroupNorm(C, C, affine=True)`` (same parameters, state dict and forward), whose double
     backward is the closed form of this module's docstring instead of PyTorch's composite.
 
-    Used when autograd records the op on float32/float64 NCHW-contiguous input, outside autocast and
-    ``torch.compile`` (whose inductor fuses the stock op itself and has no double backward);
-    everything else (no grad, bf16 autocast, channels_last, compiled) takes ``F.group_norm``.
+    Used when autograd records the op on float32, float64 or bfloat16 NCHW-contiguous input (bf16 is
+    what a convolution gives under ``--amp bf16``; the statistics, and so every full-size temporary of
+    the double backward, are float32 then), outside ``torch.compile`` (whose inductor fuses the stock
+    op itself and has no double backward); everything else (no grad, float16, channels_last,
+    compiled) takes ``F.group_norm``.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__(channels, channels, eps=eps, affine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (torch.is_grad_enabled() and x.dtype in (torch.float32, torch.float64) and x.dim() >= 3
-                and x.is_contiguous() and not torch.is_autocast_enabled(x.device.type)
+        if (torch.is_grad_enabled() and x.dtype in _FAST_DTYPES and x.dim() >= 3 and x.is_contiguous()
                 and not torch.compiler.is_compiling()):
             return _InstanceNorm.apply(x, self.weight, self.bias, self.eps)
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)

@@ -241,7 +241,9 @@ class MTT(Objective):
             raise ExpertsError(f"expert {expert}: snapshots {start} and {start + c['expert_epochs']} are identical "
                                "(a trajectory saved without copying its snapshots?)")
         steps = self._steps()
-        autocast = contextlib.nullcontext  # --amp is for no-grad real forwards; the meta-gradient stays fp32
+        # --amp bf16 runs the student steps' forward (and so their backward and double backward) in bf16;
+        # theta, alpha and the matching loss stay fp32. fp16 has no loss scaling here: fp32 then.
+        autocast = e.autocast if e.config.amp == "bf16" else contextlib.nullcontext
         student = [s for s, _, _ in steps]
         if c["memory"] == "unrolled":
             loss = unrolled_match(self.net, self.layout, theta0, theta_star, self.alpha, student, autocast)
