@@ -69,6 +69,9 @@ class _InstanceNormBackward(torch.autograd.Function):
         # Every full-size result is a per-(image, channel) affine combination of dy, Gx, x^ and 1, so
         # the work is five pixel means (three of products) and five fused multiply-adds.
         dy, x, gamma, mean, rstd = ctx.saved_tensors
+        if x.dtype != mean.dtype:  # bf16 activations, fp32 statistics: one upcast each, then fp32 throughout
+            dy, x = dy.to(mean.dtype), x.to(mean.dtype)
+            gdx = None if gdx is None else gdx.to(mean.dtype)
         xhat, r = _stats(x, mean, rstd)
         shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
         gr = gamma.view(shape) * r
