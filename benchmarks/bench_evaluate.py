@@ -60,17 +60,18 @@ def train_throughput(device: torch.device, epochs: int, *, amp: str | None, chan
         protocol.use_channels_last = original
 
 
-def test_pass_seconds(device: torch.device, batch: int, *, channels_last: bool, n: int = 10_000) -> float:
+def test_pass_seconds(device: torch.device, batch: int, *, channels_last: bool, n: int = 10_000,
+                      amp: str | None = None) -> float:
     """Seconds to score ``n`` CIFAR-shaped images with ConvNet-3 (``protocol.test_accuracy``)."""
     net = get_network("convnet", **SPEC).to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     x = torch.randn(n, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (n,), device=device)
-    protocol.test_accuracy(net, x[:batch], y[:batch], batch_size=batch, channels_last=channels_last)
+    protocol.test_accuracy(net, x[:batch], y[:batch], batch_size=batch, channels_last=channels_last, amp=amp)
     _sync(device)
     t0 = time.perf_counter()
-    protocol.test_accuracy(net, x, y, batch_size=batch, channels_last=channels_last)
+    protocol.test_accuracy(net, x, y, batch_size=batch, channels_last=channels_last, amp=amp)
     _sync(device)
     return time.perf_counter() - t0
 
@@ -118,10 +119,10 @@ def main() -> None:
             print(f"# train {key}: {ips:.0f} img/s", file=sys.stderr, flush=True)
     out["train_100_images_dsa"] = train
     tests = {}
-    for cl in layouts:
+    for amp, cl in [(a, c) for a in ([None, "bf16"] if args.amp else [None]) for c in layouts]:
         for batch in (int(b) for b in args.test_batches.split(",")):
-            key = f"batch{batch}{'_channels_last' if cl else ''}"
-            tests[key] = test_pass_seconds(device, batch, channels_last=cl)
+            key = f"batch{batch}{'_channels_last' if cl else ''}{'_bf16' if amp else ''}"
+            tests[key] = test_pass_seconds(device, batch, channels_last=cl, amp=amp)
             print(f"# test {key}: {tests[key]:.2f} s", file=sys.stderr, flush=True)
     out["test_pass_10k_seconds"] = tests
     out["matmul_fp32_gflops_after"] = measure_matmul_gflops(device=device)
