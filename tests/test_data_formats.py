@@ -112,6 +112,30 @@ def test_hub_failure_is_one_line(monkeypatch):
     assert "\n" not in str(e.value) and "haba-test/does-not-exist" in str(e.value)
 
 
+def test_unreachable_hub_fails_fast_and_offline(monkeypatch):
+    """A Hub endpoint that refuses connections: datasets runs offline (cache only) at once instead
+    of retrying for ~25 s, the error says so in one line, and the offline switch is put back."""
+    import socket
+    import time
+
+    import datasets
+    from huggingface_hub import constants
+
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    t0 = time.perf_counter()
+    with pytest.raises(DataNotFoundError) as e:
+        load_split("hf:haba-test/not-cached-anywhere", "train")
+    assert time.perf_counter() - t0 < 10
+    msg = str(e.value)
+    assert "\n" not in msg and f"127.0.0.1:{port} cannot be reached" in msg
+    assert constants.HF_HUB_OFFLINE is False and datasets.config.HF_HUB_OFFLINE is False
+
+
 # --- CIFAR ---------------------------------------------------------------------------------------
 
 def _fake_cifar(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

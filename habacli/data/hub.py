@@ -8,10 +8,14 @@ encoded bytes on a thread pool.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from habacli.data.folder import target_size
 from habacli.errors import DataNotFoundError
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
     from habacli.data.spec import DatasetSpec
 
 TEST_SPLITS = ("test", "validation", "valid", "val")
+REACH_TIMEOUT = 3.0  # seconds for the TCP probe of the Hub endpoint before a datasets download
 _WNID = re.compile(r"^n\d{8}$")
 
 
@@ -31,16 +36,53 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg[:300]}"
 
 
+def _reachable(url: str, timeout: float = REACH_TIMEOUT) -> bool:
+    """Whether a TCP connection to ``url``'s host and port opens within ``timeout`` seconds."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def _offline_unless_reachable(path: str) -> Iterator[str | None]:
+    """Run ``datasets`` offline (its own cache only) when the Hub endpoint cannot be reached.
+
+    Without this, an offline machine waits through huggingface_hub's retries (about 25 s of
+    back-off and a screen of warnings) before the same error. Yields the unreachable endpoint, or
+    None when nothing was changed (already offline, a local path, or the Hub answered).
+    """
+    import datasets.config
+    from huggingface_hub import constants
+
+    endpoint = constants.ENDPOINT
+    if constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE or Path(path).exists() or _reachable(endpoint):
+        yield None
+        return
+    saved = constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield endpoint
+    finally:
+        constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved
+
+
 def _load(path: str, config: str | None, revision: str | None, what: str, hint: str = "") -> Any:
     """``datasets.load_dataset`` -> DatasetDict, with failures turned into one-line DataNotFoundError."""
     import datasets
 
     datasets.disable_progress_bars()
-    try:
-        return datasets.load_dataset(path, config, revision=revision)
-    except Exception as e:  # noqa: BLE001 - offline, missing, gated, malformed: all end the same way
-        raise DataNotFoundError(f"{what}: could not load {path!r} with the datasets library "
-                                f"({_one_line(e)}){hint}") from None
+    with _offline_unless_reachable(path) as unreachable:
+        try:
+            return datasets.load_dataset(path, config, revision=revision)
+        except Exception as e:  # noqa: BLE001 - offline, missing, gated, malformed: all end the same way
+            why = _one_line(e)
+            if unreachable:
+                why = f"the Hub at {unreachable} cannot be reached, and offline: {why}"
+            raise DataNotFoundError(f"{what}: could not load {path!r} with the datasets library ({why}){hint}") from None
 
 
 def _columns(ds: Any, image_column: str | None, label_column: str | None) -> tuple[str, str, list[str] | None]:
