@@ -9,35 +9,17 @@ small artifact < 0.5 s wall; decoding 100 bases x 5 hallucinators at 32x32x3 < 0
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import median_time  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ROOT / "formats" / "examples" / "fashion_haba_zca.safetensors"
-
-
-class Timing(float):
-    """Median wall seconds; ``.best`` is the fastest run (less sensitive to a busy machine)."""
-
-    best: float
-
-
-def median_time(fn: Callable[[], object], repeats: int) -> Timing:
-    """Median (and best) wall seconds of ``fn`` over ``repeats`` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    out = Timing(statistics.median(times))
-    out.best = min(times)
-    return out
 
 
 def run(cmd: list[str]) -> None:

@@ -8,9 +8,9 @@ to those stand-ins. Any other global, any unknown opcode, or a malformed stream 
 :class:`PickleDataError`, so a tampered file cannot run code: there is no path from its bytes to an
 arbitrary callable.
 
-Covers protocols 0 to 4 (what Python 2's ``cPickle`` and Python 3's ``pickle.dumps`` write for dicts,
-lists, strings and numpy arrays). Protocol-2 strings (``STRING``/``BINSTRING``/``SHORT_BINSTRING``)
-come back as ``bytes``, like ``pickle.load(..., encoding="bytes")``.
+Covers protocols 0 to 4 (what Python 2 and Python 3 write for dicts, lists, strings and numpy arrays).
+Python 2 strings (``STRING``/``BINSTRING``/``SHORT_BINSTRING``) come back as ``bytes``, as the standard
+library's loader gives them with ``encoding="bytes"``.
 """
 
 from __future__ import annotations
