@@ -9,13 +9,14 @@
 3. ``--full``: the whole protocol (1000 epochs, 5 runs, one ConvNet) on Fashion-MNIST IPC 10 random
    real images, which costs the same as evaluating an IPC-10 distilled set (needs the data).
 
-Usage:  python benchmarks/bench_evaluate.py [--device cpu] [--epochs 30] [--amp] [--full] [--json]
+Usage:  python benchmarks/bench_evaluate.py [--device cpu] [--epochs 30] [--amp] [--rounds 1] [--full] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -99,6 +100,8 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--layouts", default="nchw,channels_last", help="comma list: nchw, channels_last")
     ap.add_argument("--test-batches", default="500,2000", help="comma list of test batch sizes")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat every measurement this often, interleaved, and report medians (noisy machines)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     from habacli.allocator import tune_host_allocator
@@ -110,20 +113,27 @@ def main() -> None:
     out["matmul_fp32_gflops_before"] = measure_matmul_gflops(device=device)
     step_flops = 3 * module_flops(get_network("convnet", **SPEC), (3, 32, 32))
     layouts = [{"nchw": False, "channels_last": True}[x.strip()] for x in args.layouts.split(",")]
-    train = {}
-    for amp in ([None, "bf16"] if args.amp else [None]):
-        for cl in layouts:
-            ips = train_throughput(device, args.epochs, amp=amp, channels_last=cl)
-            key = f"{amp or 'fp32'}{'_channels_last' if cl else ''}"
-            train[key] = {"images_per_s": ips, "gflops": ips * step_flops / 1e9}
-            print(f"# train {key}: {ips:.0f} img/s", file=sys.stderr, flush=True)
+    amps = [None, "bf16"] if args.amp else [None]
+    batches = [int(b) for b in args.test_batches.split(",")]
+    train_runs: dict[str, list[float]] = {}
+    test_runs: dict[str, list[float]] = {}
+    for _ in range(max(args.rounds, 1)):  # interleaved, so a noisy neighbour hits every setting alike
+        for amp in amps:
+            for cl in layouts:
+                key = f"{amp or 'fp32'}{'_channels_last' if cl else ''}"
+                ips = train_throughput(device, args.epochs, amp=amp, channels_last=cl)
+                train_runs.setdefault(key, []).append(ips)
+                print(f"# train {key}: {ips:.0f} img/s", file=sys.stderr, flush=True)
+        for amp, cl in [(a, c) for a in amps for c in layouts]:
+            for batch in batches:
+                key = f"batch{batch}{'_channels_last' if cl else ''}{'_bf16' if amp else ''}"
+                test_runs.setdefault(key, []).append(test_pass_seconds(device, batch, channels_last=cl, amp=amp))
+                print(f"# test {key}: {test_runs[key][-1]:.2f} s", file=sys.stderr, flush=True)
+    train = {k: {"images_per_s": statistics.median(v), "gflops": statistics.median(v) * step_flops / 1e9,
+                 "all_images_per_s": v} for k, v in train_runs.items()}
     out["train_100_images_dsa"] = train
-    tests = {}
-    for amp, cl in [(a, c) for a in ([None, "bf16"] if args.amp else [None]) for c in layouts]:
-        for batch in (int(b) for b in args.test_batches.split(",")):
-            key = f"batch{batch}{'_channels_last' if cl else ''}{'_bf16' if amp else ''}"
-            tests[key] = test_pass_seconds(device, batch, channels_last=cl, amp=amp)
-            print(f"# test {key}: {tests[key]:.2f} s", file=sys.stderr, flush=True)
+    tests = {k: statistics.median(v) for k, v in test_runs.items()}
+    out["test_pass_10k_all_seconds"] = test_runs
     out["test_pass_10k_seconds"] = tests
     out["matmul_fp32_gflops_after"] = measure_matmul_gflops(device=device)
     if args.full:
@@ -136,9 +146,11 @@ def main() -> None:
           f"{out['malloc_tuned']}; fp32 matmul "
           f"{out['matmul_fp32_gflops_before']:.0f} / {out['matmul_fp32_gflops_after']:.0f} GFLOP/s (before/after)")
     for k, v in train.items():
-        print(f"train 100 imgs + DSA [{k:>20}]: {v['images_per_s']:7.0f} img/s  ({v['gflops']:.0f} GFLOP/s)")
+        spread = f"  [{min(v['all_images_per_s']):.0f}-{max(v['all_images_per_s']):.0f}]" if args.rounds > 1 else ""
+        print(f"train 100 imgs + DSA [{k:>20}]: {v['images_per_s']:7.0f} img/s  ({v['gflops']:.0f} GFLOP/s){spread}")
     for k, v in tests.items():
-        print(f"test pass 10k [{k:>22}]: {v:6.2f} s")
+        spread = f"  [{min(test_runs[k]):.2f}-{max(test_runs[k]):.2f}]" if args.rounds > 1 else ""
+        print(f"test pass 10k [{k:>22}]: {v:6.2f} s{spread}")
     if args.full:
         f = out["full_protocol_fmnist_ipc10"]
         print(f"full protocol FMNIST IPC10 ({f['runs']} runs x {f['epochs'] + 1} epochs): {f['seconds']:.0f} s, "

@@ -267,6 +267,16 @@ def test_bf16_test_pass_agrees_with_fp32(fmnist):
     fp32 = protocol.test_accuracy(net, xte, yte)
     assert fp32 > 0.5
     assert abs(protocol.test_accuracy(net, xte, yte, amp="bf16") - fp32) <= 0.01
+    # NHWC batches (the CUDA layout; haba's own instance norm on the CPU) score the same
+    assert abs(protocol.test_accuracy(net, xte, yte, channels_last=True) - fp32) <= 0.001
+    assert abs(protocol.test_accuracy(net, xte, yte, channels_last=True, amp="bf16") - fp32) <= 0.01
     res = train_and_test(SMALL, (xtr, ytr), (xte, yte), spec=spec, epochs=10, lr=0.01, seed=0, device="cpu",
                          amp="bf16")
     assert res.accuracy > 0.5
+
+
+
+def test_test_pass_is_nchw_on_the_cpu_and_nhwc_on_cuda():
+    for amp in (None, "bf16"):
+        assert not protocol.nhwc_test_pass(torch.device("cpu"), amp)
+        assert protocol.nhwc_test_pass(torch.device("cuda"), amp)

@@ -295,7 +295,8 @@ def test_instance_norm_falls_back_to_the_stock_op_off_its_fast_path():
     with torch.no_grad():
         assert torch.equal(norm(x), F.group_norm(x, 8, norm.weight, norm.bias))
     cl = x.contiguous(memory_format=torch.channels_last).requires_grad_()
-    assert norm(cl).grad_fn.name() == "NativeGroupNormBackward0"
+    assert norm(cl).grad_fn.name() == "_InstanceNormBackward"  # NHWC has its own kernels
+    assert norm(cl[:, :, ::2]).grad_fn.name() == "NativeGroupNormBackward0"  # other strides: stock
     half = x.half().requires_grad_()
     assert norm.half()(half).grad_fn.name() != "_InstanceNormBackward"
     norm.float()
@@ -303,6 +304,57 @@ def test_instance_norm_falls_back_to_the_stock_op_off_its_fast_path():
     with torch.autocast("cpu", dtype=torch.bfloat16):  # a bf16 convolution output takes the fast path
         y = norm(F.conv2d(x, torch.randn(8, 8, 1, 1)))
     assert y.dtype == torch.bfloat16 and y.grad_fn.name() == "_InstanceNormBackward"
+
+
+@pytest.mark.parametrize("hw", [(5, 6), (32, 32)])  # below and at ATen's NHWC threshold (1024 pixels)
+def test_instance_norm_on_channels_last_maps_matches_nchw_to_second_order(hw):
+    """NHWC maps take haba's own [N, HW, C] kernels (ATen's NHWC GroupNorm is slow below 1024 pixels):
+    forward, backward and double backward equal the NCHW path's, the output stays NHWC, and the
+    statistics survive a mean 1000x the spread."""
+    from habacli.networks.instancenorm import InstanceNorm
+
+    gen = torch.Generator().manual_seed(0)
+    norm = InstanceNorm(4).double()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5, generator=gen)
+        norm.bias.normal_(generator=gen)
+    base = torch.randn(3, 4, *hw, generator=gen, dtype=torch.float64) + 1000 * torch.randn(3, 4, 1, 1, generator=gen)
+    outs = {}
+    for name, fmt in (("nchw", torch.contiguous_format), ("nhwc", torch.channels_last)):
+        x = base.contiguous(memory_format=fmt).requires_grad_()
+        y = norm(x)
+        assert y.grad_fn.name() == "_InstanceNorm" + "Backward"
+        dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        first = torch.autograd.grad(y, (x, norm.weight, norm.bias), dy, create_graph=True)
+        up = [torch.randn(t.shape, generator=torch.Generator().manual_seed(2 + i), dtype=torch.float64)
+              for i, t in enumerate(first)]
+        second = torch.autograd.grad(first, (x, norm.weight), up)
+        outs[name] = (y, *first, *second)
+        if name == "nhwc":
+            assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+            with torch.no_grad():
+                assert torch.allclose(norm(x), y)
+    for ours, theirs in zip(outs["nhwc"], outs["nchw"]):
+        assert torch.allclose(ours, theirs, rtol=1e-7, atol=1e-8)
+    if hw == (5, 6):
+        x = base.contiguous(memory_format=torch.channels_last).requires_grad_()
+        small = (x - base.mean(dim=(2, 3), keepdim=True)).detach().requires_grad_()  # gradcheck at a sane scale
+        assert torch.autograd.gradcheck(norm, (small,)) and torch.autograd.gradgradcheck(norm, (small,))
+    # float32 and bf16 NHWC maps: statistics in float32, one rounding of the output
+    x32 = base.float().contiguous(memory_format=torch.channels_last)
+    ref = F.group_norm(base, 4, norm.weight, norm.bias)
+    n32 = InstanceNorm(4)
+    n32.load_state_dict(norm.float().state_dict())
+    norm.double()
+    with torch.no_grad():
+        err32 = (n32(x32).double() - ref).abs().max().item()
+        stock32 = (F.group_norm(x32.contiguous(), 4, n32.weight, n32.bias).double() - ref).abs().max().item()
+        assert err32 <= 2 * stock32 + 1e-6
+        xb = (base - base.mean(dim=(2, 3), keepdim=True)).bfloat16().contiguous(memory_format=torch.channels_last)
+        yb = n32(xb)
+        assert yb.dtype == torch.bfloat16 and yb.is_contiguous(memory_format=torch.channels_last)
+        refb = F.group_norm(xb.double(), 4, norm.weight, norm.bias)
+        assert (yb.double() - refb).abs().max().item() <= 2 ** -7 * refb.abs().max().item()
 
 
 def test_instance_norm_bf16_double_backward_is_closer_to_float64_than_the_stock_bf16_op():

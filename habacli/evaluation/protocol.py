@@ -56,22 +56,23 @@ def check_amp(amp: str | None) -> str | None:
 def use_channels_last(device: torch.device) -> bool:
     """Whether training runs in channels_last memory format on ``device``.
 
-    Measured (benchmarks/bench_evaluate.py): on CUDA it feeds the tensor cores' NHWC kernels; on
-    the CPU ConvNet-3's GroupNorm backward in NHWC costs more than the convolutions gain. The
-    no-grad test pass is another matter: see :func:`nhwc_test_pass`.
+    Measured (benchmarks/bench_evaluate.py, bench_layers.py): on CUDA it feeds the tensor cores' NHWC
+    kernels; on the CPU NHWC training was slower in fp32 and bf16 on every CPU tried (the instance
+    norm costs more in NHWC than the convolutions gain, even with AMX). See also :func:`nhwc_test_pass`.
     """
     return device.type == "cuda"
 
 
 def nhwc_test_pass(device: torch.device, amp: str | None = None) -> bool:
-    """Whether the no-grad test pass feeds NHWC inputs: always on CUDA; on the CPU in fp32, where the
-    forward-only convolutions and pools are faster or level in NHWC (10k CIFAR-shaped images through
-    ConvNet-3: ~9-12 s against ~14 s NCHW on a Xeon without AVX-512 BF16, 6.9 against 6.8 s on an
-    EPYC with it), but not under bf16 autocast, where oneDNN's NHWC path is ~2x slower than NCHW
-    (8.9 against 4.5 s on that EPYC; benchmarks/bench_evaluate.py)."""
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and amp != "bf16"
+    """Whether the no-grad test pass feeds NHWC inputs: on CUDA, not on the CPU.
+
+    On the CPU both dtypes are faster in NCHW (10k CIFAR-shaped images through ConvNet-3 on a Xeon
+    with AMX, medians of four: fp32 5.8 s NCHW against 6.7 s NHWC, bf16 4.7 against 5.1 s; level on
+    an EPYC; docs/benchmarks.md). NHWC maps also need haba's own instance norm there
+    (:mod:`habacli.networks.instancenorm`), ATen's being slow below 1024 pixels and inaccurate above.
+    ``amp`` is accepted for callers that pass it; the answer does not depend on it.
+    """
+    return device.type == "cuda"
 
 
 def standardize(x: Tensor) -> Tensor:

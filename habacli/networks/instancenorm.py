@@ -20,6 +20,15 @@ Writing ``P(v) = r (v - mean(v) - x^ mean(v x^))`` for the pullback of the norma
 
 (derivation in docs/architecture.md; checked against autograd by ``gradgradcheck`` in float64 in
 tests/test_networks.py). Third derivatives are not provided.
+
+Channels-last (NHWC) maps on the CPU take their own forward and backward. ATen's NHWC GroupNorm
+kernel parallelises over (image, group) when a map has fewer than 1024 pixels; with one channel per
+group every access is then strided, and a 16x16 bf16 map normalises ~15-50x slower than in NCHW (its
+NHWC backward is slow at every size). From 1024 pixels on, its forward takes E[x^2] - E[x]^2 in
+float32 without a shift: a 32x32 map with mean 1000 and unit spread comes out wrong by ~1000 (torch
+2.14, tested). Here an NHWC map is an [N, HW, C] view and every statistic is a sum over its middle
+axis around a shift, which vectorises along C. The no-grad test pass uses it to keep bf16
+convolutions in NHWC, the layout oneDNN's AMX kernels read (docs/benchmarks.md, "Layers").
 """
 
 from __future__ import annotations
@@ -51,15 +60,83 @@ def _channel_sum(v: torch.Tensor) -> torch.Tensor:
     return v.sum(dim=(0,) + tuple(range(2, v.dim())))
 
 
+def is_nhwc(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a 4-d channels-last map on the CPU (and not also NCHW-contiguous, as 1x1 maps
+    are). CUDA maps keep the stock kernels, which were never timed against these here."""
+    return (x.device.type == "cpu" and x.dim() == 4 and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last))
+
+
+def _pixels(x: torch.Tensor) -> torch.Tensor:
+    """The [N, HW, C] view of a channels-last map (no copy)."""
+    n, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+
+
+def _acc(x: torch.Tensor) -> torch.dtype:
+    """The statistics' dtype: float64 for float64 maps, else float32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _nhwc_moments(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per (image, channel) mean and 1/sqrt(var + eps) of a channels-last map, [N, C], float32 (float64
+    for float64 maps).
+
+    One pass of sums around a per-(image, channel) shift (the first pixel), so E[d^2] - E[d]^2 does
+    not cancel when the mean is large against the spread.
+    """
+    v = _pixels(x)
+    m = v.shape[1]
+    shift = v[:, :1].to(_acc(x))
+    d = v - shift
+    mu = d.sum(1) / m
+    var = (d.mul_(d).sum(1) / m).sub_(mu * mu).clamp_min_(0)
+    return mu.add_(shift.squeeze(1)), var.add_(eps).rsqrt_()
+
+
+def _nhwc_affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``x * scale + shift`` per (image, channel) ([N, C] float32) into a new map of ``x``'s dtype and
+    layout, computed in float32 and rounded once."""
+    out = torch.empty_like(x)
+    torch.addcmul(shift.unsqueeze(1), _pixels(x), scale.unsqueeze(1), out=_pixels(out))
+    return out
+
+
+def nhwc_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                       eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Instance norm of a channels-last map: ``(y, mean, rstd)`` like ``torch.native_group_norm``."""
+    mean, rstd = _nhwc_moments(x, eps)
+    scale = gamma.to(rstd.dtype) * rstd
+    return _nhwc_affine(x, scale, beta.to(rstd.dtype) - mean * scale), mean, rstd
+
+
+def _nhwc_backward(dy: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor, mean: torch.Tensor,
+                   rstd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``native_group_norm_backward`` for channels-last maps: dx = g r (dy - mean(dy) - x^ mean(dy x^))."""
+    v, g = _pixels(x), _pixels(dy)
+    m = v.shape[1]
+    xhat = torch.addcmul((-mean * rstd).unsqueeze(1), v, rstd.unsqueeze(1))  # float32 [N, HW, C]
+    s_dy = g.sum(1, dtype=rstd.dtype)
+    s_dyx = (g * xhat).sum(1)
+    a = gamma.to(rstd.dtype) * rstd
+    xhat.mul_((-a * s_dyx / m).unsqueeze(1)).add_((-a * s_dy / m).unsqueeze(1))
+    dx = torch.empty_like(x)
+    torch.addcmul(xhat, g, a.unsqueeze(1), out=_pixels(dx))
+    return dx, s_dyx.sum(0).to(gamma.dtype), s_dy.sum(0).to(gamma.dtype)
+
+
 class _InstanceNormBackward(torch.autograd.Function):
     """The backward of instance norm as a function of (dy, x, gamma), with its own closed-form backward."""
 
     @staticmethod
     def forward(ctx, dy, x, gamma, mean, rstd):
-        n, c = x.shape[:2]
-        hw = x[0, 0].numel()
-        dx, dgamma, dbeta = torch.ops.aten.native_group_norm_backward(
-            dy, x, mean, rstd, gamma, n, c, hw, c, [True, True, True])
+        if is_nhwc(x):
+            dx, dgamma, dbeta = _nhwc_backward(dy, x, gamma, mean, rstd)
+        else:
+            n, c = x.shape[:2]
+            hw = x[0, 0].numel()
+            dx, dgamma, dbeta = torch.ops.aten.native_group_norm_backward(
+                dy, x, mean, rstd, gamma, n, c, hw, c, [True, True, True])
         ctx.save_for_backward(dy, x, gamma, mean, rstd)
         return dx, dgamma, dbeta
 
@@ -98,15 +175,19 @@ class _InstanceNormBackward(torch.autograd.Function):
 class _InstanceNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, gamma, beta, eps):
-        n, c = x.shape[:2]
-        y, mean, rstd = torch.native_group_norm(x, gamma, beta, n, c, x[0, 0].numel(), c, eps)
+        if is_nhwc(x):
+            y, mean, rstd = nhwc_instance_norm(x, gamma, beta, eps)
+        else:
+            n, c = x.shape[:2]
+            y, mean, rstd = torch.native_group_norm(x, gamma, beta, n, c, x[0, 0].numel(), c, eps)
         ctx.save_for_backward(x, gamma, mean, rstd)
         return y
 
     @staticmethod
     def backward(ctx, dy):
         x, gamma, mean, rstd = ctx.saved_tensors
-        dx, dgamma, dbeta = _InstanceNormBackward.apply(dy.contiguous(), x, gamma, mean, rstd)
+        layout = torch.channels_last if is_nhwc(x) else torch.contiguous_format
+        dx, dgamma, dbeta = _InstanceNormBackward.apply(dy.contiguous(memory_format=layout), x, gamma, mean, rstd)
         return dx, dgamma, dbeta, None
 
 
@@ -117,18 +198,21 @@ class InstanceNorm(nn.GroupNorm):
     """``nn.GroupNorm(C, C, affine=True)`` (same parameters, state dict and forward), whose double
     backward is the closed form of this module's docstring instead of PyTorch's composite.
 
-    Used when autograd records the op on float32, float64 or bfloat16 NCHW-contiguous input (bf16 is
-    what a convolution gives under ``--amp bf16``; the statistics, and so every full-size temporary of
-    the double backward, are float32 then), outside ``torch.compile`` (whose inductor fuses the stock
-    op itself and has no double backward); everything else (no grad, float16, channels_last,
-    compiled) takes ``F.group_norm``.
+    Used on float32, float64 or bfloat16 input (bf16 is what a convolution gives under ``--amp
+    bf16``; the statistics, and so every full-size temporary of the double backward, are float32
+    then) that is NCHW-contiguous when autograd records the op, or channels-last with or without
+    grad, outside ``torch.compile`` (whose inductor fuses the stock op itself and has no double
+    backward); everything else (NCHW without grad, float16, other strides, compiled) takes
+    ``F.group_norm``.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__(channels, channels, eps=eps, affine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (torch.is_grad_enabled() and x.dtype in _FAST_DTYPES and x.dim() >= 3 and x.is_contiguous()
-                and not torch.compiler.is_compiling()):
-            return _InstanceNorm.apply(x, self.weight, self.bias, self.eps)
+        if x.dtype in _FAST_DTYPES and not torch.compiler.is_compiling():
+            if torch.is_grad_enabled() and x.dim() >= 3 and (x.is_contiguous() or is_nhwc(x)):
+                return _InstanceNorm.apply(x, self.weight, self.bias, self.eps)
+            if is_nhwc(x):
+                return nhwc_instance_norm(x, self.weight, self.bias, self.eps)[0]
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
