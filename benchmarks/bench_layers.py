@@ -11,7 +11,8 @@ upper bound on what any fp32 implementation built on these convolution kernels c
 
 Also the instance norm on each map size in both layouts and dtypes: the stock op in NCHW and NHWC
 next to haba's NHWC kernels (ATen's NHWC GroupNorm is slow below 1024 pixels), and each NHWC
-forward's error on a map whose mean is 1000x its spread.
+forward's error on a map whose mean is 1000x its spread; and the closed-form double backward of the
+instance norm, eager and compiled (what ``--compile`` runs for MTT and DC).
 
 Usage:  python benchmarks/bench_layers.py [--batch 100] [--repeats 10] [--layout nchw|nhwc] [--bf16]
                                          [--no-norms] [--json]
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -112,13 +114,37 @@ def norm_times(batch: int, repeats: int) -> list[dict]:
     return rows
 
 
+def double_backward_times(batch: int, repeats: int) -> list[dict]:
+    """ms per call of the instance norm's closed-form double backward, eager and compiled (--compile)."""
+    from habacli.networks.instancenorm import _closed_form
+
+    fused = torch.compile(_closed_form, fullgraph=True)
+    rows = []
+    for hw in (32, 16, 8):
+        for dtype in (torch.float32, torch.bfloat16):
+            gen = torch.Generator().manual_seed(0)
+            x = torch.randn(batch, 128, hw, hw, generator=gen)
+            mean, rstd = x.mean((2, 3)), x.var((2, 3), correction=0).add(1e-5).rsqrt()
+            dy, gdx = (torch.randn(x.shape, generator=gen).to(dtype) for _ in range(2))
+            gamma, gg, gb = (torch.randn(128, generator=gen) for _ in range(3))
+            args = (dy, x.to(dtype), gdx, gamma, mean, rstd, gg, gb, (True, True, True))
+            t0 = time.perf_counter()
+            fused(*args)
+            compile_s = time.perf_counter() - t0
+            rows.append({"map": [128, hw, hw], "dtype": str(dtype).removeprefix("torch."),
+                         "eager_ms": _median_ms(lambda: _closed_form(*args), repeats),
+                         "fused_ms": _median_ms(lambda: fused(*args), repeats), "first_call_s": compile_s})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--layout", choices=("nchw", "nhwc"), default="nchw")
     ap.add_argument("--bf16", action="store_true", help="under bf16 autocast, as --amp bf16 trains")
-    ap.add_argument("--no-norms", action="store_true", help="skip the instance-norm table")
+    ap.add_argument("--no-norms", action="store_true", help="skip the instance-norm tables")
+    ap.add_argument("--no-fused", action="store_true", help="skip the compiled double-backward table (compiles)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     from habacli.allocator import tune_host_allocator
@@ -137,7 +163,8 @@ def main() -> None:
            "sum_of_layers_train_images_per_s": 1e3 * args.batch / total_fb,
            "sum_of_layers_test_pass_10k_s": total_f * 1e-3 * 10_000 / args.batch,
            "layout": args.layout, "autocast": "bf16" if args.bf16 else "fp32",
-           "instance_norm": [] if args.no_norms else norm_times(args.batch, args.repeats)}
+           "instance_norm": [] if args.no_norms else norm_times(args.batch, args.repeats),
+           "double_backward": [] if args.no_norms or args.no_fused else double_backward_times(args.batch, args.repeats)}
     if args.json:
         print(json.dumps(out, indent=2))
         return
@@ -163,6 +190,11 @@ def main() -> None:
                  for k in ("stock_nchw", "stock_nhwc", "haba_nhwc")]
         print(f"  {str(r['map']):14} {r['dtype']:9} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}   "
               f"{r['stock_nhwc_max_error_at_mean_1000']:.2g} / {r['haba_nhwc_max_error_at_mean_1000']:.2g}")
+    if out["double_backward"]:
+        print(f"instance-norm double backward (closed form), batch {args.batch}, NCHW: eager / compiled ms per call")
+        for r in out["double_backward"]:
+            print(f"  {str(r['map']):14} {r['dtype']:9} {r['eager_ms']:7.2f} / {r['fused_ms']:6.2f}   "
+                  f"({r['eager_ms'] / r['fused_ms']:.1f}x; first call {r['first_call_s']:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ that process: data, network, graph). Usage::
     python benchmarks/bench_mtt.py                 # everything below
     python benchmarks/bench_mtt.py --only mtt      # iteration figures only
     python benchmarks/bench_mtt.py --only experts  # expert training throughput only
+    python benchmarks/bench_mtt.py --only mtt --amp --compile   # plus bf16 and fused-kernel rows
+
+One configuration by hand: ``--child mtt SHAPE IPC STEPS MEMORY K ITERS [AMP] [eager|compile]``.
 
 Iterations run the real objective (:class:`habacli.objectives.mtt.MTT`: buffer reads, student
 steps, DSA, the surrogate in constant mode) through a minimal engine whose ``synth_step`` is
@@ -47,7 +50,8 @@ def _images(shape: str, n_per_class: int | None, split: str = "train"):
     return x, y
 
 
-def child_mtt(shape: str, ipc: int, steps: int, memory: str, k: int, iters: int, amp: str = "off") -> dict:
+def child_mtt(shape: str, ipc: int, steps: int, memory: str, k: int, iters: int, amp: str = "off",
+              kernels: str = "eager") -> dict:
     import contextlib
 
     import torch
@@ -58,6 +62,7 @@ def child_mtt(shape: str, ipc: int, steps: int, memory: str, k: int, iters: int,
     from habacli.factorization import SyntheticSet
     from habacli.hallucinator import HallucinatorBank
     from habacli.networks import get_network
+    from habacli.networks.instancenorm import fused_double_backward
     from habacli.objectives.mtt import MTT
 
     torch.manual_seed(0)
@@ -98,7 +103,8 @@ def child_mtt(shape: str, ipc: int, steps: int, memory: str, k: int, iters: int,
     times = []
     for it in range(iters):
         t = time.perf_counter()
-        obj.run_iteration(it)
+        with fused_double_backward(kernels == "compile"):  # as `haba distill --compile` runs it
+            obj.run_iteration(it)
         times.append(time.perf_counter() - t)
     kept = times[1:] if len(times) > 1 else times
     return {"s_per_it": sorted(kept)[len(kept) // 2], "all": [round(t, 3) for t in times],
@@ -149,6 +155,8 @@ def main() -> None:
     p.add_argument("--expert-images", type=int, default=5120, help="train images for the throughput runs")
     p.add_argument("--expert-epochs", type=int, default=1)
     p.add_argument("--amp", action="store_true", help="add CIFAR-shaped syn_steps 30 rows with --amp bf16 student steps")
+    p.add_argument("--compile", action="store_true",
+                   help="add CIFAR-shaped unrolled syn_steps 30 rows with the fused double backward (--compile)")
     a = p.parse_args()
     if a.child is not None:
         from habacli.allocator import tune_host_allocator
@@ -156,8 +164,8 @@ def main() -> None:
         tune_host_allocator()  # as every haba command does; HABA_MALLOC=system turns it off
         kind, *rest = a.child
         if kind == "mtt":
-            shape, ipc, steps, memory, k, iters, *amp = rest
-            out = child_mtt(shape, int(ipc), int(steps), memory, int(k), int(iters), *amp)
+            shape, ipc, steps, memory, k, iters, *extra = rest
+            out = child_mtt(shape, int(ipc), int(steps), memory, int(k), int(iters), *extra)
         else:
             shape, amp, images, epochs = rest
             out = child_experts(shape, None if amp == "fp32" else amp, int(images), int(epochs))
@@ -168,15 +176,17 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if a.only in (None, "mtt"):
         print("\nMTT iteration (IPC 10, real objective, minimal engine); median s/it after warm-up, peak RSS")
-        print(f"{'data':8} {'K':>2} {'steps':>5} {'memory':9} {'amp':4} {'s/it':>8} {'RSS GiB':>8}")
-        configs = [("fmnist", 0, int(s), m, "off") for s in a.steps.split(",") for m in ("unrolled", "constant")]
-        configs += [("cifar", 0, 30, "unrolled", "off"), ("cifar", 0, 30, "constant", "off"),
-                    ("cifar", 5, 30, "unrolled", "off")]
+        print(f"{'data':8} {'K':>2} {'steps':>5} {'memory':9} {'amp':4} {'kernels':7} {'s/it':>8} {'RSS GiB':>8}")
+        configs = [("fmnist", 0, int(s), m, "off", "eager") for s in a.steps.split(",") for m in ("unrolled", "constant")]
+        configs += [("cifar", 0, 30, "unrolled", "off", "eager"), ("cifar", 0, 30, "constant", "off", "eager"),
+                    ("cifar", 5, 30, "unrolled", "off", "eager")]
         if a.amp:
-            configs += [("cifar", 0, 30, "unrolled", "bf16"), ("cifar", 0, 30, "constant", "bf16")]
-        for shape, k, steps, memory, amp in configs:
-            r = run_child(["mtt", shape, "10", str(steps), memory, str(k), str(a.iters), amp])
-            head = f"{shape:8} {k:>2} {steps:>5} {memory:9} {amp:4}"
+            configs += [("cifar", 0, 30, "unrolled", "bf16", "eager"), ("cifar", 0, 30, "constant", "bf16", "eager")]
+        if a.compile:
+            configs += [("cifar", 0, 30, "unrolled", amp, "compile") for amp in (["off", "bf16"] if a.amp else ["off"])]
+        for shape, k, steps, memory, amp, kernels in configs:
+            r = run_child(["mtt", shape, "10", str(steps), memory, str(k), str(a.iters), amp, kernels])
+            head = f"{shape:8} {k:>2} {steps:>5} {memory:9} {amp:4} {kernels:7}"
             if "error" in r:
                 print(f"{head} error: {r['error']}")
             else:

@@ -265,6 +265,7 @@ class Run:
 
     def execute(self, out: Path, ckpt: Path, *, resume: bool, progress: ProgressFn | None) -> DistillResult:
         """Run (or continue) the loop to ``cfg.iterations``; returns the result."""
+        from habacli.networks.instancenorm import fused_double_backward
         from habacli.objectives.base import IterationStats
 
         cfg = self.cfg
@@ -282,7 +283,8 @@ class Run:
             with guard.installed():
                 while self.iteration < cfg.iterations:
                     consistent = False
-                    stats = self.objective.run_iteration(self.iteration)
+                    with fused_double_backward(cfg.compile):  # --compile: MTT's and DC's second order fused
+                        stats = self.objective.run_iteration(self.iteration)
                     self.iteration += 1
                     consistent = True
                     window.add(stats)

@@ -173,6 +173,29 @@ def test_amp_bf16_reaches_mtt_student_steps(tmp_path: Path, fashion_mnist_dir: P
     assert a != b and b == pytest.approx(a, rel=1e-2)
 
 
+def test_compile_fuses_the_instance_norm_double_backward_with_the_same_path(
+        tmp_path: Path, fashion_mnist_dir: Path, one_expert: Path) -> None:
+    """`--compile` runs MTT's instance-norm double backward as one compiled kernel: the seeded run
+    follows the eager path (float32 rounding only), and the kernel was built without a fallback."""
+    from habacli.networks import instancenorm
+
+    import warnings
+
+    (tmp_path / "eager").mkdir()
+    (tmp_path / "fused").mkdir()
+    _, eager = _distill(tmp_path / "eager", fashion_mnist_dir, one_expert, iterations=2)
+    assert instancenorm._fused_state["enabled"] is False  # the context does not leak
+    instancenorm._fused_state["kernel"] = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, fused = _distill(tmp_path / "fused", fashion_mnist_dir, one_expert, iterations=2, compile=True)
+    assert not [w for w in caught if "fused instance-norm" in str(w.message)]  # no fallback
+    assert instancenorm._fused_state["kernel"] not in (None, False)  # built and kept
+    for a, b in zip(eager, fused):
+        assert b["loss_mtt"] == pytest.approx(a["loss_mtt"], rel=1e-4)
+        assert b["syn_lr"] == pytest.approx(a["syn_lr"], rel=1e-4)
+
+
 @pytest.mark.slow  # two more distill runs; the float64 test above is the exact check
 def test_constant_memory_mode_matches_unrolled_run(tmp_path: Path, fashion_mnist_dir: Path, experts: Path) -> None:
     """The same seeded run in both memory modes follows the same path (float32 rounding only)."""

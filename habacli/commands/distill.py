@@ -127,7 +127,7 @@ def distill_command(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's checkpoint.")] = False,
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint path (default: next to --out).")] = None,
     amp: Annotated[str | None, typer.Option("--amp", help="off, bf16 or fp16: autocast the real-image forwards and HaBa's adversary passes; bf16 also MTT's student steps.")] = None,
-    compile_: Annotated[bool | None, typer.Option("--compile", help="torch.compile the network calls.", show_default=False)] = None,
+    compile_: Annotated[bool | None, typer.Option("--compile", help="torch.compile the network calls, and fuse the instance norm's double backward (MTT, DC).", show_default=False)] = None,
     experts: Annotated[str | None, typer.Option("--experts", help="MTT: folder of expert trajectories, or 'auto' to train a small set first.", rich_help_panel="MTT")] = None,
     mtt_memory: Annotated[str | None, typer.Option("--mtt-memory", help="MTT: unrolled (keeps every student step) or constant (exact gradient, memory independent of syn_steps).", rich_help_panel="MTT")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Any other option, KEY=VALUE (repeatable), e.g. --set batch_real=64.")] = None,
