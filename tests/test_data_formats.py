@@ -136,6 +136,25 @@ def test_unreachable_hub_fails_fast_and_offline(monkeypatch):
     assert constants.HF_HUB_OFFLINE is False and datasets.config.HF_HUB_OFFLINE is False
 
 
+def test_hub_probe_is_bounded_even_when_the_resolver_hangs(monkeypatch):
+    """The reachability probe gives up within its timeout when name resolution hangs, and says yes
+    to a port that listens."""
+    import socket
+    import time
+
+    from habacli.data import hub
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        assert hub._reachable(f"http://127.0.0.1:{server.getsockname()[1]}", timeout=2)
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: time.sleep(30) or real(*a, **k))
+    t0 = time.perf_counter()
+    assert not hub._reachable("https://huggingface.co", timeout=0.5)
+    assert time.perf_counter() - t0 < 2
+
+
 # --- CIFAR ---------------------------------------------------------------------------------------
 
 def _fake_cifar(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

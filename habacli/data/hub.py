@@ -12,6 +12,8 @@ import contextlib
 import os
 import re
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,14 +39,42 @@ def _one_line(e: BaseException) -> str:
 
 
 def _reachable(url: str, timeout: float = REACH_TIMEOUT) -> bool:
-    """Whether a TCP connection to ``url``'s host and port opens within ``timeout`` seconds."""
+    """Whether ``url``'s host resolves and a TCP connection to it opens, all within ``timeout`` seconds.
+
+    The name lookup runs in a daemon thread: ``getaddrinfo`` has no timeout of its own, and a resolver
+    that hangs (rather than fails) would otherwise hold the probe for as long as it likes.
+    """
     parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
-            return True
-    except (OSError, ValueError):
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
         return False
+    found: list = []
+    lookup = threading.Thread(target=_resolve, args=(parts.hostname or "", port, found), daemon=True)
+    deadline = time.monotonic() + timeout
+    lookup.start()
+    lookup.join(timeout)
+    if lookup.is_alive():
+        return False
+    for family, kind, proto, _, address in found:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(left)
+                sock.connect(address)
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _resolve(host: str, port: int, out: list) -> None:
+    try:
+        out.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+    except (OSError, UnicodeError):
+        pass
 
 
 @contextlib.contextmanager
