@@ -23,17 +23,20 @@ import time
 
 
 def bench(objective: str, ipc: int, factorize: bool, *, iterations: int, data_dir: str, threads: int,
-          outer_loop: int | None, amp: str, model: str | None, hallucinators: int, warmup: bool = True) -> dict:
+          outer_loop: int | None, amp: str, model: str | None, hallucinators: int, warmup: bool = True,
+          compile: bool = False) -> dict:
     import torch
 
     from habacli.config import build_config
     from habacli.distill import Run, objective_class
+    from habacli.networks.instancenorm import fused_double_backward
     from habacli.objectives import dc as dc_module
     from habacli.objectives._matching import get_loops
 
     torch.set_num_threads(threads)
     cls = objective_class(objective)
-    overrides = {"checkpoint_every": 0, "eval_every": 0, "device": "cpu", "amp": amp, "hallucinators": hallucinators}
+    overrides = {"checkpoint_every": 0, "eval_every": 0, "device": "cpu", "amp": amp, "hallucinators": hallucinators,
+                 "compile": compile}
     if model:
         overrides["model"] = model
     if outer_loop:
@@ -66,14 +69,16 @@ def bench(objective: str, ipc: int, factorize: bool, *, iterations: int, data_di
     dc_module.train_network = timed_train
     run.engine.synth_step = timed_step
     if warmup:
-        run.objective.run_iteration(0)
+        with fused_double_backward(compile):  # as Run.execute does under --compile
+            run.objective.run_iteration(0)
     phases.update(inner=0.0, synth_step=0.0)
     inner_calls[0] = 0
     times = []
     cpu0 = time.process_time()
     for it in range(1, iterations + 1):
         t = time.perf_counter()
-        run.objective.run_iteration(it)
+        with fused_double_backward(compile):
+            run.objective.run_iteration(it)
         times.append(time.perf_counter() - t)
     cpu = (time.process_time() - cpu0) / iterations
     dc_module.train_network = train
@@ -84,7 +89,7 @@ def bench(objective: str, ipc: int, factorize: bool, *, iterations: int, data_di
     full_outer, _ = get_loops(ipc)
     out = {
         "objective": objective, "ipc": ipc, "factorize": factorize, "hallucinators": cfg.num_hallucinators,
-        "model": run.model_name, "amp": amp, "threads": threads, "outer_loop": outer,
+        "model": run.model_name, "amp": amp, "compile": compile, "threads": threads, "outer_loop": outer,
         "inner_loop": run.objective.config["inner_loop"], "iterations_timed": iterations,
         "s_per_iteration": round(per_it, 3), "cpu_s_per_iteration": round(cpu, 3), "matching_s_per_outer_step": round(matching / outer, 3),
         "synth_step_s_per_outer_step": round(phases["synth_step"] / iterations / outer, 3),
@@ -112,6 +117,7 @@ def main() -> None:
     p.add_argument("--model", default=None)
     p.add_argument("--hallucinators", type=int, default=5)
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed first iteration")
+    p.add_argument("--compile", action="store_true", help="as --compile: torch.compile + the fused double backward")
     p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
     a = p.parse_args()
     objectives = ["dc", "dsa"] if a.objective == "both" else [a.objective]
@@ -120,7 +126,8 @@ def main() -> None:
         for fact in modes:
             print(json.dumps(bench(obj, a.ipc, fact, iterations=a.iterations, data_dir=a.data_dir, threads=a.threads,
                                    outer_loop=a.outer_loop, amp=a.amp, model=a.model,
-                                   hallucinators=a.hallucinators, warmup=not a.no_warmup)), flush=True)
+                                   hallucinators=a.hallucinators, warmup=not a.no_warmup, compile=a.compile)),
+                  flush=True)
 
 
 if __name__ == "__main__":
