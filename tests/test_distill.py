@@ -110,6 +110,41 @@ def test_paper_preset_values():
     assert (dc.iterations, dc.lr_img, dc.init, dc.dsa) == (1000, 0.1, "noise", False)
 
 
+def test_hallucinator_learning_rates_in_the_presets():
+    """lr_style: the official lr_style = lr_img only where HaBa's scripts use it (CIFAR-10 MTT);
+    haba's stable values elsewhere (docs/fidelity.md); plain runs have no hallucinators."""
+    for preset in ("paper", "quick"):
+        assert build_config("cifar10", "mtt", 10, preset=preset).effective_lr_style == 100.0
+        assert build_config("cifar10", "mtt", 50, preset=preset).effective_lr_style == 100.0
+        assert build_config("fashion_mnist", "mtt", 1, preset=preset).effective_lr_style == 0.01
+        assert build_config("fashion_mnist", "dm", 10, preset=preset).effective_lr_style == 1e-5
+        assert build_config("cifar10", "dm", 100, preset=preset).effective_lr_style == 1e-5
+        assert build_config("fashion_mnist", "dc", 1, preset=preset).effective_lr_style == 1e-4
+        assert build_config("fashion_mnist", "dsa", 1, preset=preset).effective_lr_style == 1e-4
+        assert build_config("fashion_mnist", "dm", 10, preset=preset, factorize=False).lr_style is None
+
+
+@pytest.mark.parametrize("lr_style, stays_in_range", [(None, True), (1.0, False)])
+def test_haba_dm_keeps_hallucinated_images_in_range(fashion_mnist_dir, lr_style, stays_in_range):
+    """With the preset's lr_style, HaBa+DM's decoded images stay near the real range (model space:
+    about -0.8 to 2.0 for Fashion-MNIST). DM's lr_img 1 on the hallucinators (the old rule,
+    lr_style = lr_img) multiplies their weights by ~1e4 in one step: images of 1e9 and more."""
+    from habacli.distill import Run
+
+    cls = objective_class("dm")
+    over = {**TINY, "hallucinators": 3, "seed": 0}
+    if lr_style is not None:
+        over["lr_style"] = lr_style
+    cfg = build_config("fashion_mnist", "dm", 2, preset="quick", objective_defaults=cls.defaults, overrides=over)
+    run = Run(cfg, cls, data_dir=fashion_mnist_dir)
+    for i in range(3):
+        run.objective.run_iteration(i)
+    with torch.no_grad():
+        peak = max(float(run.engine.synthetic.images(None, k).abs().max()) for k in range(3))
+    assert torch.isfinite(torch.tensor(peak))
+    assert (peak < 20.0) == stays_in_range, peak
+
+
 @pytest.mark.parametrize("objective", ["dc", "dsa", "dm", "mtt"])
 @pytest.mark.parametrize("preset", ["paper", "quick"])
 def test_presets_are_valid_for_every_objective(objective, preset):
