@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import typer
 
@@ -52,10 +53,17 @@ def _debug() -> bool:
     return os.environ.get("HABA_DEBUG", "") not in ("", "0", "false", "False")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Warnings as one line on stderr, like errors (``HABA_DEBUG=1`` keeps Python's form with its source)."""
+    (file or sys.stderr).write(f"warning: {message}\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app and turn known errors into one line on stderr."""
     from habacli.errors import HabaError
 
+    if not _debug():
+        warnings.showwarning = _show_warning
     try:
         app(args=argv, prog_name="haba")
     except HabaError as e:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import warnings
+from functools import lru_cache
 
 import torch
 
@@ -42,6 +44,52 @@ def check_compile(device: torch.device) -> None:
     if shutil.which(cxx) is None and shutil.which("clang++") is None:
         raise ConfigError(f"--compile on the CPU needs a C++ compiler ({cxx} or clang++ on PATH): install one "
                           "(e.g. apt-get install g++) or drop --compile")
+
+
+# CPU flags (Linux /proc/cpuinfo names) that mean a dtype's matmuls and convolutions run natively.
+_NATIVE_FLAGS: dict[str, tuple[str, ...]] = {
+    "bf16": ("avx512_bf16", "amx_bf16", "bf16"),  # x86 AVX-512 BF16 / AMX; aarch64 FEAT_BF16
+    "fp16": ("avx512_fp16", "amx_fp16", "fphp"),  # x86 AVX512-FP16 / AMX-FP16; aarch64 half-precision
+}
+
+
+@lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str] | None:
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
+    except OSError:
+        return None
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    return frozenset(flags) or None
+
+
+def cpu_runs_natively(amp: str, flags: frozenset[str] | None = None) -> bool | None:
+    """Whether this CPU computes ``amp`` (``bf16`` or ``fp16``) in hardware; None when it cannot be told
+    (no readable ``/proc/cpuinfo``). Without it, oneDNN emulates the dtype, far slower than fp32."""
+    flags = _cpu_flags() if flags is None else flags
+    if flags is None or amp not in _NATIVE_FLAGS:
+        return None
+    return any(f in flags for f in _NATIVE_FLAGS[amp])
+
+
+def warn_if_emulated(device: torch.device | str, amp: str | None) -> None:
+    """Warn (one line) when ``--amp`` asks the CPU for a precision it only emulates.
+
+    Measured (docs/benchmarks.md, Networks): on an AVX2-only AMD EPYC a bf16 ConvNet training step
+    is ~18x slower than fp32, where a CPU with AVX-512 BF16 or AMX runs it 1.5-2.2x faster.
+    """
+    if amp not in _NATIVE_FLAGS or torch.device(device).type != "cpu":
+        return
+    if cpu_runs_natively(amp) is False:
+        warnings.warn(
+            f"--amp {amp}: this CPU has no native {amp} ({' / '.join(_NATIVE_FLAGS[amp][:2])}), so it is emulated "
+            f"and much slower than fp32 (18x for a ConvNet training step on an AVX2 EPYC); drop --amp here",
+            stacklevel=2,
+        )
 
 
 def seed_everything(seed: int) -> torch.Generator:

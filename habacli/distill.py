@@ -142,7 +142,7 @@ class Run:
 
         from habacli.augment import dsa_for
         from habacli.data import RealData, fit_zca, get_spec, load_split
-        from habacli.device import check_compile, pick_device, seed_everything
+        from habacli.device import check_compile, pick_device, seed_everything, warn_if_emulated
         from habacli.engine import Engine
         from habacli.factorization import SyntheticSet
         from habacli.hallucinator import HallucinatorBank
@@ -151,6 +151,7 @@ class Run:
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         _check_amp(cfg.amp, self.device)
+        warn_if_emulated(self.device, cfg.amp)
         if cfg.compile:
             check_compile(self.device)
         self.generator = seed_everything(cfg.seed)

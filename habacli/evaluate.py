@@ -207,7 +207,7 @@ def evaluate(artifact_ref: Any, *, models: Sequence[str] | str | None = ("convne
     import torch
 
     from habacli.data import DatasetSpec, fit_zca
-    from habacli.device import check_compile, pick_device
+    from habacli.device import check_compile, pick_device, warn_if_emulated
 
     _check(runs, epochs, lr, batch_size, test_every)
     amp = check_amp(amp)
@@ -220,6 +220,7 @@ def evaluate(artifact_ref: Any, *, models: Sequence[str] | str | None = ("convne
     spec = DatasetSpec.from_dict(artifact.spec if isinstance(artifact.spec, dict) else artifact.spec.to_dict())
     names = _models(models, spec)
     dev = pick_device(device)
+    warn_if_emulated(dev, amp)
     if compile:
         check_compile(dev)
     notes: list[str] = []
@@ -299,7 +300,7 @@ def evaluate_random(dataset: str, ipc: int, *, models: Sequence[str] | str | Non
     import torch
 
     from habacli.data import get_spec, load_split
-    from habacli.device import check_compile, pick_device
+    from habacli.device import check_compile, pick_device, warn_if_emulated
 
     _check(runs, epochs, lr, batch_size, test_every)
     amp = check_amp(amp)
@@ -309,6 +310,7 @@ def evaluate_random(dataset: str, ipc: int, *, models: Sequence[str] | str | Non
     spec = get_spec(dataset, data_dir=data_dir)
     names = _models(models, spec)
     dev = pick_device(device)
+    warn_if_emulated(dev, amp)
     if compile:
         check_compile(dev)
     train_split = load_split(spec.name, "train", data_dir=data_dir)

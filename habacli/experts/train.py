@@ -168,7 +168,7 @@ def train_experts(
     """
     from habacli.augment import dsa_for
     from habacli.data import fit_zca, get_spec
-    from habacli.device import pick_device
+    from habacli.device import pick_device, warn_if_emulated
     from habacli.networks import default_network, get_network
 
     t_start = time.perf_counter()
@@ -204,6 +204,7 @@ def train_experts(
         torch.cuda.set_device(dev)
     if amp is not None and dev.type == "cpu" and amp == "fp16":
         raise ConfigError("--amp fp16 needs a GPU; use --amp bf16 on the CPU")
+    warn_if_emulated(dev, amp)
     group = False
     if world > 1:
         import torch.distributed as dist

@@ -1,0 +1,67 @@
+"""Device helpers: the warning for a precision the CPU only emulates, and how the CLI prints it."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from habacli import device as device_mod
+from habacli.device import cpu_runs_natively, warn_if_emulated
+
+FMNIST = "fashion_mnist"
+
+
+@pytest.mark.parametrize("flags, amp, expected", [
+    ({"sse4_2", "avx2", "fma"}, "bf16", False),  # an AVX2-only EPYC (Zen 3)
+    ({"avx2", "avx512f", "avx512bw"}, "bf16", False),  # AVX-512 without BF16 (an older Xeon)
+    ({"avx2", "avx512f", "avx512_bf16"}, "bf16", True),  # Zen 4, Cooper Lake
+    ({"avx512f", "amx_tile", "amx_bf16"}, "bf16", True),  # Sapphire Rapids and later
+    ({"fp", "asimd", "bf16"}, "bf16", True),  # aarch64 with FEAT_BF16
+    ({"avx512_bf16"}, "fp16", False),
+    ({"avx512_fp16", "amx_fp16"}, "fp16", True),
+    ({"avx2"}, "off", None),
+])
+def test_native_precision_from_the_cpu_flags(flags, amp, expected):
+    assert cpu_runs_natively(amp, frozenset(flags)) is expected
+
+
+def test_this_machines_flags_are_read():
+    flags = device_mod._cpu_flags()
+    if flags is None:
+        pytest.skip("no readable /proc/cpuinfo")
+    assert cpu_runs_natively("bf16") in (True, False)
+
+
+def test_emulated_bf16_warns_on_the_cpu_only(monkeypatch):
+    monkeypatch.setattr(device_mod, "_cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    with pytest.warns(UserWarning, match=r"--amp bf16: this CPU has no native bf16 .* drop --amp"):
+        warn_if_emulated("cpu", "bf16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_emulated("cpu", None)
+        warn_if_emulated("cpu", "off")
+        warn_if_emulated("cuda", "bf16")  # a GPU has its own bf16 story
+        monkeypatch.setattr(device_mod, "_cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+        warn_if_emulated("cpu", "bf16")
+        monkeypatch.setattr(device_mod, "_cpu_flags", lambda: None)  # unknown: say nothing
+        warn_if_emulated("cpu", "bf16")
+
+
+def test_cli_prints_the_warning_as_one_line(monkeypatch, capsys, tmp_path, fashion_mnist_dir):
+    """The warning comes at set-up, before the budget check that then fails: one warning line, one error line."""
+    from habacli.cli import main
+
+    monkeypatch.setattr(device_mod, "_cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # restored after the test
+    monkeypatch.delenv("HABA_DEBUG", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        with pytest.raises(SystemExit) as exc:
+            main(["distill", FMNIST, "--ipc", "1", "--baseline", "dm", "--budget", "matched", "--amp", "bf16",
+                  "--data-dir", str(fashion_mnist_dir), "--out", str(tmp_path / "a.safetensors"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert exc.value.code != 0
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert lines[0].startswith("warning: --amp bf16: this CPU has no native bf16") and lines[1].startswith("error: ")
