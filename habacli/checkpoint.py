@@ -8,6 +8,7 @@ so a killed run leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -134,7 +135,10 @@ def save_run(run: Any, path: Path) -> None:
 def restore_run(run: Any, path: Path) -> None:
     """Restore :func:`save_run` into a freshly built run with the same configuration (else ConfigError)."""
     tensors, meta = load_checkpoint(path)
-    theirs, ours = meta.get("fingerprint", {}), run.cfg.fingerprint()
+    ours = run.cfg.fingerprint()
+    # an option added after the checkpoint was written counts as its default there
+    defaults = {f.name: f.default for f in dataclasses.fields(run.cfg) if f.default is not dataclasses.MISSING}
+    theirs = {**{k: v for k, v in defaults.items() if k in ours}, **meta.get("fingerprint", {})}
     diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
     if diff:
         shown = "; ".join(f"{k}: {theirs.get(k)!r} in the checkpoint, {ours.get(k)!r} now" for k in diff[:4])

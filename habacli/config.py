@@ -31,6 +31,7 @@ from habacli.errors import ConfigError, UnknownNameError
 PRESETS: tuple[str, ...] = ("paper", "quick")
 AMP_MODES: tuple[str, ...] = ("off", "bf16", "fp16")
 INIT_MODES: tuple[str, ...] = ("real", "noise")
+HALLUCINATOR_INITS: tuple[str, ...] = ("official", "identity")
 BUDGETS: tuple[str, ...] = ("paper", "matched")
 
 #: Options that may change when a run is resumed (they do not change the optimisation path).
@@ -49,6 +50,7 @@ class DistillConfig:
     ipc: int  # the budget in images per class of the baseline
     factorize: bool = True  # False: the plain baseline (K = 0), same artifact format
     hallucinators: int = 5  # K, shared by all classes
+    hallucinator_init: str = "official"  # official (PyTorch default convs) | identity (near-identity, opt-in)
     single_channel: bool = False  # 1-channel bases (the hallucinators map them to the data's channels)
     init: str = "real"  # bases from real images of their class (model space) or N(0, 1) noise
     budget: str = "paper"  # paper: ipc bases/class + hallucinators on top; matched: fit in C*ipc*c*h*w
@@ -276,6 +278,8 @@ def validate(cfg: DistillConfig) -> None:
     need(not cfg.factorize or cfg.hallucinators >= 1,
          "--hallucinators 0 means no factorisation: use --no-factorize for the plain baseline")
     need(cfg.init in INIT_MODES, f"--init must be one of {', '.join(INIT_MODES)}, got {cfg.init!r}")
+    need(cfg.hallucinator_init in HALLUCINATOR_INITS, f"hallucinator_init must be one of "
+         f"{', '.join(HALLUCINATOR_INITS)}, got {cfg.hallucinator_init!r}")
     need(cfg.budget in BUDGETS, f"--budget must be one of {', '.join(BUDGETS)}, got {cfg.budget!r}")
     need(cfg.amp in AMP_MODES, f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
     need(cfg.iterations >= 0, f"--iterations must be >= 0, got {cfg.iterations}")

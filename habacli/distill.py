@@ -174,7 +174,8 @@ class Run:
         else:
             bases = torch.randn((spec.num_classes * n, c_b, spec.height, spec.width), generator=self.generator)
         bank = (HallucinatorBank(cfg.num_hallucinators, c_b, spec.channels, spec.height, spec.width,
-                                 generator=self.generator) if cfg.num_hallucinators else None)
+                                 generator=self.generator, init=cfg.hallucinator_init)
+                if cfg.num_hallucinators else None)
         synthetic = SyntheticSet(bases.to(self.device), spec.num_classes, bank)
         self.model_name = cfg.model or default_network(spec)
         self.engine = Engine(config=cfg, spec=spec, real=self.real, synthetic=synthetic, device=self.device,

@@ -40,6 +40,13 @@ ARCHITECTURE = "haba-style-translator"
 BLOCK_DIAGONAL_MAX_CHANNELS = 48
 
 
+#: Hallucinator initialisations: the official one, and an opt-in contrast-preserving one.
+INITS: tuple[str, ...] = ("official", "identity")
+
+#: How much of the default draw the near-identity init keeps around its centre delta.
+IDENTITY_NOISE = 0.1
+
+
 def param_shapes(num: int, in_channels: int, out_channels: int, height: int, width: int,
                  kernel_size: int = 3) -> dict[str, tuple[int, ...]]:
     """The shape of every stacked parameter for the given architecture (mid = out channels)."""
@@ -53,6 +60,30 @@ def param_shapes(num: int, in_channels: int, out_channels: int, height: int, wid
         "dec_weight": (num, cm, out_channels, k, k),
         "dec_bias": (num, out_channels),
     }
+
+
+def near_identity_(bank: HallucinatorBank, noise: float = IDENTITY_NOISE) -> HallucinatorBank:
+    """Make every hallucinator of ``bank`` a near-identity map, in place.
+
+    Each encoder and decoder kernel becomes a centre delta plus ``noise`` x its current weight, and
+    the biases are scaled by ``noise``; ``scale`` and ``shift`` stay 1 and 0. The encoder's delta maps
+    mid channel i to input channel ``i % c_in`` (so 1-channel bases are copied to every channel),
+    the decoder's maps mid channel i to output channel i. With ``noise = 0`` a decoded image equals
+    its basis except for a 1-pixel border, which the valid encoder crops and the decoder fills with
+    its bias. With the official init instead, decoded images keep only ~0.2-0.3 of the basis's
+    contrast (docs/benchmarks.md).
+    """
+    k = bank.kernel_size
+    with torch.no_grad():
+        for name, source in (("enc_weight", lambda i: i % bank.in_channels), ("dec_weight", lambda i: i)):
+            w = getattr(bank, name)
+            delta = torch.zeros_like(w)
+            for i in range(bank.out_channels):  # mid channels: c_m = c_out
+                delta[:, i, source(i), k // 2, k // 2] = 1.0
+            w.mul_(noise).add_(delta)
+        bank.enc_bias.mul_(noise)
+        bank.dec_bias.mul_(noise)
+    return bank
 
 
 def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator | None) -> Tensor:
@@ -75,15 +106,21 @@ class HallucinatorBank(nn.Module):
     Initialisation draws, for k = 0..K-1 in turn, enc weight, enc bias, dec weight, dec bias
     exactly as ``nn.Conv2d`` and ``nn.ConvTranspose2d`` would (from ``generator`` or the global
     RNG), so ``torch.manual_seed`` makes it reproducible and equal to the official per-module init.
+
+    ``init="identity"`` (opt-in, not the paper's) then turns every hallucinator into a near-identity
+    map (:func:`near_identity_`): the same draws, so the RNG stream and everything drawn after the
+    bank are unchanged.
     """
 
     def __init__(self, num: int, in_channels: int, out_channels: int, height: int, width: int,
-                 kernel_size: int = 3, *, generator: torch.Generator | None = None):
+                 kernel_size: int = 3, *, generator: torch.Generator | None = None, init: str = "official"):
         super().__init__()
         if num < 0:
             raise ConfigError(f"the number of hallucinators must be >= 0, got {num}")
         if min(in_channels, out_channels) < 1:
             raise ConfigError(f"hallucinator channels must be >= 1, got {in_channels} -> {out_channels}")
+        if init not in INITS:
+            raise ConfigError(f"hallucinator init must be one of {', '.join(INITS)}, got {init!r}")
         if kernel_size < 1 or min(height, width) < kernel_size:
             raise ConfigError(f"images of {height}x{width} are too small for a {kernel_size}x{kernel_size} "
                               "hallucinator")
@@ -110,6 +147,8 @@ class HallucinatorBank(nn.Module):
         self.shift = nn.Parameter(torch.zeros(shapes["shift"]))
         self.dec_weight = nn.Parameter(stack(dec_w, "dec_weight"))
         self.dec_bias = nn.Parameter(stack(dec_b, "dec_bias"))
+        if init == "identity":
+            near_identity_(self)
 
     @classmethod
     def from_params(cls, params: dict[str, Tensor]) -> HallucinatorBank:

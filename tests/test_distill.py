@@ -178,6 +178,7 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
     (["distill", "fashion_mnist", "--ipc", "1", "-k", "-1"], "--hallucinators must be >= 0"),
     (["distill", "fashion_mnist", "--ipc", "1", "--preset", "fast"], "unknown preset 'fast'"),
     (["distill", "fashion_mnist", "--ipc", "1", "--set", "batch_reel=3"], "batch_reel"),
+    (["distill", "fashion_mnist", "--ipc", "1", "--set", "hallucinator_init=eye"], "official, identity"),
     (["distill", "fashion_mnist", "--ipc", "1", "--budget", "matched"], "--budget matched"),
 ])
 def test_cli_bad_arguments_are_one_line_errors(capsys, tmp_path, fashion_mnist_dir, argv, needle):

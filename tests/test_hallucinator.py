@@ -136,3 +136,55 @@ def test_out_of_range_index() -> None:
     bank = HallucinatorBank(2, 3, 3, 8, 8)
     with pytest.raises(IndexError):
         bank(torch.zeros(1, 3, 8, 8), 2)
+
+
+# ------------------------------------------------------------------ the opt-in near-identity init
+
+def _fashion_batch(fm_dir, n: int = 200) -> torch.Tensor:
+    """``n`` real Fashion-MNIST test images, standardised as the model space is (std 1 overall)."""
+    from habacli.data import load_split
+
+    x = load_split("fashion_mnist", "test", data_dir=fm_dir).images[:n].float() / 255
+    return (x - x.mean()) / x.std()
+
+
+@pytest.mark.parametrize("cin,cout", [(1, 1), (1, 3), (3, 3)])
+def test_identity_init_without_noise_copies_the_basis_inside_the_border(cin: int, cout: int) -> None:
+    bank = hal.near_identity_(HallucinatorBank(3, cin, cout, 12, 12), noise=0.0)
+    x = torch.randn(4, cin, 12, 12)
+    out = bank.all(x)
+    want = x[:, [i % cin for i in range(cout)]]  # a 1-channel basis is copied to every channel
+    torch.testing.assert_close(out[..., 1:-1, 1:-1], want[None, ..., 1:-1, 1:-1].expand_as(out[..., 1:-1, 1:-1]))
+    assert torch.count_nonzero(out[..., 0, :]) == 0  # the border is the (zeroed) decoder bias
+
+
+def test_identity_init_keeps_the_draws_and_the_rng_stream() -> None:
+    g_off, g_id = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    official = HallucinatorBank(5, 3, 3, 32, 32, generator=g_off)
+    identity = HallucinatorBank(5, 3, 3, 32, 32, generator=g_id, init="identity")
+    assert torch.equal(g_off.get_state(), g_id.get_state())  # bases drawn later are unchanged
+    delta = identity.enc_weight - hal.IDENTITY_NOISE * official.enc_weight
+    torch.testing.assert_close(delta[:, :, :, 1, 1], torch.eye(3).expand(5, 3, 3))
+    assert delta[:, :, :, [0, 2]].abs().max() < 1e-6 and delta[:, :, :, :, [0, 2]].abs().max() < 1e-6
+    torch.testing.assert_close(identity.dec_bias, hal.IDENTITY_NOISE * official.dec_bias)
+    assert torch.equal(identity.scale, official.scale) and torch.equal(identity.shift, official.shift)
+
+
+def test_identity_init_keeps_the_contrast_of_real_images(fashion_mnist_dir) -> None:
+    x = _fashion_batch(fashion_mnist_dir)
+    for seed in range(3):
+        official = HallucinatorBank(5, 1, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+        identity = HallucinatorBank(5, 1, 1, 28, 28, generator=torch.Generator().manual_seed(seed), init="identity")
+        with torch.no_grad():
+            off, ident = official.all(x), identity.all(x)
+        # the official init leaves a random-filtered, faint image; near-identity keeps the basis
+        assert off.std() < 0.5
+        assert ident.std() > 0.85
+        corr = torch.corrcoef(torch.stack([ident[..., 1:-1, 1:-1].flatten(),
+                                           x[None].expand_as(ident)[..., 1:-1, 1:-1].flatten()]))[0, 1]
+        assert corr > 0.95
+
+
+def test_unknown_init_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="identity"):
+        HallucinatorBank(2, 3, 3, 8, 8, init="zeros")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from habacli.artifact import load_artifact
-from habacli.checkpoint import checkpoint_path_for, load_checkpoint
+from habacli.checkpoint import checkpoint_path_for, load_checkpoint, save_checkpoint
 from habacli.distill import distill
 from habacli.errors import ConfigError, Interrupted
 
@@ -25,9 +25,9 @@ def _threads():
     torch.set_num_threads(2)
 
 
-def _run(out, fm, iterations, **kw):
+def _run(out, fm, iterations, overrides=None, **kw):
     return distill("fashion_mnist", ipc=1, baseline="dm", out=out, hallucinators=2, iterations=iterations, seed=5,
-                   data_dir=fm, preset="quick", options=dict(OPTS), **kw)
+                   data_dir=fm, preset="quick", options={**OPTS, **(overrides or {})}, **kw)
 
 
 def _state(out):
@@ -87,6 +87,28 @@ def test_resume_with_another_config_is_refused(tmp_path, fashion_mnist_dir):
     assert "\n" not in str(exc.value) and "hallucinators" in str(exc.value)
     with pytest.raises(ConfigError, match="no checkpoint"):
         _run(tmp_path / "none.safetensors", fashion_mnist_dir, 2, resume=True)
+
+
+def test_resume_accepts_a_checkpoint_that_predates_an_option(tmp_path, fashion_mnist_dir, uninterrupted):
+    """A checkpoint written before ``hallucinator_init`` existed resumes as the default (official)."""
+    out = tmp_path / "old.safetensors"
+    _run(out, fashion_mnist_dir, N)
+    tensors, meta = _state(out)
+    assert meta["fingerprint"].pop("hallucinator_init") == "official"
+    meta["config"].pop("hallucinator_init")
+    save_checkpoint(checkpoint_path_for(out), tensors, meta)
+    _run(out, fashion_mnist_dir, 2 * N, resume=True)
+    _assert_same_state(out, uninterrupted)
+
+
+def test_identity_init_runs_is_recorded_and_cannot_resume_as_official(tmp_path, fashion_mnist_dir):
+    out = tmp_path / "ident.safetensors"
+    _run(out, fashion_mnist_dir, 1, overrides={"hallucinator_init": "identity"})
+    art = load_artifact(out)
+    assert art.objective_config["hallucinator_init"] == "identity"
+    with pytest.raises(ConfigError, match="hallucinator_init") as exc:
+        _run(out, fashion_mnist_dir, 2, resume=True)
+    assert "\n" not in str(exc.value)
 
 
 def test_sigkill_keeps_the_artifact_and_the_checkpoint(tmp_path, fashion_mnist_dir):
