@@ -30,9 +30,9 @@ def cifar_artifact(with_zca_rank: int | None):
     """100 random bases x 5 hallucinators at 32x32x3 (optionally a compact ZCA of the given rank)."""
     import torch
 
-    from habacli.artifact import HabaArtifact
-    from habacli.hallucinator import HallucinatorBank
-    from habacli.zca import CompactZCA
+    from habacli.artifact.codec import HabaArtifact
+    from habacli.networks.hallucinator import HallucinatorBank
+    from habacli.transforms.zca import CompactZCA
 
     g = torch.Generator().manual_seed(0)
     spec = {"name": "cifar10", "channels": 3, "height": 32, "width": 32, "num_classes": 10,
@@ -60,7 +60,7 @@ def main() -> None:
     print(f"haba info (small artifact)  {t:.3f} s median, {t.best:.3f} s best  (subprocess, {SMALL.name}, {r} runs)")
     import torch
 
-    from habacli.artifact import load_artifact, save_artifact
+    from habacli.artifact.codec import load_artifact, save_artifact
 
     torch.set_num_threads(args.threads)
     print(f"(in-process figures below use {args.threads} torch thread(s))")

@@ -1,6 +1,6 @@
 """Seconds per iteration of the DC and DSA objectives (HaBa-factorised and plain) on Fashion-MNIST.
 
-Runs the real engine (:class:`habacli.distill.Run`, paper preset: ConvNet-3, batch_real 256, DC's
+Runs the real engine (:class:`habacli.distill.run.Run`, paper preset: ConvNet-3, batch_real 256, DC's
 loops) and times ``objective.run_iteration``, split into its phases: matching (real and synthetic
 gradients + the synthesizer step) and the inner-loop network training. Reference on this machine
 kind (research/reference-cpu.md): DC 3.9 s (IPC 1) and 111 s (IPC 10) per iteration, CIFAR-shaped.
@@ -27,8 +27,8 @@ def bench(objective: str, ipc: int, factorize: bool, *, iterations: int, data_di
           compile: bool = False) -> dict:
     import torch
 
-    from habacli.config import build_config
-    from habacli.distill import Run, objective_class
+    from habacli.distill.config import build_config
+    from habacli.distill.run import Run, objective_class
     from habacli.networks.instancenorm import fused_double_backward
     from habacli.objectives import dc as dc_module
     from habacli.objectives._matching import get_loops

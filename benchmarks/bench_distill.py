@@ -2,7 +2,7 @@
 the fraction of this machine's fp32 matmul peak, measured in the same process.
 
 Every configuration runs in its own subprocess (peak RSS = that process's ``ru_maxrss``). For each
-it builds the real engine (:class:`habacli.distill.Run`, paper preset unless overridden), runs one
+it builds the real engine (:class:`habacli.distill.run.Run`, paper preset unless overridden), runs one
 warm-up iteration, then times ``objective.run_iteration``. For factorised runs HaBa's overhead is
 split into its parts, timed separately on the same state: the hallucinator forward, the L_cos pass
 (two views through the adversary, backward into the synthetic set) and the adversary step.
@@ -80,8 +80,8 @@ def child(args: dict) -> dict:
     torch.set_num_threads(args["threads"])
     if args["shape"] == "cifar":
         _cifar_shaped(args["data_dir"])
-    from habacli.config import build_config
-    from habacli.distill import Run, objective_class
+    from habacli.distill.config import build_config
+    from habacli.distill.run import Run, objective_class
 
     cls = objective_class(args["objective"])
     overrides = {"checkpoint_every": 0, "eval_every": 0, "device": "cpu", "amp": args["amp"],

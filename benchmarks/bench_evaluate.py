@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _peak import measure_matmul_gflops, module_flops
 
-from habacli.augment import DSA
-from habacli.evaluation import protocol
+from habacli.transforms.augment import DSA
+from habacli.evaluate import protocol
 from habacli.networks import get_network
 
 SPEC = {"channels": 3, "num_classes": 10, "height": 32, "width": 32}
@@ -79,7 +79,7 @@ def test_pass_seconds(device: torch.device, batch: int, *, channels_last: bool, 
 
 def full_protocol(device: str, data_dir: str | None, runs: int, epochs: int, amp: str | None) -> dict:
     """Wall time of the standard protocol on Fashion-MNIST IPC 10 (random real images)."""
-    from habacli.evaluate import evaluate_random
+    from habacli.evaluate.run import evaluate_random
 
     t0 = time.perf_counter()
     r = evaluate_random("fashion_mnist", 10, models=("convnet",), runs=runs, epochs=epochs, seed=0, device=device,
@@ -104,7 +104,7 @@ def main() -> None:
                     help="repeat every measurement this often, interleaved, and report medians (noisy machines)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    from habacli.allocator import tune_host_allocator
+    from habacli.runtime.allocator import tune_host_allocator
 
     malloc_tuned = tune_host_allocator()  # as every haba command does; HABA_MALLOC=system turns it off
     device = torch.device(args.device)

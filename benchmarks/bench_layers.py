@@ -147,7 +147,7 @@ def main() -> None:
     ap.add_argument("--no-fused", action="store_true", help="skip the compiled double-backward table (compiles)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    from habacli.allocator import tune_host_allocator
+    from habacli.runtime.allocator import tune_host_allocator
 
     tune_host_allocator()
     rows = layer_times(args.batch, args.repeats, nhwc=args.layout == "nhwc", bf16=args.bf16)

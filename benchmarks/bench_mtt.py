@@ -56,11 +56,11 @@ def child_mtt(shape: str, ipc: int, steps: int, memory: str, k: int, iters: int,
 
     import torch
 
-    from habacli.augment import dsa_for
+    from habacli.transforms.augment import dsa_for
     from habacli.experts.layout import ParamLayout
     from habacli.experts.store import FORMAT, rebuild_manifest, write_expert
-    from habacli.factorization import SyntheticSet
-    from habacli.hallucinator import HallucinatorBank
+    from habacli.distill.factorization import SyntheticSet
+    from habacli.networks.hallucinator import HallucinatorBank
     from habacli.networks import get_network
     from habacli.networks.instancenorm import fused_double_backward
     from habacli.objectives.mtt import MTT
@@ -114,7 +114,7 @@ def child_mtt(shape: str, ipc: int, steps: int, memory: str, k: int, iters: int,
 def child_experts(shape: str, amp: str | None, images: int, epochs: int) -> dict:
     import torch
 
-    from habacli.augment import dsa_for
+    from habacli.transforms.augment import dsa_for
     from habacli.data import get_spec
     from habacli.experts.layout import ParamLayout
     from habacli.experts.train import _autocast, _train_one
@@ -159,7 +159,7 @@ def main() -> None:
                    help="add CIFAR-shaped unrolled syn_steps 30 rows with the fused double backward (--compile)")
     a = p.parse_args()
     if a.child is not None:
-        from habacli.allocator import tune_host_allocator
+        from habacli.runtime.allocator import tune_host_allocator
 
         tune_host_allocator()  # as every haba command does; HABA_MALLOC=system turns it off
         kind, *rest = a.child

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _peak import measure_conv_gflops, measure_matmul_gflops, module_flops  # noqa: E402
 
-from habacli.augment import DSA  # noqa: E402
+from habacli.transforms.augment import DSA  # noqa: E402
 from habacli.networks import get_network  # noqa: E402
 
 SHAPES = {"28x28x1": (1, 28, 28), "32x32x3": (3, 32, 32)}
@@ -145,7 +145,7 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="also time bf16 autocast training")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    from habacli.allocator import tune_host_allocator
+    from habacli.runtime.allocator import tune_host_allocator
 
     malloc_tuned = tune_host_allocator()  # as every haba command does; HABA_MALLOC=system turns it off
     device = torch.device(args.device)

@@ -1,4 +1,4 @@
-"""The host-allocator tuning that every long-running command applies (habacli/allocator.py)."""
+"""The host-allocator tuning that every long-running command applies (habacli/runtime/allocator.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-_PROBE = "from habacli.allocator import tune_host_allocator as t; a = t(); b = t(); print(a, b)"
+_PROBE = "from habacli.runtime.allocator import tune_host_allocator as t; a = t(); b = t(); print(a, b)"
 
 
 def _probe(**env: str) -> str:
@@ -28,6 +28,6 @@ def test_opt_out_keeps_the_system_allocator():
 
 
 def test_pick_device_applies_it():
-    code = "import habacli.allocator as a, habacli.device as d; d.pick_device('cpu'); print(a._state)"
+    code = "import habacli.runtime.allocator as a, habacli.runtime.device as d; d.pick_device('cpu'); print(a._state)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() in ("True", "False")  # decided (not None) once a device was picked

@@ -15,11 +15,11 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from habacli import artifact as codec
-from habacli.artifact import HabaArtifact, load_artifact, read_metadata, save_artifact
+from habacli.artifact import codec
+from habacli.artifact.codec import HabaArtifact, load_artifact, read_metadata, save_artifact
 from habacli.errors import ConfigError
-from habacli.hallucinator import HallucinatorBank
-from habacli.zca import ZCA
+from habacli.networks.hallucinator import HallucinatorBank
+from habacli.transforms.zca import ZCA
 
 CLASSES = [f"class{i}" for i in range(10)]
 SPEC = {"name": "fashion_mnist", "channels": 1, "height": 28, "width": 28, "num_classes": 10, "class_names": CLASSES}
@@ -239,7 +239,7 @@ def test_read_metadata_reads_only_the_header(haba: HabaArtifact, tmp_path: Path,
             reads.append(len(data))
             return data
 
-    from habacli import inspect as header_reader
+    from habacli.artifact import header as header_reader
 
     monkeypatch.setattr(header_reader, "open", lambda p, mode="r": Spy(real_open(p, mode)), raising=False)
     doc = read_metadata(path)
@@ -284,7 +284,7 @@ def test_atomic_path_gives_the_usual_mode_even_when_the_writer_recreates_the_fil
     """safetensors' save_file recreates its target 0600; the result must still follow the umask."""
     from safetensors.torch import save_file
 
-    from habacli.atomic import atomic_path
+    from habacli.runtime.atomic import atomic_path
 
     dest = tmp_path / "x.safetensors"
     with atomic_path(dest, suffix=".safetensors") as tmp:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from habacli.artifact import load_artifact, read_metadata
+from habacli.artifact.codec import load_artifact, read_metadata
 from habacli.cli import main
 from habacli.errors import ArtifactError, ArtifactNotFoundError
 

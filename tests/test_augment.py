@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from habacli.augment import DEFAULT_STRATEGY, DSA, OPS, DSARanges, dsa_for
+from habacli.transforms.augment import DEFAULT_STRATEGY, DSA, OPS, DSARanges, dsa_for
 from habacli.errors import ConfigError, UnknownNameError
 
 FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")

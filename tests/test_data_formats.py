@@ -142,7 +142,7 @@ def test_hub_probe_is_bounded_even_when_the_resolver_hangs(monkeypatch):
     import socket
     import time
 
-    from habacli.data import hub
+    from habacli.data import hf as hub
 
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from habacli.artifact import load_artifact
-from habacli.config import build_config
-from habacli.distill import Run, distill, objective_class
+from habacli.artifact.codec import load_artifact
+from habacli.distill.config import build_config
+from habacli.distill.run import Run, distill, objective_class
 from habacli.errors import ConfigError
 from habacli.objectives import dc as dc_module
 from habacli.objectives._matching import (

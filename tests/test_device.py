@@ -6,8 +6,8 @@ import warnings
 
 import pytest
 
-from habacli import device as device_mod
-from habacli.device import cpu_runs_natively, warn_if_emulated
+from habacli.runtime import device as device_mod
+from habacli.runtime.device import cpu_runs_natively, warn_if_emulated
 
 FMNIST = "fashion_mnist"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from habacli.artifact import load_artifact
+from habacli.artifact.codec import load_artifact
 from habacli.cli import main
-from habacli.config import build_config, load_preset, resolve_preset
-from habacli.distill import distill, objective_class
+from habacli.distill.config import build_config, load_preset, resolve_preset
+from habacli.distill.run import distill, objective_class
 from habacli.errors import ConfigError, UnknownNameError
 from habacli.networks import get_network
 
@@ -55,7 +55,7 @@ def test_dm_plain_writes_a_valid_artifact(tmp_path, fashion_mnist_dir):
 
 def test_dm_loss_decreases(fashion_mnist_dir, tmp_path):
     """The DM loss on FIXED probe networks and real batches drops after a short run (fixed seed)."""
-    from habacli.distill import Run
+    from habacli.distill.run import Run
 
     cls = objective_class("dm")
     cfg = build_config("fashion_mnist", "dm", 2, preset="quick", objective_defaults=cls.defaults,
@@ -129,7 +129,7 @@ def test_haba_dm_keeps_hallucinated_images_in_range(fashion_mnist_dir, lr_style,
     """With the preset's lr_style, HaBa+DM's decoded images stay near the real range (model space:
     about -0.8 to 2.0 for Fashion-MNIST). DM's lr_img 1 on the hallucinators (the old rule,
     lr_style = lr_img) multiplies their weights by ~1e4 in one step: images of 1e9 and more."""
-    from habacli.distill import Run
+    from habacli.distill.run import Run
 
     cls = objective_class("dm")
     over = {**TINY, "hallucinators": 3, "seed": 0}
@@ -229,7 +229,7 @@ def test_cli_json_summary(capsys, tmp_path, fashion_mnist_dir):
 
 
 def _dm_run(fashion_mnist_dir, **overrides):
-    from habacli.distill import Run
+    from habacli.distill.run import Run
 
     cls = objective_class("dm")
     cfg = build_config("fashion_mnist", "dm", 2, preset="quick", objective_defaults=cls.defaults,

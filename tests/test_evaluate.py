@@ -11,19 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from habacli.artifact import HabaArtifact, save_artifact
+from habacli.artifact.codec import HabaArtifact, save_artifact
 from habacli.cli import main
 from habacli.data import fit_zca, get_spec, load_split
 from habacli.errors import ConfigError, UnknownNameError
-from habacli.evaluate import (
+from habacli.evaluate.run import (
     evaluate,
     evaluate_random,
     model_space_test,
     sampled_expansion,
 )
-from habacli.evaluation import protocol
-from habacli.evaluation.protocol import train_and_test
-from habacli.hallucinator import HallucinatorBank
+from habacli.evaluate import protocol
+from habacli.evaluate.protocol import train_and_test
+from habacli.networks.hallucinator import HallucinatorBank
 
 SMALL = "convnetw32"
 
@@ -59,7 +59,7 @@ def haba_artifact(spec, train, *, k: int = 2, per: int = 2, lr: float | None = 0
 def short_test_set(monkeypatch):
     """Score on the first 1000 real test images (the transform itself is unchanged and is checked
     on the full split in test_zca_artifact_whitens_test_with_train_fit): keeps the suite fast."""
-    import habacli.evaluate as ev
+    import habacli.evaluate.run as ev
 
     real = ev.model_space_test
 

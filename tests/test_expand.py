@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from habacli.artifact import HabaArtifact, load_artifact, save_artifact
+from habacli.artifact.codec import HabaArtifact, load_artifact, save_artifact
 from habacli.cli import main
 from habacli.errors import ConfigError
-from habacli.expand import (
+from habacli.artifact.expand import (
     METADATA_NAME,
     PARQUET_NAME,
     SAFETENSORS_NAME,
@@ -27,8 +27,8 @@ from habacli.expand import (
     select_pairs,
     write_parquet,
 )
-from habacli.grid import grid_layout, render_grid
-from habacli.hallucinator import HallucinatorBank
+from habacli.artifact.grid import grid_layout, render_grid
+from habacli.networks.hallucinator import HallucinatorBank
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "formats" / "examples"
 GOLDEN = ["fashion_haba_zca", "fashion_plain", "rgb_single_channel"]

@@ -8,17 +8,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from habacli.config import build_config, hallucinator_values, plan_budget
-from habacli.distill import Run, objective_class
+from habacli.distill.config import build_config, hallucinator_values, plan_budget
+from habacli.distill.run import Run, objective_class
 from habacli.errors import ConfigError
-from habacli.factorization import (
+from habacli.distill.factorization import (
     SyntheticSet,
     adversary_loss,
     cos_loss,
     sim_loss,
     supcon_loss,
 )
-from habacli.hallucinator import HallucinatorBank, decode_all
+from habacli.networks.hallucinator import HallucinatorBank, decode_all
 
 
 def _set(k: int = 3, classes: int = 4, n: int = 2, c: int = 1) -> SyntheticSet:

@@ -96,7 +96,7 @@ def test_independent_reader_matches_reference(name: str) -> None:
 def test_haba_codec_matches_reference(name: str) -> None:
     import torch
 
-    from habacli.artifact import load_artifact, read_metadata
+    from habacli.artifact.codec import load_artifact, read_metadata
 
     art = load_artifact(EXAMPLES / f"{name}.safetensors")
     _, expected, _ = read_safetensors(EXAMPLES / f"{name}.expected.safetensors")

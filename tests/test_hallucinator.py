@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from habacli import hallucinator as hal
+from habacli.networks import hallucinator as hal
 from habacli.errors import ConfigError
-from habacli.hallucinator import HallucinatorBank, decode_all
+from habacli.networks.hallucinator import HallucinatorBank, decode_all
 
 
 def _reference_modules(seed: int, num: int, cin: int, cout: int) -> list[tuple[nn.Conv2d, nn.ConvTranspose2d]]:

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from habacli import hub, hub_http
+from habacli.hub import transfer as hub
+from habacli.hub import http as hub_http
 from habacli.errors import ArtifactError, HubAuthError, HubError, UsageError
-from habacli.refs import HubRef, parse_hub_ref, parse_repo_spec, validate_repo_id
+from habacli.hub.refs import HubRef, parse_hub_ref, parse_repo_spec, validate_repo_id
 from hubserver import HubServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -45,9 +46,9 @@ def _make_artifact(path: Path, fashion_mnist_dir: Path, *, per_class: int, hallu
                    seed: int, learned_lr: float | None = None) -> Path:
     import torch
 
-    from habacli.artifact import HabaArtifact, save_artifact
+    from habacli.artifact.codec import HabaArtifact, save_artifact
     from habacli.data import get_spec, load_split
-    from habacli.hallucinator import HallucinatorBank
+    from habacli.networks.hallucinator import HallucinatorBank
 
     spec = get_spec("fashion_mnist")
     split = load_split("fashion_mnist", "test", data_dir=fashion_mnist_dir)
@@ -328,7 +329,7 @@ def test_push_validates_the_artifact_before_sending(hub_server, artifacts, tmp_p
 
 
 def test_remote_metadata_reads_only_the_header(hub_server, artifacts):
-    from habacli.artifact import read_metadata
+    from habacli.artifact.codec import read_metadata
 
     art, _ = artifacts
     hub.push(art, "org/fm-header", token=hub_server.token, endpoint=hub_server.url)
@@ -360,7 +361,7 @@ def test_library_errors_are_typed(hub_server, artifacts, tmp_path):
 
 
 def test_card_license_size_and_plain_baseline():
-    from habacli.card import CardFacts, hub_license, render_card, size_category
+    from habacli.hub.card import CardFacts, hub_license, render_card, size_category
 
     assert hub_license("MIT") == ("mit", None)
     assert hub_license("CC BY-SA 3.0 (per LeCun & Cortes); the Hub card says MIT") == ("cc-by-sa-3.0", None)

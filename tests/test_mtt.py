@@ -48,10 +48,10 @@ def _real_bases(fashion_mnist_dir: Path, n: int) -> tuple[torch.Tensor, torch.Te
 def test_constant_memory_gradient_equals_unrolled(fashion_mnist_dir: Path) -> None:
     """Exact TESLA-style gradient == full unroll for bases, hallucinator params and alpha (float64),
     with the real ConvNet, a real hallucinator bank, real per-sample DSA and Fashion-MNIST bases."""
-    from habacli.augment import dsa_for
+    from habacli.transforms.augment import dsa_for
     from habacli.data import get_spec
     from habacli.experts.layout import ParamLayout
-    from habacli.hallucinator import HallucinatorBank, apply_one
+    from habacli.networks.hallucinator import HallucinatorBank, apply_one
     from habacli.networks import get_network
     from habacli.objectives.mtt import surrogate_loss
     from habacli.objectives.tesla import (
@@ -105,7 +105,7 @@ def test_constant_memory_gradient_equals_unrolled(fashion_mnist_dir: Path) -> No
 
 
 def _distill(tmp: Path, data_dir: Path, experts: Path, **options):
-    from habacli.distill import distill
+    from habacli.distill.run import distill
 
     opts = {"experts": str(experts), "syn_steps": 2, "max_start_epoch": 1, "expert_epochs": 1, "eval_every": 0,
             "lr_img": 100.0, "lr_lr": 1e-5, "lr_teacher": 0.01, "checkpoint_every": 0}
@@ -118,7 +118,7 @@ def _distill(tmp: Path, data_dir: Path, experts: Path, **options):
 
 def test_mtt_end_to_end_loss_decreases_and_saves_alpha(tmp_path: Path, fashion_mnist_dir: Path, one_expert: Path) -> None:
     """5 HaBa+MTT iterations on one fixed expert and start epoch: L_MTT falls, alpha moves and is saved."""
-    from habacli.artifact import load_artifact
+    from habacli.artifact.codec import load_artifact
 
     result, stats = _distill(tmp_path, fashion_mnist_dir, one_expert, iterations=5, lr_lr=1e-6)
     losses = [s["loss_mtt"] for s in stats]
@@ -255,8 +255,8 @@ def test_corrupted_shard_is_a_one_line_cli_error(tmp_path: Path, fashion_mnist_d
 @pytest.mark.slow  # three distill runs
 def test_resume_is_exact(tmp_path: Path, fashion_mnist_dir: Path, experts: Path) -> None:
     """2 iterations == 1 iteration + resume + 1 (expert cursor, alpha and its momentum restored)."""
-    from habacli.artifact import load_artifact
-    from habacli.distill import distill
+    from habacli.artifact.codec import load_artifact
+    from habacli.distill.run import distill
 
     opts = {"experts": str(experts), "syn_steps": 2, "max_start_epoch": 1, "expert_epochs": 1, "eval_every": 0,
             "lr_img": 100.0, "lr_lr": 1e-5, "lr_teacher": 0.01, "checkpoint_every": 1}

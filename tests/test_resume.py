@@ -11,9 +11,9 @@ import time
 import pytest
 import torch
 
-from habacli.artifact import load_artifact
-from habacli.checkpoint import checkpoint_path_for, load_checkpoint, save_checkpoint
-from habacli.distill import distill
+from habacli.artifact.codec import load_artifact
+from habacli.distill.checkpoint import checkpoint_path_for, load_checkpoint, save_checkpoint
+from habacli.distill.run import distill
 from habacli.errors import ConfigError, Interrupted
 
 OPTS = {"batch_real": 8, "eval_every": 0, "device": "cpu", "val_fraction": 0.05, "checkpoint_every": 2, "batch_contrast": 2}

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from habacli.errors import ConfigError
-from habacli.zca import DEFAULT_TOLERANCE, ZCA, CompactZCA
+from habacli.transforms.zca import DEFAULT_TOLERANCE, ZCA, CompactZCA
 
 
 def _fashion_images(root: Path, n: int) -> torch.Tensor:

@@ -73,7 +73,7 @@ def save_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, Any]) 
     """Write tensors + JSON metadata atomically as safetensors."""
     from safetensors.torch import save_file
 
-    from habacli.atomic import atomic_path
+    from habacli.runtime.atomic import atomic_path
 
     meta = {"format": "haba-cache", "version": str(CACHE_VERSION), "haba": json.dumps(metadata, sort_keys=True)}
     with atomic_path(path, suffix=".safetensors") as tmp:

@@ -143,7 +143,7 @@ def _builtin_split(spec: DatasetSpec, split: str, data_dir: str | os.PathLike | 
         raise DataNotFoundError(f"{spec.name} not found in {data_dir}: {expect}{hub}")
     if not spec.hub_id:
         raise DataNotFoundError(f"{spec.name} is not available locally: {expect} and pass --data-dir DIR")
-    from habacli.data import hub
+    from habacli.data import hf as hub
 
     payload = {"hub": spec.hub_id, "config": spec.hub_config, "revision": spec.hub_revision, "size": size}
     return cached_or_build(spec.name, split, payload,
@@ -179,7 +179,7 @@ def load_split(name: str, split: str = "train", *, data_dir: str | os.PathLike |
 
         return load_imagefolder(name, split, image_size=image_size, channels=channels, progress=progress)
     if name.startswith("hf:"):
-        from habacli.data.hub import load_hf
+        from habacli.data.hf import load_hf
 
         return load_hf(name, split, image_size=image_size, channels=channels, progress=progress)
     if channels is not None and channels != builtin_spec(name).channels:

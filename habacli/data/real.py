@@ -18,7 +18,7 @@ from habacli.errors import ConfigError
 
 if TYPE_CHECKING:
     from habacli.data.load import Split
-    from habacli.zca import ZCA
+    from habacli.transforms.zca import ZCA
 
 _CHUNK = 4096
 

@@ -12,7 +12,7 @@ from habacli.data import cache
 if TYPE_CHECKING:
     import torch
 
-    from habacli.zca import ZCA
+    from habacli.transforms.zca import ZCA
 
 _CHUNK = 4096
 
@@ -42,7 +42,7 @@ def fit_zca(name: str, *, data_dir: str | os.PathLike | None = None, eps: float 
     second call costs one load of the cached split plus a hash.
     """
     from habacli.data.load import load_split
-    from habacli.zca import ZCA
+    from habacli.transforms.zca import ZCA
 
     split = load_split(name, "train", data_dir=data_dir, image_size=image_size, progress=progress)
     path = cache.zca_path(f"{cache.slug(split.spec.name)}-{_content_key(split.images, split.labels, extra=float(eps))}")

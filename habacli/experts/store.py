@@ -32,7 +32,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from habacli.atomic import atomic_write_bytes
+from habacli.runtime.atomic import atomic_write_bytes
 from habacli.errors import ExpertsError
 
 FORMAT = "haba-experts-v1"

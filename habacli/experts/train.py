@@ -123,7 +123,7 @@ def _model_space(dataset: str, split: str, *, device: torch.device, zca: Any, da
 @torch.no_grad()
 def _accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, autocast, batch: int = 500,
               amp: str | None = None) -> float:
-    from habacli.evaluation.protocol import nhwc_test_pass
+    from habacli.evaluate.protocol import nhwc_test_pass
 
     nhwc = nhwc_test_pass(x.device, amp)
     net.eval()
@@ -166,9 +166,9 @@ def train_experts(
     (for tests and quick runs). Raises :class:`ConfigError` for bad options and
     :class:`ExpertsError` when ``out`` holds experts of another configuration.
     """
-    from habacli.augment import dsa_for
+    from habacli.transforms.augment import dsa_for
     from habacli.data import fit_zca, get_spec
-    from habacli.device import pick_device, warn_if_emulated
+    from habacli.runtime.device import pick_device, warn_if_emulated
     from habacli.networks import default_network, get_network
 
     t_start = time.perf_counter()

@@ -1,6 +1,6 @@
 """The objective plug-in protocol: what every distillation objective (DC, DSA, DM, MTT) implements.
 
-HaBa is objective-agnostic: the engine (:mod:`habacli.distill`) owns the synthetic set (bases
+HaBa is objective-agnostic: the engine (:mod:`habacli.distill.run`) owns the synthetic set (bases
 and hallucinators), the adversary and the optimisers; an objective only turns the current
 synthetic set into a distillation loss ``L_DD`` and hands it to :meth:`Engine.synth_step`,
 which adds HaBa's contrastive term, steps every synthetic parameter and then steps the
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import torch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from habacli.augment import DSA
+    from habacli.transforms.augment import DSA
     from habacli.data import DatasetSpec, RealData
 
 
@@ -70,7 +70,7 @@ class Engine(Protocol):
     synthetic: SyntheticView
     dsa: DSA | None  # None when augmentation is off
     generator: torch.Generator  # the run's only source of randomness (checkpointed)
-    config: Any  # habacli.config.DistillConfig
+    config: Any  # habacli.distill.config.DistillConfig
     autocast: Any  # a context-manager factory: with engine.autocast(): ... (no-op unless --amp)
 
     def make_network(self, name: str | None = None) -> torch.nn.Module:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
 
-    from habacli.evaluate import EvalResult
+    from habacli.evaluate.run import EvalResult
 
 
 def _pct(x: float) -> str:
@@ -57,7 +57,7 @@ def save_curves(result: EvalResult, path: str | os.PathLike) -> None:
         raise ConfigError("--curve needs matplotlib (pip install matplotlib)") from e
     import numpy as np
 
-    from habacli.atomic import atomic_path
+    from habacli.runtime.atomic import atomic_path
 
     has_test = any(any(c for c in r.test_curves) for r in result.models.values())
     fig, axes = plt.subplots(1, 2 if has_test else 1, figsize=(11 if has_test else 6, 4), squeeze=False)

@@ -2,7 +2,7 @@
 
 Precedence (highest first): CLI flags > the ``--config`` TOML file > the preset > the defaults here.
 
-Presets (``habacli/presets/<name>.toml``) are data. Every table in a preset applies to the runs its
+Presets (``habacli/distill/presets/<name>.toml``) are data. Every table in a preset applies to the runs its
 *path* matches; each path component is a selector:
 
 - an objective name (``dm``, ``dc``, ``dsa``, ``mtt``);
@@ -136,7 +136,7 @@ def load_preset(name: str) -> dict[str, Any]:
     """The parsed TOML of preset ``name`` (``paper`` or ``quick``)."""
     if name not in PRESETS:
         raise UnknownNameError("preset", name, PRESETS)
-    text = resources.files("habacli.presets").joinpath(f"{name}.toml").read_text(encoding="utf-8")
+    text = resources.files("habacli.distill.presets").joinpath(f"{name}.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)
 
 

@@ -101,7 +101,7 @@ class CardFacts:
 
 
 def facts_from_metadata(doc: Mapping[str, Any], *, sha256: str | None = None) -> CardFacts:
-    """Collect the card's facts from an artifact's metadata document (:func:`habacli.artifact.read_metadata`)."""
+    """Collect the card's facts from an artifact's metadata document (:func:`habacli.artifact.codec.read_metadata`)."""
     ds, bases, hal = doc.get("dataset") or {}, doc.get("bases") or {}, doc.get("hallucinators") or {}
     extra = doc.get("extra") or {}
     lr = doc.get("learned_lr")
@@ -255,7 +255,7 @@ def render_card(facts: CardFacts, *, repo_id: str, filename: str, with_images: b
         "```", "",
         "```python",
         "from habacli import load_artifact",
-        "from habacli.refs import resolve_artifact",
+        "from habacli.hub.refs import resolve_artifact",
         "",
         f'artifact = load_artifact(resolve_artifact("{ref}"))',
         'images, labels = artifact.decode(device="cpu")  # pixel space, [N, C, H, W] in [0, 1]',

@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from habacli.atomic import atomic_path
+from habacli.runtime.atomic import atomic_path
 from habacli.errors import ConfigError
 
 FORMAT = "haba-checkpoint"
@@ -107,7 +107,7 @@ def set_generator_state(gen: torch.Generator, state: torch.Tensor) -> None:
 # ----------------------------------------------------------------------------------- runs
 
 def save_run(run: Any, path: Path) -> None:
-    """Checkpoint a :class:`habacli.distill.Run`: engine state, optimisers, objective, RNG, history, best."""
+    """Checkpoint a :class:`habacli.distill.run.Run`: engine state, optimisers, objective, RNG, history, best."""
     from habacli import __version__
 
     tensors = dict(run.engine.state_tensors())

@@ -74,13 +74,13 @@ def evaluate_command(
             result = api.evaluate(target, expansion=expansion, standardize_batches=standardize_batches,
                                   progress=progress, **kw)
     if curve is not None:
-        from habacli.evaluation.report import save_curves
+        from habacli.evaluate.report import save_curves
 
         save_curves(result, curve)
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     else:
-        from habacli.evaluation.report import results_table
+        from habacli.evaluate.report import results_table
 
         Console().print(results_table(result))
     for note in result.notes:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-FORMATS = ("imagefolder", "safetensors", "parquet")  # habacli.expand.FORMATS (kept torch-free here)
+FORMATS = ("imagefolder", "safetensors", "parquet")  # habacli.artifact.expand.FORMATS (kept torch-free here)
 
 
 def expand_command(

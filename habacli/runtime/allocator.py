@@ -29,7 +29,7 @@ _state: bool | None = None
 def tune_host_allocator() -> bool:
     """Keep large host allocations in the heap for reuse; returns whether glibc accepted it.
 
-    Idempotent and cheap; called by :func:`habacli.device.pick_device`, so every long-running
+    Idempotent and cheap; called by :func:`habacli.runtime.device.pick_device`, so every long-running
     command gets it. Set ``HABA_MALLOC=system`` to keep glibc's defaults.
     """
     global _state

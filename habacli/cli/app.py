@@ -1,6 +1,6 @@
 """The ``haba`` command line: a thin Typer app over :mod:`habacli.api`.
 
-Each command lives in ``habacli/commands/<name>.py`` and registers itself on :data:`app`.
+Each command lives in ``habacli/cli/<name>.py`` and registers itself on :data:`app`.
 Nothing here (or in the command modules' top level) imports torch, so ``haba --help`` is fast.
 """
 
@@ -40,7 +40,7 @@ def _root(
 
 
 def _register_commands() -> None:
-    from habacli.commands import datasets, distill, evaluate, expand, experts, hub, info
+    from habacli.cli import datasets, distill, evaluate, expand, experts, hub, info
 
     for module in (info, datasets, distill, experts, expand, evaluate, hub):
         module.register(app)

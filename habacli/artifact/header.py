@@ -373,7 +373,7 @@ def _remote_header(ref: str) -> Header | None:
     """The header of a Hub artifact via HTTP range requests (None when offline: use the cache)."""
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False"):
         return None
-    from habacli.hub import read_remote_header
+    from habacli.hub.transfer import read_remote_header
 
     raw, size = read_remote_header(ref)
     return parse_header(raw, size, name=ref)
@@ -382,14 +382,14 @@ def _remote_header(ref: str) -> Header | None:
 def info(artifact: str | os.PathLike, *, verify: bool = False) -> ArtifactInfo:
     """Describe ``artifact`` (a path or ``hf://`` reference) from its header; ``verify`` also loads the
     payload and checks it (checksum, labels, finite values), which imports torch."""
-    from habacli.refs import is_hub_ref, resolve_artifact
+    from habacli.hub.refs import is_hub_ref, resolve_artifact
 
     header = _remote_header(str(artifact)) if is_hub_ref(artifact) and not verify else None
     if header is None:
         path = resolve_artifact(artifact)
         header = read_header(path)
         if verify:
-            from habacli.artifact import load_artifact
+            from habacli.artifact.codec import load_artifact
 
             load_artifact(path, verify=True)
     meta = {"format": header.meta["format"], "format_version": header.meta["format_version"], "haba": header.doc}

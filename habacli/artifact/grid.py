@@ -51,7 +51,7 @@ def grid_layout(artifact: Any, *, max_columns: int = DEFAULT_MAX_COLUMNS) -> Gri
     """Decide the columns of :func:`render_grid` for ``artifact`` under ``max_columns``."""
     import torch
 
-    from habacli.expand import class_names
+    from habacli.artifact.expand import class_names
 
     if max_columns < 1:
         raise ConfigError(f"the grid needs at least 1 column, got {max_columns}")
@@ -78,7 +78,7 @@ def render_grid(artifact: Any, *, max_columns: int = DEFAULT_MAX_COLUMNS, labels
     import torch
     from PIL import Image, ImageDraw, ImageFont
 
-    from habacli.expand import class_names, image_shape, to_uint8
+    from habacli.artifact.expand import class_names, image_shape, to_uint8
 
     lay = grid_layout(artifact, max_columns=max_columns)
     names = class_names(artifact)

@@ -10,14 +10,14 @@ from functools import lru_cache
 
 import torch
 
-from habacli.allocator import tune_host_allocator
+from habacli.runtime.allocator import tune_host_allocator
 from habacli.errors import ConfigError
 
 
 def pick_device(name: str = "auto") -> torch.device:
     """Resolve ``auto|cpu|cuda|cuda:N|mps`` to a :class:`torch.device`; ``auto`` prefers CUDA.
 
-    Also tunes the host allocator for long runs (:mod:`habacli.allocator`).
+    Also tunes the host allocator for long runs (:mod:`habacli.runtime.allocator`).
     """
     tune_host_allocator()
     name = (name or "auto").lower()

@@ -1,4 +1,4 @@
-"""HTTP plumbing for :mod:`habacli.hub`: one-line, token-free errors, timeouts and retry rules.
+"""HTTP plumbing for :mod:`habacli.hub.transfer`: one-line, token-free errors, timeouts and retry rules.
 
 huggingface_hub and httpx2 errors are mapped to :class:`~habacli.errors.HubError` /
 :class:`~habacli.errors.HubAuthError`; every message is scrubbed of the explicit and implicit tokens.

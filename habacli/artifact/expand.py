@@ -251,7 +251,7 @@ def write_parquet(artifact: Any, path: str | os.PathLike, *, per_basis: int | No
     ClassLabel(names), plus ``basis`` / ``hallucinator`` ints), atomically. Returns the row count."""
     import datasets
 
-    from habacli.atomic import atomic_path
+    from habacli.runtime.atomic import atomic_path
 
     artifact = _as_artifact(artifact)
     basis, hall = select_pairs(int(artifact.bases.shape[0]), int(artifact.num_hallucinators), per_basis, seed)
@@ -289,8 +289,8 @@ def write_parquet(artifact: Any, path: str | os.PathLike, *, per_basis: int | No
 def _as_artifact(ref: Any) -> Any:
     if hasattr(ref, "decode") and hasattr(ref, "bases"):
         return ref
-    from habacli.artifact import load_artifact
-    from habacli.refs import resolve_artifact
+    from habacli.artifact.codec import load_artifact
+    from habacli.hub.refs import resolve_artifact
 
     return load_artifact(resolve_artifact(ref), device="cpu")
 
@@ -303,8 +303,8 @@ def expand(artifact_ref: Any, out: str | os.PathLike, *, fmt: str, per_basis: in
     ``fmt`` is one of :data:`FORMATS`; ``grid`` adds a contact sheet ``grid.png``. An existing
     non-empty ``out`` is refused unless ``overwrite``.
     """
-    from habacli.atomic import atomic_dir
-    from habacli.device import pick_device
+    from habacli.runtime.atomic import atomic_dir
+    from habacli.runtime.device import pick_device
 
     if fmt not in FORMATS:
         from habacli.errors import UnknownNameError
@@ -332,7 +332,7 @@ def expand(artifact_ref: Any, out: str | os.PathLike, *, fmt: str, per_basis: in
             write_parquet(artifact, tmp / PARQUET_NAME, per_basis=per_basis, seed=seed, device=dev, progress=progress)
             files = [PARQUET_NAME]
         if grid:
-            from habacli.grid import DEFAULT_MAX_COLUMNS, grid_layout, render_grid
+            from habacli.artifact.grid import DEFAULT_MAX_COLUMNS, grid_layout, render_grid
 
             cap = max_grid_columns or DEFAULT_MAX_COLUMNS
             render_grid(artifact, max_columns=cap).save(tmp / GRID_NAME, format="PNG")

@@ -1,8 +1,8 @@
 """``haba distill``: build a run from its configuration, loop, validate, checkpoint, write the artifact.
 
 The loop (one objective iteration = one or more :meth:`Engine.synth_step`), validation and the
-artifact live here; the HaBa maths in :mod:`habacli.engine` and :mod:`habacli.factorization`;
-checkpoint I/O in :mod:`habacli.checkpoint`; options in :mod:`habacli.config`.
+artifact live here; the HaBa maths in :mod:`habacli.distill.engine` and :mod:`habacli.distill.factorization`;
+checkpoint I/O in :mod:`habacli.distill.checkpoint`; options in :mod:`habacli.distill.config`.
 
 Resumption is exact on the CPU: every random draw comes from the run's generator, whose state is
 checkpointed together with the synthetic set, the adversary, every optimiser and the objective's
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from habacli.config import DistillConfig, build_config, plan_budget
+from habacli.distill.config import DistillConfig, build_config, plan_budget
 from habacli.errors import ConfigError, Interrupted, UsageError
 
 
@@ -140,12 +140,12 @@ class Run:
     def __init__(self, cfg: DistillConfig, objective_cls: type, *, data_dir: str | os.PathLike | None = None):
         import torch
 
-        from habacli.augment import dsa_for
+        from habacli.transforms.augment import dsa_for
         from habacli.data import RealData, fit_zca, get_spec, load_split
-        from habacli.device import check_compile, pick_device, seed_everything, warn_if_emulated
-        from habacli.engine import Engine
-        from habacli.factorization import SyntheticSet
-        from habacli.hallucinator import HallucinatorBank
+        from habacli.runtime.device import check_compile, pick_device, seed_everything, warn_if_emulated
+        from habacli.distill.engine import Engine
+        from habacli.distill.factorization import SyntheticSet
+        from habacli.networks.hallucinator import HallucinatorBank
         from habacli.networks import default_network
 
         self.cfg = cfg
@@ -198,12 +198,12 @@ class Run:
                 "objective": dict(self.objective.artifact_fields())}
 
     def save_checkpoint(self, path: Path) -> None:
-        from habacli.checkpoint import save_run
+        from habacli.distill.checkpoint import save_run
 
         save_run(self, path)
 
     def load_checkpoint(self, path: Path) -> None:
-        from habacli.checkpoint import restore_run
+        from habacli.distill.checkpoint import restore_run
 
         restore_run(self, path)
 
@@ -214,9 +214,9 @@ class Run:
         sampled expansion (each basis under one random hallucinator per epoch)."""
         import torch
 
-        from habacli.augment import dsa_for
-        from habacli.evaluate import train_and_test
-        from habacli.hallucinator import apply_pairs
+        from habacli.transforms.augment import dsa_for
+        from habacli.evaluate.run import train_and_test
+        from habacli.networks.hallucinator import apply_pairs
 
         cfg, syn = self.cfg, self.engine.synthetic
         bases = syn.bases.detach().clone()
@@ -241,7 +241,7 @@ class Run:
         return sum(accs) / len(accs)
 
     def write_artifact(self, path: Path, state: dict[str, Any], *, best_iteration: int | None) -> None:
-        from habacli.artifact import HabaArtifact, save_artifact
+        from habacli.artifact.codec import HabaArtifact, save_artifact
 
         cfg = self.cfg
         fields = dict(state.get("objective") or {})
@@ -396,12 +396,12 @@ def distill(
 
     Options left ``None`` come from ``config_file``, then the ``preset`` (precedence: arguments and
     ``options`` > config file > preset > defaults). ``options`` holds any other
-    :class:`~habacli.config.DistillConfig` field or objective option. With ``resume`` the run
+    :class:`~habacli.distill.config.DistillConfig` field or objective option. With ``resume`` the run
     continues from its checkpoint (default ``<out stem>.ckpt.safetensors``).
     Raises :class:`~habacli.errors.UsageError` subclasses for bad input and
     :class:`~habacli.errors.Interrupted` (after saving a checkpoint) on Ctrl-C.
     """
-    from habacli.checkpoint import checkpoint_path_for
+    from habacli.distill.checkpoint import checkpoint_path_for
 
     if ipc is None or int(ipc) < 1:
         raise ConfigError(f"--ipc must be >= 1, got {ipc}")

@@ -3,7 +3,7 @@
 research/haba.md section 1-2 is the spec:
 
 - bases ``[C * n, c_b, H, W]`` in model space, class-major (label of basis ``i`` is ``i // n``);
-- K hallucinators shared by all classes (:class:`~habacli.hallucinator.HallucinatorBank`);
+- K hallucinators shared by all classes (:class:`~habacli.networks.hallucinator.HallucinatorBank`);
 - the adversary F: the run's ConvNet (features ``z = F.embed(x)`` + its linear head);
 - the min side: ``L_cos = mean((cos(z1, z2) + 1) / 2)`` for two hallucinations of the same bases;
 - the max side: ``CE + lambda_sim * mean((1 - cos) / 2) + lambda_con * SupCon`` (temperature 0.07,
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from habacli.errors import ConfigError
-from habacli.hallucinator import HallucinatorBank, apply_one, decode_all
+from habacli.networks.hallucinator import HallucinatorBank, apply_one, decode_all
 
 
 class SyntheticSet(nn.Module):

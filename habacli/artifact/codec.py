@@ -1,6 +1,6 @@
 """The haba artifact: one safetensors file holding a (factorised) distilled dataset.
 
-Normative spec: ``formats/haba-artifact-v1.md``. The header rules live in :mod:`habacli.inspect` (pure
+Normative spec: ``formats/haba-artifact-v1.md``. The header rules live in :mod:`habacli.artifact.header` (pure
 Python, so ``haba info`` never imports torch); this module is the in-memory artifact, its decoding and
 the tensor I/O. torch is imported inside the functions that need it.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from habacli.errors import ArtifactError, ConfigError
-from habacli.inspect import (  # noqa: F401 - re-exported: the codec's public header API
+from habacli.artifact.header import (  # noqa: F401 - re-exported: the codec's public header API
     FORMAT,
     FORMAT_VERSION,
     HAL_KEYS,
@@ -26,7 +26,7 @@ from habacli.inspect import (  # noqa: F401 - re-exported: the codec's public he
     MAX_TENSORS,
     ZCA_PREFIX,
     Header,
-    _header_from,  # noqa: F401 - used by habacli.hub for headers fetched over HTTP
+    _header_from,  # noqa: F401 - used by habacli.hub.transfer for headers fetched over HTTP
     _Problem,
     _read,
     _validate_doc,
@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import Tensor
 
-    from habacli.zca import ZCA, CompactZCA
+    from habacli.transforms.zca import ZCA, CompactZCA
 
 
 def _validate_values(tensors: dict[str, Tensor], doc: dict) -> None:
@@ -125,12 +125,12 @@ class HabaArtifact:
               zca_tolerance: float | None = None, created: str | None = None,
               library_version: str | None = None) -> HabaArtifact:
         """Assemble and validate an artifact (CPU copies). ``hallucinators``: a HallucinatorBank, its
-        ``params()``/``state_dict()`` or None/{} (K = 0). A full :class:`~habacli.zca.ZCA` is compacted here
+        ``params()``/``state_dict()`` or None/{} (K = 0). A full :class:`~habacli.transforms.zca.ZCA` is compacted here
         against this artifact's own decoded images (``zca_tolerance``, default 0.5/255)."""
         import torch
 
         from habacli import __version__
-        from habacli.zca import DEFAULT_TOLERANCE, ZCA
+        from habacli.transforms.zca import DEFAULT_TOLERANCE, ZCA
 
         spec_d = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
         soft = None if soft_labels is None else soft_labels.detach().float().cpu().contiguous()
@@ -235,7 +235,7 @@ class HabaArtifact:
         under hallucinator ``k``), or only ``indices`` of that order. ``pixel=False``: model space."""
         import torch
 
-        from habacli.hallucinator import apply_pairs, decode_all
+        from habacli.networks.hallucinator import apply_pairs, decode_all
 
         kk = self.num_hallucinators
         params = {k: v.to(device) for k, v in self.hallucinators.items()}
@@ -274,7 +274,7 @@ def save_artifact(artifact: HabaArtifact, path: str | os.PathLike) -> Path:
     """Validate and write ``artifact`` atomically as one safetensors file; returns the path."""
     from safetensors.torch import save
 
-    from habacli.atomic import atomic_path
+    from habacli.runtime.atomic import atomic_path
 
     artifact.check()
     body = save(artifact.tensors())  # safetensors lays the payload out deterministically
@@ -308,7 +308,7 @@ def load_artifact(path: str | os.PathLike, *, device: Any = "cpu", verify: bool 
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    from habacli.zca import CompactZCA
+    from habacli.transforms.zca import CompactZCA
 
     hdr = read_header(path)  # validate the header before reading (possibly huge) payload bytes
     raw, size = _read(path, whole=True)

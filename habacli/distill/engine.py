@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from habacli.config import DistillConfig
+from habacli.distill.config import DistillConfig
 from habacli.errors import ConfigError
-from habacli.factorization import SyntheticSet, adversary_loss, cos_loss
+from habacli.distill.factorization import SyntheticSet, adversary_loss, cos_loss
 from habacli.networks import default_network, get_network
 from habacli.objectives.base import Objective, ParamGroup
 

@@ -2,7 +2,7 @@
 and ``hf://datasets/ORG/NAME[@REV][/FILE]`` references for every command.
 
 Layout of a pushed dataset repo: ``haba.safetensors`` (the artifact, whatever its local name was),
-``README.md`` (the dataset card, :mod:`habacli.card`), ``preview.png`` (a contact sheet) and, with
+``README.md`` (the dataset card, :mod:`habacli.hub.card`), ``preview.png`` (a contact sheet) and, with
 ``with_images``, ``expanded/train-00000-of-00001.parquet`` for ``datasets`` and the Hub's viewer.
 
 Authentication is huggingface_hub's own (``HF_TOKEN``, the token file of ``hf auth login``) plus an
@@ -25,9 +25,9 @@ from typing import Any
 
 from habacli import __version__
 from habacli.errors import ArtifactError, ArtifactNotFoundError, HubError, UsageError
-from habacli.hub_http import (_configure_session, _endpoint, _hub_errors, _offline, _retries, _secrets, _status,
+from habacli.hub.http import (_configure_session, _endpoint, _hub_errors, _offline, _retries, _secrets, _status,
                               _timeout, _transient)
-from habacli.refs import DEFAULT_FILENAME, HubRef, parse_hub_ref, parse_repo_spec, validate_repo_id
+from habacli.hub.refs import DEFAULT_FILENAME, HubRef, parse_hub_ref, parse_repo_spec, validate_repo_id
 
 ARTIFACT_NAME = DEFAULT_FILENAME
 CARD_NAME = "README.md"
@@ -107,7 +107,7 @@ def sniff_safetensors(head: bytes, size: int, name: str) -> int:
 
 def check_artifact_file(path: Path, *, name: str | None = None) -> Any:
     """Refuse anything but a haba artifact whose checksum verifies (:func:`load_artifact`); return it."""
-    from habacli.artifact import load_artifact
+    from habacli.artifact.codec import load_artifact
 
     with open(path, "rb") as f:
         sniff_safetensors(f.read(16), path.stat().st_size, name or str(path))
@@ -121,13 +121,13 @@ def check_artifact_file(path: Path, *, name: str | None = None) -> Any:
 
 def _build_files(artifact: Any, src: Path, tmp: Path, *, repo_id: str, with_images: bool,
                  progress: Progress | None) -> dict[str, Path]:
-    from habacli.artifact import read_metadata
-    from habacli.card import facts_from_metadata, render_card
+    from habacli.artifact.codec import read_metadata
+    from habacli.hub.card import facts_from_metadata, render_card
 
     files = {ARTIFACT_NAME: src}
     preview: str | None = PREVIEW_NAME
     try:
-        from habacli.grid import render_grid
+        from habacli.artifact.grid import render_grid
 
         render_grid(artifact).save(tmp / PREVIEW_NAME, format="PNG")
         files[PREVIEW_NAME] = tmp / PREVIEW_NAME
@@ -135,7 +135,7 @@ def _build_files(artifact: Any, src: Path, tmp: Path, *, repo_id: str, with_imag
         preview = None
         _say(progress, f"no preview image: {e}")
     if with_images:
-        from habacli.expand import write_parquet
+        from habacli.artifact.expand import write_parquet
 
         _say(progress, "expanding the artifact to parquet")
         (tmp / "expanded").mkdir()
@@ -214,8 +214,8 @@ def push(artifact: str | os.PathLike, repo_id: str, *, private: bool = False, re
     The repo is created if needed (``private`` makes a new or existing repo private). ``revision`` is a
     branch (created from ``main`` if missing). The artifact is verified before anything is sent.
     """
-    from habacli.artifact import load_artifact
-    from habacli.refs import resolve_artifact
+    from habacli.artifact.codec import load_artifact
+    from habacli.hub.refs import resolve_artifact
 
     repo_id = validate_repo_id(repo_id)
     branch = revision or "main"
@@ -284,7 +284,7 @@ def pull(spec: str, *, out: str | os.PathLike | None = None, token: str | None =
     With ``out`` the artifact and the card are copied (atomically) into that folder. Works offline
     from the cache when ``HF_HUB_OFFLINE=1``.
     """
-    from habacli.atomic import atomic_path
+    from habacli.runtime.atomic import atomic_path
 
     ref = parse_repo_spec(spec)
     secrets, url = _secrets(token), _endpoint(endpoint)
@@ -360,9 +360,9 @@ def read_remote_header(ref: str, *, token: str | None = None,
 
 
 def read_remote_metadata(ref: str, *, token: str | None = None, endpoint: str | None = None) -> dict[str, Any]:
-    """What :func:`habacli.artifact.read_metadata` returns for a Hub artifact, validated the same way, from
+    """What :func:`habacli.artifact.codec.read_metadata` returns for a Hub artifact, validated the same way, from
     its header only. Offline (``HF_HUB_OFFLINE=1``) it reads the cached copy instead."""
-    from habacli import artifact as codec
+    from habacli.artifact import codec
 
     if _offline():
         return codec.read_metadata(download_artifact(ref, token=token, endpoint=endpoint))

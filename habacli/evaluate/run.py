@@ -1,6 +1,6 @@
 """`haba evaluate`: train fresh networks from scratch on a distilled set, test on the real test set.
 
-The standard protocol of DC/DSA/DM/MTT (:mod:`habacli.evaluation.protocol`): per model, ``runs``
+The standard protocol of DC/DSA/DM/MTT (:mod:`habacli.evaluate.protocol`): per model, ``runs``
 fresh networks (run ``r`` seeded with ``seed + r``), SGD momentum 0.9 / wd 5e-4, lr = the
 artifact's learned lr if it has one (else 0.01), DSA while training, one test pass at the end on
 the *whole* real test set, transformed into model space exactly as the training data (the
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from habacli.errors import ConfigError
-from habacli.evaluation.protocol import TrainResult, check_amp, train_and_test
+from habacli.evaluate.protocol import TrainResult, check_amp, train_and_test
 
 __all__ = ["EvalResult", "ModelResult", "TrainResult", "evaluate", "evaluate_random", "train_and_test"]
 
@@ -150,8 +150,8 @@ def model_space_test(spec: Any, *, mean: Sequence[float], std: Sequence[float], 
 def _load(artifact_ref: Any) -> tuple[Any, str]:
     if hasattr(artifact_ref, "decode") and hasattr(artifact_ref, "bases"):
         return artifact_ref, "<artifact>"
-    from habacli.artifact import load_artifact
-    from habacli.refs import resolve_artifact
+    from habacli.artifact.codec import load_artifact
+    from habacli.hub.refs import resolve_artifact
 
     path = resolve_artifact(artifact_ref)
     return load_artifact(path, device="cpu"), str(artifact_ref)
@@ -161,7 +161,7 @@ def _run_models(names: list[str], train: Any, test: tuple[Any, Any], *, spec: An
                 lr: float, batch_size: int, seed: int, device: Any, amp: str | None, test_every: int | None,
                 progress: Progress | None, train_for_run: Callable[[int], Any] | None = None,
                 standardize_batches: bool = False, compile: bool = False) -> dict[str, ModelResult]:
-    from habacli.augment import dsa_for
+    from habacli.transforms.augment import dsa_for
 
     dsa = dsa_for(spec)
     total = len(names) * runs * (epochs + 1)
@@ -207,7 +207,7 @@ def evaluate(artifact_ref: Any, *, models: Sequence[str] | str | None = ("convne
     import torch
 
     from habacli.data import DatasetSpec, fit_zca
-    from habacli.device import check_compile, pick_device, warn_if_emulated
+    from habacli.runtime.device import check_compile, pick_device, warn_if_emulated
 
     _check(runs, epochs, lr, batch_size, test_every)
     amp = check_amp(amp)
@@ -283,7 +283,7 @@ def sampled_expansion(x_all: Any, y_all: Any, k: int) -> Callable[[int, Any], tu
 
 def dsa_strategy(spec: Any) -> str:
     """The DSA strategy string used for ``spec`` (flip dropped for digits)."""
-    from habacli.augment import dsa_for
+    from habacli.transforms.augment import dsa_for
 
     d = dsa_for(spec)
     return str(getattr(d, "strategy", d))
@@ -300,7 +300,7 @@ def evaluate_random(dataset: str, ipc: int, *, models: Sequence[str] | str | Non
     import torch
 
     from habacli.data import get_spec, load_split
-    from habacli.device import check_compile, pick_device, warn_if_emulated
+    from habacli.runtime.device import check_compile, pick_device, warn_if_emulated
 
     _check(runs, epochs, lr, batch_size, test_every)
     amp = check_amp(amp)

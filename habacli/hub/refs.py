@@ -1,7 +1,7 @@
 """Artifact references: a local path, or ``hf://datasets/ORG/NAME[@REV][/FILE]`` on the Hub.
 
 Every command that takes an artifact calls :func:`resolve_artifact` first. Parsing lives here (no
-network, no torch); downloading lives in :mod:`habacli.hub`.
+network, no torch); downloading lives in :mod:`habacli.hub.transfer`.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def parse_repo_spec(text: str) -> HubRef:
 def resolve_artifact(ref: str | os.PathLike) -> Path:
     """Return a local path for ``ref``, downloading Hub references through the HF cache."""
     if is_hub_ref(ref):
-        from habacli.hub import download_artifact
+        from habacli.hub.transfer import download_artifact
 
         return download_artifact(str(ref))
     path = Path(ref)

@@ -136,7 +136,7 @@ def distill_command(
 ) -> None:
     """Distill DATASET into bases and hallucinators (HaBa) with a DC, DSA, DM or MTT objective."""
     from habacli import api
-    from habacli.config import PRESETS
+    from habacli.distill.config import PRESETS
     from habacli.errors import ConfigError, UnknownNameError
 
     if preset not in PRESETS:

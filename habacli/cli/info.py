@@ -69,7 +69,7 @@ def info(
 ) -> None:
     """Show what an artifact holds: dataset, objective, bases, hallucinators, images, storage against the
     baseline budget, learned lr, provenance and the file size by part. Reads only the header unless --verify."""
-    from habacli.inspect import info as inspect_info
+    from habacli.artifact.header import info as inspect_info
 
     result = inspect_info(artifact, verify=verify)
     if as_json:

@@ -1,1 +1,0 @@
-"""One module per command (or command group). Each has ``register(app)``; none imports torch at top level."""
