@@ -1,49 +1,89 @@
 """The library behind the CLI. Every command is one call here; nothing here prints or exits.
 
-Functions are imported lazily from the module that owns them, so ``import habacli.api`` is cheap:
+This is where artifact references become local paths: :func:`info`, :func:`expand` and :func:`evaluate`
+accept a path or an ``hf://datasets/ORG/NAME[@REV][/FILE]`` reference, resolve it through
+:mod:`habacli.hub`, and hand a local path to the layer that does the work. Heavy functions are imported
+on first use, so ``import habacli.api`` stays torch-free:
 
-- :func:`info` (``habacli.artifact.header``): what an artifact holds and what it costs;
-- :func:`datasets` (``habacli.data``): the dataset registry and local availability;
-- :func:`distill` (``habacli.distill.run``): run HaBa (or a plain baseline) and write an artifact;
-- :func:`experts` (``habacli.experts``): train MTT expert trajectories;
-- :func:`expand` (``habacli.artifact.expand``): decode an artifact into images;
-- :func:`evaluate` (``habacli.evaluate.run``): the standard train-from-scratch protocol;
-- :func:`push` / :func:`pull` (``habacli.hub.transfer``): share artifacts on the Hugging Face Hub.
+- :func:`info` (:mod:`habacli.artifact.info`): what an artifact holds and what it costs;
+- :func:`datasets` (:mod:`habacli.data`): the dataset registry and local availability;
+- :func:`distill` (:mod:`habacli.distill`): run HaBa (or a plain baseline) and write an artifact;
+- :func:`experts` (:mod:`habacli.experts`): train MTT expert trajectories;
+- :func:`expand` (:mod:`habacli.artifact.expand`): decode an artifact into images;
+- :func:`evaluate` (:mod:`habacli.evaluate.run`): the standard train-from-scratch protocol;
+- :func:`push` / :func:`pull` (:mod:`habacli.hub.transfer`): share artifacts on the Hugging Face Hub.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+import os
+from typing import TYPE_CHECKING, Any
 
-_TABLE: dict[str, tuple[str, str]] = {
-    "info": ("habacli.artifact.header", "info"),
-    "datasets": ("habacli.data", "dataset_status"),
-    "distill": ("habacli.distill.run", "distill"),
-    "experts": ("habacli.experts", "train_experts"),
-    "expand": ("habacli.artifact.expand", "expand"),
-    "evaluate": ("habacli.evaluate.run", "evaluate"),
-    "evaluate_random": ("habacli.evaluate.run", "evaluate_random"),
-    "push": ("habacli.hub.transfer", "push"),
-    "pull": ("habacli.hub.transfer", "pull"),
-    "resolve_artifact": ("habacli.hub.refs", "resolve_artifact"),
-}
-
-__all__ = sorted(_TABLE)
+from habacli.artifact.info import ArtifactInfo
+from habacli.artifact.info import info as _info
+from habacli.hub.refs import is_hub_ref
+from habacli.hub.transfer import pull, push, remote_header, resolve_artifact
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from habacli.data import dataset_status as datasets  # noqa: F401
-    from habacli.distill.run import distill  # noqa: F401
-    from habacli.evaluate.run import evaluate, evaluate_random  # noqa: F401
-    from habacli.artifact.expand import expand  # noqa: F401
-    from habacli.experts import train_experts as experts  # noqa: F401
-    from habacli.hub.transfer import pull, push  # noqa: F401
-    from habacli.artifact.header import info  # noqa: F401
-    from habacli.hub.refs import resolve_artifact  # noqa: F401
+    from habacli.artifact.expand import ExpandResult
+    from habacli.data import dataset_status as datasets
+    from habacli.distill import distill
+    from habacli.evaluate.run import EvalResult, evaluate_random
+    from habacli.experts import train_experts as experts
+
+_LAZY: dict[str, tuple[str, str]] = {
+    "datasets": ("habacli.data", "dataset_status"),
+    "distill": ("habacli.distill", "distill"),
+    "experts": ("habacli.experts", "train_experts"),
+    "evaluate_random": ("habacli.evaluate.run", "evaluate_random"),
+}
+
+__all__ = [
+    "datasets",
+    "distill",
+    "evaluate",
+    "evaluate_random",
+    "expand",
+    "experts",
+    "info",
+    "pull",
+    "push",
+    "resolve_artifact",
+]
 
 
-def __getattr__(name: str):
-    if name in _TABLE:
-        module, attr = _TABLE[name]
-        return getattr(importlib.import_module(module), attr)
+def info(artifact: str | os.PathLike, *, verify: bool = False) -> ArtifactInfo:
+    """Describe ``artifact`` (a path or ``hf://`` reference) from its header; a Hub artifact's header is read
+    over HTTP without downloading it. ``verify`` also loads the payload and checks it (imports torch)."""
+    header = remote_header(str(artifact)) if is_hub_ref(artifact) and not verify else None
+    path = resolve_artifact(artifact) if header is None else artifact
+    return _info(path, verify=verify, header=header, source=os.fspath(artifact))
+
+
+def expand(artifact: Any, out: str | os.PathLike, **options: Any) -> ExpandResult:
+    """Decode ``artifact`` (a path, ``hf://`` reference or loaded artifact) into images under ``out``;
+    ``options`` are those of :func:`habacli.artifact.expand.expand`."""
+    from habacli.artifact.expand import expand as expand_local  # lazy: torch
+
+    return expand_local(_resolved(artifact), out, **options)
+
+
+def evaluate(artifact: Any, **options: Any) -> EvalResult:
+    """Train networks from scratch on ``artifact`` (a path, ``hf://`` reference or loaded artifact) and test
+    them; ``options`` are those of :func:`habacli.evaluate.run.evaluate`."""
+    from habacli.evaluate.run import evaluate as evaluate_local  # lazy: torch
+
+    return evaluate_local(_resolved(artifact), **options)
+
+
+def _resolved(artifact: Any) -> Any:
+    """A loaded artifact as is; a path or reference as a local path."""
+    return artifact if hasattr(artifact, "decode") and hasattr(artifact, "bases") else resolve_artifact(artifact)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)  # lazy: torch
     raise AttributeError(f"module 'habacli.api' has no attribute {name!r}")

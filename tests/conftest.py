@@ -28,10 +28,7 @@ FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 def fashion_mnist_dir() -> Path:
     """The real Fashion-MNIST IDX files from Debian's dataset-fashion-mnist package."""
     if not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
-        pytest.fail(
-            "Fashion-MNIST is missing: apt-get install -y dataset-fashion-mnist "
-            "(.ci/run installs it)"
-        )
+        pytest.fail("Fashion-MNIST is missing: apt-get install -y dataset-fashion-mnist (.ci/run installs it)")
     return FASHION_MNIST_DIR
 
 

@@ -129,8 +129,16 @@ class HubServer:
         self.stop()
 
     # -- test helpers ------------------------------------------------------------------------
-    def inject(self, endpoint: str, *, status: int | None = None, times: int = 1, reset: bool = False,
-               delay: float = 0.0, method: str | None = None) -> None:
+    def inject(
+        self,
+        endpoint: str,
+        *,
+        status: int | None = None,
+        times: int = 1,
+        reset: bool = False,
+        delay: float = 0.0,
+        method: str | None = None,
+    ) -> None:
         """Make the next ``times`` requests to ``endpoint`` fail (status), drop (reset) or stall (delay)."""
         if status is None and not reset and not delay:
             raise ValueError("inject needs status=, reset=True or delay=")
@@ -157,8 +165,15 @@ class HubServer:
         """The commit sha a branch points at."""
         return self.repo(repo_id, repo_type).branches[branch]
 
-    def put_files(self, repo_id: str, files: dict[str, bytes], *, repo_type: str = "dataset",
-                  private: bool = False, message: str = "seed") -> str:
+    def put_files(
+        self,
+        repo_id: str,
+        files: dict[str, bytes],
+        *,
+        repo_type: str = "dataset",
+        private: bool = False,
+        message: str = "seed",
+    ) -> str:
         """Create (if needed) and commit files directly, bypassing HTTP. Returns the new sha."""
         with self._lock:
             repo = self.repos.get((repo_type, repo_id)) or self._create(repo_type, repo_id, private)
@@ -191,7 +206,9 @@ class HubServer:
         return None
 
 
-_API = re.compile(r"^/api/(models|datasets|spaces)/([^/]+)/([^/]+)(?:/(revision|tree|paths-info|preupload|commit|refs|branch|commits|settings)(?:/(.*))?)?$")
+_API = re.compile(
+    r"^/api/(models|datasets|spaces)/([^/]+)/([^/]+)(?:/(revision|tree|paths-info|preupload|commit|refs|branch|commits|settings)(?:/(.*))?)?$"
+)
 _RESOLVE = re.compile(r"^/(?:(datasets|spaces)/)?([^/]+)/([^/]+)/resolve/([^/]+)/(.+)$")
 
 
@@ -221,8 +238,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._cached_body = self.rfile.read(n) if n else b""
         return self._cached_body
 
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-              content_type: str = "application/json") -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         self._log["status"] = status
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -252,8 +274,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._cached_body: bytes | None = None  # one handler serves every request of a keep-alive connection
         self._body()
         endpoint, handler, args = self._route(method, path)
-        self._log = {"method": method, "path": path, "endpoint": endpoint, "range": self.headers.get("Range"),
-                     "auth": bool(self.headers.get("Authorization")), "status": None}
+        self._log = {
+            "method": method,
+            "path": path,
+            "endpoint": endpoint,
+            "range": self.headers.get("Range"),
+            "auth": bool(self.headers.get("Authorization")),
+            "status": None,
+        }
         self.hub.requests.append(self._log)
         fault = self.hub._take_fault(endpoint, method) if endpoint else None
         try:
@@ -300,7 +328,11 @@ class _Handler(BaseHTTPRequestHandler):
         m = _RESOLVE.match(path)
         if m and method in ("GET", "HEAD"):
             kind, ns, name, rev, file = m.groups()
-            return "resolve", self._resolve, (_TYPES.get(kind or "models", "model"), f"{ns}/{name}", unquote(rev), unquote(file))
+            return (
+                "resolve",
+                self._resolve,
+                (_TYPES.get(kind or "models", "model"), f"{ns}/{name}", unquote(rev), unquote(file)),
+            )
         return None, None, ()
 
     def _repo(self, repo_type: str, repo_id: str, *, write: bool = False) -> Repo:
@@ -323,8 +355,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _whoami(self, method: str, query: dict) -> None:
         if not self._auth():
             raise _Fail(401, "Invalid credentials in Authorization header")
-        self._json(200, {"type": "user", "name": self.hub.user, "fullname": "Test User", "orgs": [],
-                         "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}}})
+        self._json(
+            200,
+            {
+                "type": "user",
+                "name": self.hub.user,
+                "fullname": "Test User",
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}},
+            },
+        )
 
     def _create_repo(self, method: str, query: dict) -> None:
         if not self._auth():
@@ -377,12 +417,23 @@ class _Handler(BaseHTTPRequestHandler):
     def _api_revision(self, method: str, query: dict, repo_type: str, repo_id: str, rev: str | None) -> None:
         repo = self._repo(repo_type, repo_id)
         commit = self._commit_of(repo, rev)
-        self._json(200, {
-            "id": repo_id, "_id": hashlib.md5(repo_id.encode()).hexdigest()[:24], "sha": commit.sha,
-            "private": repo.private, "disabled": False, "gated": False, "author": repo_id.split("/")[0],
-            "lastModified": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(commit.timestamp)),
-            "siblings": [{"rfilename": p} for p in sorted(commit.files)], "tags": [], "downloads": 0, "likes": 0,
-        })
+        self._json(
+            200,
+            {
+                "id": repo_id,
+                "_id": hashlib.md5(repo_id.encode()).hexdigest()[:24],
+                "sha": commit.sha,
+                "private": repo.private,
+                "disabled": False,
+                "gated": False,
+                "author": repo_id.split("/")[0],
+                "lastModified": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(commit.timestamp)),
+                "siblings": [{"rfilename": p} for p in sorted(commit.files)],
+                "tags": [],
+                "downloads": 0,
+                "likes": 0,
+            },
+        )
 
     @staticmethod
     def _entries(commit: Commit, paths: list[str] | None, prefix: str, recursive: bool) -> list[dict]:
@@ -395,13 +446,15 @@ class _Handler(BaseHTTPRequestHandler):
                 continue
             if prefix and not p.startswith(prefix + "/"):
                 continue
-            rel = p[len(prefix) + 1:] if prefix else p
+            rel = p[len(prefix) + 1 :] if prefix else p
             parts = rel.split("/")
             if len(parts) > 1:
                 depth = len(parts) - 1 if recursive else 1
                 for i in range(1, depth + 1):
                     d = "/".join(([prefix] if prefix else []) + parts[:i])
-                    out.setdefault(d, {"type": "directory", "path": d, "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0})
+                    out.setdefault(
+                        d, {"type": "directory", "path": d, "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0}
+                    )
                 if not recursive:
                     continue
             out[p] = {"type": "file", "path": p, "size": len(data), "oid": git_blob_sha1(data)}
@@ -430,11 +483,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api_refs(self, method: str, query: dict, repo_type: str, repo_id: str, rest: str | None) -> None:
         repo = self._repo(repo_type, repo_id)
-        self._json(200, {
-            "branches": [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": s} for b, s in repo.branches.items()],
-            "tags": [{"name": t, "ref": f"refs/tags/{t}", "targetCommit": s} for t, s in repo.tags.items()],
-            "converts": [],
-        })
+        self._json(
+            200,
+            {
+                "branches": [
+                    {"name": b, "ref": f"refs/heads/{b}", "targetCommit": s} for b, s in repo.branches.items()
+                ],
+                "tags": [{"name": t, "ref": f"refs/tags/{t}", "targetCommit": s} for t, s in repo.tags.items()],
+                "converts": [],
+            },
+        )
 
     def _api_branch(self, method: str, query: dict, repo_type: str, repo_id: str, branch: str | None) -> None:
         repo = self._repo(repo_type, repo_id, write=True)
@@ -462,8 +520,15 @@ class _Handler(BaseHTTPRequestHandler):
         commit: Commit | None = self._commit_of(repo, rev)
         history = []
         while commit is not None:
-            history.append({"id": commit.sha, "title": commit.message, "message": "", "authors": [{"user": self.hub.user}],
-                            "date": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(commit.timestamp))})
+            history.append(
+                {
+                    "id": commit.sha,
+                    "title": commit.message,
+                    "message": "",
+                    "authors": [{"user": self.hub.user}],
+                    "date": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(commit.timestamp)),
+                }
+            )
             commit = repo.commits.get(commit.parent) if commit.parent else None
         self._json(200, history)
 
@@ -474,8 +539,14 @@ class _Handler(BaseHTTPRequestHandler):
         answer = []
         for f in files:
             old = current.files.get(f["path"]) if current else None
-            answer.append({"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                           "oid": git_blob_sha1(old) if old is not None else None})
+            answer.append(
+                {
+                    "path": f["path"],
+                    "uploadMode": "regular",
+                    "shouldIgnore": False,
+                    "oid": git_blob_sha1(old) if old is not None else None,
+                }
+            )
         self._json(200, {"files": answer, "commitOid": current.sha if current else None})
 
     def _api_commit(self, method: str, query: dict, repo_type: str, repo_id: str, rev: str | None) -> None:
@@ -484,7 +555,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             lines = [json.loads(x) for x in self._body().decode().splitlines() if x.strip()]
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise _Fail(400, f"invalid NDJSON payload: {e}")
+            raise _Fail(400, f"invalid NDJSON payload: {e}") from e
         if not lines or lines[0].get("key") != "header":
             raise _Fail(400, "the first line must be the commit header")
         header = lines[0]["value"]
@@ -515,8 +586,15 @@ class _Handler(BaseHTTPRequestHandler):
                     raise _Fail(400, f"unsupported commit operation {key!r}")
             sha = self.hub._commit(repo, branch, files, header.get("summary") or "")
         prefix = "" if repo_type == "model" else f"/{repo_type}s"
-        self._json(200, {"commitOid": sha, "commitUrl": f"{self.hub.url}{prefix}/{repo_id}/commit/{sha}",
-                         "pullRequestUrl": None, "success": True})
+        self._json(
+            200,
+            {
+                "commitOid": sha,
+                "commitUrl": f"{self.hub.url}{prefix}/{repo_id}/commit/{sha}",
+                "pullRequestUrl": None,
+                "success": True,
+            },
+        )
 
     def _resolve(self, method: str, query: dict, repo_type: str, repo_id: str, rev: str, file: str) -> None:
         repo = self._repo(repo_type, repo_id)
@@ -537,5 +615,5 @@ class _Handler(BaseHTTPRequestHandler):
                 headers["Content-Range"] = f"bytes */{len(data)}"
                 return self._send(416, b"", headers, "application/octet-stream")
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            return self._send(206, data[start:end + 1], headers, "application/octet-stream")
+            return self._send(206, data[start : end + 1], headers, "application/octet-stream")
         self._send(200, data, headers, "application/octet-stream")

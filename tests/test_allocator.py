@@ -13,8 +13,9 @@ _PROBE = "from habacli.runtime.allocator import tune_host_allocator as t; a = t(
 
 
 def _probe(**env: str) -> str:
-    out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True,
-                         env={**os.environ, **env})
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True, env={**os.environ, **env}
+    )
     return out.stdout.strip()
 
 

@@ -52,17 +52,39 @@ def haba(fashion, zca) -> HabaArtifact:
     bank = HallucinatorBank(4, 1, 1, 28, 28, generator=g)
     with torch.no_grad():
         bank.shift.normal_(0, 0.2, generator=g)
-    return HabaArtifact.build(zca.apply(x[idx]), y[idx], bank, SPEC, (0.0,), (1.0,), zca, objective="mtt",
-                              objective_config={"syn_steps": 50, "nested": {"a": [1, 2]}}, ipc=2, seed=3,
-                              learned_lr=0.0123, extra={"evaluation": {"convnet": {"mean": 0.7, "std": 0.01}}})
+    return HabaArtifact.build(
+        zca.apply(x[idx]),
+        y[idx],
+        bank,
+        SPEC,
+        (0.0,),
+        (1.0,),
+        zca,
+        objective="mtt",
+        objective_config={"syn_steps": 50, "nested": {"a": [1, 2]}},
+        ipc=2,
+        seed=3,
+        learned_lr=0.0123,
+        extra={"evaluation": {"convnet": {"mean": 0.7, "std": 0.01}}},
+    )
 
 
 @pytest.fixture(scope="module")
 def plain(fashion) -> HabaArtifact:
     x, y = fashion
     idx = _class_major(y, 1)
-    return HabaArtifact.build((x[idx].float() / 255 - 0.2861) / 0.3530, y[idx], None, SPEC, (0.2861,), (0.3530,),
-                              objective="dm", objective_config={}, ipc=1, seed=0)
+    return HabaArtifact.build(
+        (x[idx].float() / 255 - 0.2861) / 0.3530,
+        y[idx],
+        None,
+        SPEC,
+        (0.2861,),
+        (0.3530,),
+        objective="dm",
+        objective_config={},
+        ipc=1,
+        seed=0,
+    )
 
 
 def test_round_trip(haba: HabaArtifact, tmp_path: Path) -> None:
@@ -90,7 +112,7 @@ def test_file_is_plain_safetensors_with_checksum(haba: HabaArtifact, tmp_path: P
     doc = json.loads(meta["haba"])
     import hashlib
 
-    assert doc["payload_sha256"] == hashlib.sha256(data[8 + n:]).hexdigest()
+    assert doc["payload_sha256"] == hashlib.sha256(data[8 + n :]).hexdigest()
     assert save_artifact(haba, tmp_path / "b.safetensors").read_bytes() == data  # deterministic
     assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 
@@ -161,22 +183,52 @@ def test_plain_set_is_identity_plus_denormalisation(plain: HabaArtifact, fashion
 def test_storage_accounting_matches_haba_paper() -> None:
     # haba.md 1.4: CIFAR-10 IPC 1, RGB bases + 5 hallucinators = 30 720 + 27 840 = 58 560 values.
     spec = {"name": "cifar10", "channels": 3, "height": 32, "width": 32, "num_classes": 10, "class_names": CLASSES}
-    art = HabaArtifact.build(torch.randn(10, 3, 32, 32), torch.arange(10), HallucinatorBank(5, 3, 3, 32, 32), spec,
-                             (0.0,) * 3, (1.0,) * 3, objective="mtt", objective_config={}, ipc=1, seed=0)
+    art = HabaArtifact.build(
+        torch.randn(10, 3, 32, 32),
+        torch.arange(10),
+        HallucinatorBank(5, 3, 3, 32, 32),
+        spec,
+        (0.0,) * 3,
+        (1.0,) * 3,
+        objective="mtt",
+        objective_config={},
+        ipc=1,
+        seed=0,
+    )
     st = art.storage
     assert (st["bases"], st["hallucinators"], st["total"], st["baseline"]) == (30720, 27840, 58560, 30720)
     assert st["ratio"] == pytest.approx(58560 / 30720)
-    single = HabaArtifact.build(torch.randn(30, 1, 32, 32), torch.arange(10).repeat_interleave(3),
-                                HallucinatorBank(5, 1, 3, 32, 32), spec, (0.0,) * 3, (1.0,) * 3, objective="mtt",
-                                objective_config={}, ipc=1, seed=0)
+    single = HabaArtifact.build(
+        torch.randn(30, 1, 32, 32),
+        torch.arange(10).repeat_interleave(3),
+        HallucinatorBank(5, 1, 3, 32, 32),
+        spec,
+        (0.0,) * 3,
+        (1.0,) * 3,
+        objective="mtt",
+        objective_config={},
+        ipc=1,
+        seed=0,
+    )
     assert single.storage["total"] == 30720 + 5 * 5514 and single.num_images == 150
 
 
 def test_soft_labels_round_trip(fashion, tmp_path: Path) -> None:
     x, y = fashion
     soft = torch.randn(10, 10)
-    art = HabaArtifact.build(x[:10].float() / 255, y[:10], {}, SPEC, (0.0,), (1.0,), objective="dm",
-                             objective_config={}, ipc=1, seed=0, soft_labels=soft)
+    art = HabaArtifact.build(
+        x[:10].float() / 255,
+        y[:10],
+        {},
+        SPEC,
+        (0.0,),
+        (1.0,),
+        objective="dm",
+        objective_config={},
+        ipc=1,
+        seed=0,
+        soft_labels=soft,
+    )
     back = load_artifact(save_artifact(art, tmp_path / "s.safetensors"))
     assert torch.equal(back.soft_labels, soft) and back.storage["soft_labels"] == 100
 
@@ -248,14 +300,25 @@ def test_read_metadata_reads_only_the_header(haba: HabaArtifact, tmp_path: Path,
 
 def test_info_cli_reads_header_without_torch(haba: HabaArtifact, tmp_path: Path, capsys) -> None:
     path = save_artifact(haba, tmp_path / "a.safetensors")
-    code = ("import sys; from habacli.cli import main\n"
-            "try:\n    main(['info', sys.argv[1]])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    code = (
+        "import sys; from habacli.cli import main\n"
+        "try:\n    main(['info', sys.argv[1]])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for needle in ("fashion_mnist", "mtt + HaBa", "4 x haba-style-translator", "80 decoded", "0.0123",
-                   "size by part", "bases 61.2 KB", "% of it", "rank"):
+    for needle in (
+        "fashion_mnist",
+        "mtt + HaBa",
+        "4 x haba-style-translator",
+        "80 decoded",
+        "0.0123",
+        "size by part",
+        "bases 61.2 KB",
+        "% of it",
+        "rank",
+    ):
         assert needle in out, needle
 
     from habacli.cli import main

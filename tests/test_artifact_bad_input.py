@@ -31,7 +31,7 @@ _NP = {"F32": np.float32, "I64": np.int64, "F64": np.float64}
 # ----------------------------------------------------------------------------- byte surgery
 def split(data: bytes) -> tuple[dict, bytes]:
     (n,) = struct.unpack("<Q", data[:8])
-    return json.loads(data[8:8 + n]), data[8 + n:]
+    return json.loads(data[8 : 8 + n]), data[8 + n :]
 
 
 def join(header: dict, payload: bytes) -> bytes:
@@ -94,7 +94,7 @@ def shorter_labels() -> bytes:
     for k, e in header.items():
         if k not in ("__metadata__", "labels") and e["data_offsets"][0] >= end:
             e["data_offsets"] = [e["data_offsets"][0] - 8, e["data_offsets"][1] - 8]
-    return reseal(header, payload[:end - 8] + payload[end:])
+    return reseal(header, payload[: end - 8] + payload[end:])
 
 
 def flip_payload_byte(data: bytes = BASE) -> bytes:
@@ -134,6 +134,7 @@ def _set(path: str, value) -> Callable[[dict], None]:
             del doc[last]
         else:
             doc[last] = value
+
     return fn
 
 
@@ -144,7 +145,7 @@ HEADER_CASES: dict[str, Callable[[], bytes]] = {
     "truncated in the length field": lambda: BASE[:4],
     "truncated in the header": lambda: BASE[:200],
     "truncated in the payload": lambda: BASE[:-100],
-    "truncated after the header": lambda: BASE[:8 + struct.unpack("<Q", BASE[:8])[0]],
+    "truncated after the header": lambda: BASE[: 8 + struct.unpack("<Q", BASE[:8])[0]],
     "trailing bytes after the payload": lambda: BASE + b"\0" * 16,
     "header length past the end": lambda: struct.pack("<Q", len(BASE)) + BASE[8:],
     "header over 100 MB": lambda: struct.pack("<Q", 200_000_000) + BASE[8:],
@@ -165,8 +166,9 @@ HEADER_CASES: dict[str, Callable[[], bytes]] = {
     "unknown hallucinator architecture": lambda: edit_doc(_set("hallucinators.architecture", "unet")),
     "kernel contradicting the hallucinator shapes": lambda: edit_doc(_set("hallucinators.kernel_size", 5)),
     "hallucinator channels contradicting the bases": lambda: edit_doc(_set("hallucinators.in_channels", 3)),
-    "more hallucinators declared than stored": lambda: edit_doc(lambda d: d.update(num_images=30) or
-                                                                d["hallucinators"].update(count=3)),
+    "more hallucinators declared than stored": lambda: edit_doc(
+        lambda d: d.update(num_images=30) or d["hallucinators"].update(count=3)
+    ),
     "storage not matching the tensors": lambda: edit_doc(_set("storage.total", 1)),
     "num_images wrong": lambda: edit_doc(_set("num_images", 7)),
     "malformed checksum field": lambda: edit_doc(_set("payload_sha256", "abc")),

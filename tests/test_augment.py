@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from habacli.transforms.augment import DEFAULT_STRATEGY, DSA, OPS, DSARanges, dsa_for
 from habacli.errors import ConfigError, UnknownNameError
+from habacli.transforms.augment import DEFAULT_STRATEGY, DSA, OPS, DSARanges, dsa_for
 
 FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")
 

@@ -19,8 +19,18 @@ from habacli.data.real import stratified_val_mask
 from habacli.data.spec import DatasetSpec
 from habacli.errors import ConfigError, DataNotFoundError, UnknownNameError
 
-FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                 "Ankle boot")
+FASHION_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +44,16 @@ def fm_test(fashion_mnist_dir):
 
 
 def test_registry_specs():
-    assert set(list_datasets()) >= {"mnist", "fashion_mnist", "svhn", "cifar10", "cifar100", "tinyimagenet",
-                                    "imagenette", "imagewoof"}
+    assert set(list_datasets()) >= {
+        "mnist",
+        "fashion_mnist",
+        "svhn",
+        "cifar10",
+        "cifar100",
+        "tinyimagenet",
+        "imagenette",
+        "imagewoof",
+    }
     fm = get_spec("fashion_mnist")
     assert fm.class_names == FASHION_NAMES
     assert (fm.channels, fm.height, fm.width, fm.mean, fm.std) == (1, 28, 28, (0.2861,), (0.3530,))
@@ -98,7 +116,9 @@ def test_torchvision_raw_layout_and_cache_key(tmp_path, fashion_mnist_dir, fm_te
 def test_corrupt_idx_and_cache_entry(tmp_path, fashion_mnist_dir, fm_test):
     for name in os.listdir(fashion_mnist_dir):
         shutil.copy(fashion_mnist_dir / name, tmp_path / name)
-    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x27\x10" + b"\x01" * 5))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(
+        gzip.compress(b"\x00\x00\x08\x01\x00\x00\x27\x10" + b"\x01" * 5)
+    )
     with pytest.raises(DataNotFoundError, match="truncated or corrupt"):
         load_split("fashion_mnist", "test", data_dir=tmp_path)
     # a damaged cache file is rebuilt, never fatal
@@ -123,6 +143,7 @@ def test_missing_data_is_one_line(tmp_path):
 
 
 # --- RealData ------------------------------------------------------------------------------------
+
 
 def test_sampler_reproducible_and_class_pure(fm_train):
     real = RealData.build(fm_train, device="cpu")
@@ -174,9 +195,15 @@ def test_tiny_classes_never_emptied():
 
 # --- CLI -----------------------------------------------------------------------------------------
 
+
 def _haba(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "habacli", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", **env})
+    return subprocess.run(
+        [sys.executable, "-m", "habacli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+    )
 
 
 def test_cli_datasets_lists_and_json(fashion_mnist_dir):
@@ -199,10 +226,12 @@ def test_cli_errors_are_one_line(tmp_path):
 
 
 def test_cli_does_not_import_torch_for_listing():
-    code = ("import sys; from habacli.cli import main\n"
-            "try: main(['datasets', '--json'])\n"
-            "except SystemExit: pass\n"
-            "assert 'torch' not in sys.modules, 'haba datasets imported torch'")
+    code = (
+        "import sys; from habacli.cli import main\n"
+        "try: main(['datasets', '--json'])\n"
+        "except SystemExit: pass\n"
+        "assert 'torch' not in sys.modules, 'haba datasets imported torch'"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
 

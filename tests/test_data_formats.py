@@ -84,12 +84,14 @@ def test_datasets_library_local_parquet_offline(tmp_path, digits, monkeypatch):
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     images, labels = digits
-    feats = datasets.Features({"image": datasets.Image(),
-                               "label": datasets.ClassLabel(names=[f"d{i}" for i in range(10)])})
+    feats = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=[f"d{i}" for i in range(10)])}
+    )
     (tmp_path / "data").mkdir()
     for split, sl in (("train", slice(0, 1500)), ("test", slice(1500, None))):
-        ds = datasets.Dataset.from_dict({"image": [Image.fromarray(i, "L") for i in images[sl]],
-                                         "label": labels[sl].tolist()}, features=feats)
+        ds = datasets.Dataset.from_dict(
+            {"image": [Image.fromarray(i, "L") for i in images[sl]], "label": labels[sl].tolist()}, features=feats
+        )
         ds.to_parquet(str(tmp_path / "data" / f"{split}-00000-of-00001.parquet"))
     train, test = load_split(f"hf:{tmp_path}", "train"), load_split(f"hf:{tmp_path}", "test")
     assert torch.equal(train.images, torch.from_numpy(images[:1500])[:, None])
@@ -157,6 +159,7 @@ def test_hub_probe_is_bounded_even_when_the_resolver_hangs(monkeypatch):
 
 # --- CIFAR ---------------------------------------------------------------------------------------
 
+
 def _fake_cifar(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 256, (n, 3072), dtype=np.uint8), rng.integers(0, 10, n).astype(np.int64)
 
@@ -169,8 +172,12 @@ def test_cifar10_binary_and_python_batches_agree(tmp_path):
     p.mkdir(parents=True)
     for name, (x, y) in batches.items():
         (b / f"{name}.bin").write_bytes(np.concatenate([y.astype(np.uint8)[:, None], x], 1).tobytes())
-        batch = {b"batch_label": name.encode(), b"labels": y.tolist(), b"data": x,
-                 b"filenames": [f"{i}.png".encode() for i in range(len(y))]}
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": y.tolist(),
+            b"data": x,
+            b"filenames": [f"{i}.png".encode() for i in range(len(y))],
+        }
         (p / name).write_bytes(pickle.dumps(batch, protocol=2))  # what the official archive holds
     from_bin = load_split("cifar10", "train", data_dir=tmp_path / "bin")
     from_py = load_split("cifar10", "train", data_dir=tmp_path / "py")
@@ -217,8 +224,13 @@ def test_svhn_mat(tmp_path):
     sio = pytest.importorskip("scipy.io")
     rng = np.random.default_rng(3)
     for name in ("train_32x32.mat", "test_32x32.mat"):
-        sio.savemat(tmp_path / name, {"X": rng.integers(0, 256, (32, 32, 3, 12), dtype=np.uint8),
-                                      "y": np.array([[10], [1], [2]] * 4, dtype=np.uint8)})
+        sio.savemat(
+            tmp_path / name,
+            {
+                "X": rng.integers(0, 256, (32, 32, 3, 12), dtype=np.uint8),
+                "y": np.array([[10], [1], [2]] * 4, dtype=np.uint8),
+            },
+        )
     s = load_split("svhn", "train", data_dir=tmp_path)
     x = sio.loadmat(tmp_path / "train_32x32.mat")["X"]
     assert s.images.shape == (12, 3, 32, 32) and s.labels.tolist()[:3] == [0, 1, 2]  # 10 means digit 0
@@ -226,6 +238,7 @@ def test_svhn_mat(tmp_path):
 
 
 # --- folder layouts ------------------------------------------------------------------------------
+
 
 def test_tinyimagenet_raw_val_layout(tmp_path):
     root = tmp_path / "tiny-imagenet-200"
@@ -239,7 +252,10 @@ def test_tinyimagenet_raw_val_layout(tmp_path):
         Image.fromarray(np.full((64, 64, 3), 199 - i, np.uint8)).save(root / "val" / "images" / f"val_{i}.png")
         lines.append(f"val_{i}.png\t{w}\t0\t0\t63\t63")
     (root / "val" / "val_annotations.txt").write_text("\n".join(lines))
-    train, test = load_split("tinyimagenet", "train", data_dir=tmp_path), load_split("tinyimagenet", "test", data_dir=tmp_path)
+    train, test = (
+        load_split("tinyimagenet", "train", data_dir=tmp_path),
+        load_split("tinyimagenet", "test", data_dir=tmp_path),
+    )
     assert train.spec.class_names == tuple(sorted(wnids)) == test.spec.class_names
     assert len(train) == len(test) == 200
     # pixel value == class index in both splits: labels follow the folders / the annotations
@@ -269,6 +285,7 @@ def test_imagewoof_from_imagenet_folders(tmp_path):
 
 # --- ZCA -----------------------------------------------------------------------------------------
 
+
 def test_fit_zca_cached_and_realdata_model_space(digits_folder):
     name = f"imagefolder:{digits_folder}"
     zca = fit_zca(name, eps=0.1)
@@ -294,8 +311,12 @@ def test_cli_describes_imagefolder(digits_folder):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "habacli", "datasets", f"imagefolder:{digits_folder}", "--json"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "habacli", "datasets", f"imagefolder:{digits_folder}", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["class_names"][0] == "digit_0" and d["channels"] == 1 and d["height"] == 8

@@ -21,8 +21,14 @@ from habacli.objectives._matching import (
 from habacli.objectives.dc import resolve_config
 
 FMNIST = "fashion_mnist"
-TINY = {"batch_real": 16, "model": "convnetw32", "checkpoint_every": 0, "eval_every": 0, "device": "cpu",
-        "val_fraction": 0.05}
+TINY = {
+    "batch_real": 16,
+    "model": "convnetw32",
+    "checkpoint_every": 0,
+    "eval_every": 0,
+    "device": "cpu",
+    "val_fraction": 0.05,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -32,12 +38,20 @@ def _threads():
 
 def _run(fashion_mnist_dir, objective: str, ipc: int, **overrides) -> Run:
     cls = objective_class(objective)
-    cfg = build_config(FMNIST, objective, ipc, preset="quick", objective_defaults=cls.defaults,
-                       factorize=overrides.pop("factorize", True), overrides={**TINY, **overrides})
+    cfg = build_config(
+        FMNIST,
+        objective,
+        ipc,
+        preset="quick",
+        objective_defaults=cls.defaults,
+        factorize=overrides.pop("factorize", True),
+        overrides={**TINY, **overrides},
+    )
     return Run(cfg, cls, data_dir=fashion_mnist_dir)
 
 
 # ----------------------------------------------------------------------------- the distance
+
 
 def test_distance_on_hand_made_gradients():
     torch.manual_seed(0)
@@ -97,11 +111,19 @@ def test_get_loops_table_and_rule():
         get_loops(0)
 
 
-@pytest.mark.parametrize("bad, needle", [
-    ({"outer_loop": 0}, "outer_loop"), ({"inner_loop": -1}, "inner_loop"), ({"batch_real": 2.5}, "batch_real"),
-    ({"lr_net": 0}, "lr_net"), ({"lr_net": "fast"}, "lr_net"), ({"distance": "l2"}, "distance"),
-    ({"batch_train": True}, "batch_train"), ({"outer": 3}, "unknown"),
-])
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        ({"outer_loop": 0}, "outer_loop"),
+        ({"inner_loop": -1}, "inner_loop"),
+        ({"batch_real": 2.5}, "batch_real"),
+        ({"lr_net": 0}, "lr_net"),
+        ({"lr_net": "fast"}, "lr_net"),
+        ({"distance": "l2"}, "distance"),
+        ({"batch_train": True}, "batch_train"),
+        ({"outer": 3}, "unknown"),
+    ],
+)
 def test_bad_config_is_a_one_line_config_error(bad, needle):
     with pytest.raises(ConfigError) as e:
         resolve_config(bad, ipc=10)
@@ -109,18 +131,36 @@ def test_bad_config_is_a_one_line_config_error(bad, needle):
 
 
 def test_config_defaults_follow_ipc():
-    assert resolve_config({}, ipc=10) == {"outer_loop": 10, "inner_loop": 50, "batch_real": 256, "lr_net": 0.01,
-                                           "batch_train": 256, "distance": "ours"}
+    assert resolve_config({}, ipc=10) == {
+        "outer_loop": 10,
+        "inner_loop": 50,
+        "batch_real": 256,
+        "lr_net": 0.01,
+        "batch_train": 256,
+        "distance": "ours",
+    }
     assert resolve_config({"outer_loop": 3, "inner_loop": None}, ipc=1)["outer_loop"] == 3
 
 
 # ----------------------------------------------------------------------------- through the engine
 
+
 @pytest.mark.parametrize("objective, factorize", [("dc", True), ("dsa", False)])
 def test_end_to_end_writes_a_valid_artifact(tmp_path, fashion_mnist_dir, objective, factorize):
     out = tmp_path / f"{objective}.safetensors"
-    res = distill(FMNIST, ipc=1, baseline=objective, out=out, factorize=factorize, hallucinators=2, iterations=2,
-                  seed=3, data_dir=fashion_mnist_dir, preset="quick", options=TINY)
+    res = distill(
+        FMNIST,
+        ipc=1,
+        baseline=objective,
+        out=out,
+        factorize=factorize,
+        hallucinators=2,
+        iterations=2,
+        seed=3,
+        data_dir=fashion_mnist_dir,
+        preset="quick",
+        options=TINY,
+    )
     art = load_artifact(out)
     k = 2 if factorize else 0
     assert art.objective == objective and art.num_hallucinators == k and art.labels.tolist() == list(range(10))
@@ -145,14 +185,19 @@ def test_gradients_reach_bases_and_only_the_chosen_hallucinator(fashion_mnist_di
     def synth_step(loss):
         before = syn.bases.detach().clone()
         stats = real_step(loss)
-        grads.append(({k: v.grad.detach().clone() for k, v in syn.bank.params().items()},
-                      syn.bases.grad.detach().clone(), before))
+        grads.append(
+            (
+                {k: v.grad.detach().clone() for k, v in syn.bank.params().items()},
+                syn.bases.grad.detach().clone(),
+                before,
+            )
+        )
         return stats
 
     syn.random_k, eng.synth_step = random_k, synth_step
     stats = run.objective.run_iteration(0)
     assert len(grads) == 2 == len(chosen) and math.isfinite(stats["inner_loss"])
-    for k, (bank_grads, base_grad, before) in zip(chosen, grads):
+    for k, (bank_grads, base_grad, _before) in zip(chosen, grads):
         assert bool((base_grad.flatten(1).abs().sum(1) > 0).all()), "every basis gets a gradient"
         for name, g in bank_grads.items():
             norms = g.flatten(1).abs().sum(1)
@@ -174,7 +219,7 @@ def test_dc_matching_distance_decreases(fashion_mnist_dir):
 
     def distance():
         x = syn.images(None, 0)
-        return sum(gradient_distance(synthetic_gradients(net, params, x[c:c + 1], c), g_real[c]) for c in range(10))
+        return sum(gradient_distance(synthetic_gradients(net, params, x[c : c + 1], c), g_real[c]) for c in range(10))
 
     losses = [float(eng.synth_step(distance())["loss_dd"]) for _ in range(8)]
     assert losses[-1] < 0.9 * losses[0], losses
@@ -205,8 +250,11 @@ def test_batchnorm_statistics_are_set_then_frozen():
         return torch.randn(n, 1, 28, 28, generator=g) + c
 
     bn = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert has_batchnorm(net) and bn and not has_batchnorm(get_network("convnetw32", channels=1, num_classes=3,
-                                                                          height=28, width=28))
+    assert (
+        has_batchnorm(net)
+        and bn
+        and not has_batchnorm(get_network("convnetw32", channels=1, num_classes=3, height=28, width=28))
+    )
     before = bn[0].running_mean.clone()
     refresh_batchnorm(net, sample, 3)
     assert seen == [(0, 16), (1, 16), (2, 16)]
@@ -240,8 +288,12 @@ def test_dsa_siamese_is_shared_by_real_and_synthetic_batches(fashion_mnist_dir, 
     obj.augment = spy
     used_real, used_syn = [], []
     real_fn, syn_fn = dc_module.real_gradients, dc_module.synthetic_gradients
-    monkeypatch.setattr(dc_module, "real_gradients", lambda net, p, x, c, ac=None: used_real.append(x) or real_fn(net, p, x, c, ac))
-    monkeypatch.setattr(dc_module, "synthetic_gradients", lambda net, p, x, c: used_syn.append(x) or syn_fn(net, p, x, c))
+    monkeypatch.setattr(
+        dc_module, "real_gradients", lambda net, p, x, c, ac=None: used_real.append(x) or real_fn(net, p, x, c, ac)
+    )
+    monkeypatch.setattr(
+        dc_module, "synthetic_gradients", lambda net, p, x, c: used_syn.append(x) or syn_fn(net, p, x, c)
+    )
     obj.run_iteration(0)
     # one siamese call per class per outer step, on [real batch, the class's synthetic batch] together
     assert len(spy.siamese_calls) == 2 * 10
@@ -272,14 +324,32 @@ def test_dc_never_augments_and_dsa_needs_augmentation(fashion_mnist_dir):
         _run(fashion_mnist_dir, "dsa", 1, factorize=False, dsa=False)
 
 
-@pytest.mark.parametrize("setting, needle", [("distance=l2", "distance must be one of"),
-                                             ("outer_loop=0", "outer_loop must be an integer >= 1")])
+@pytest.mark.parametrize(
+    "setting, needle",
+    [("distance=l2", "distance must be one of"), ("outer_loop=0", "outer_loop must be an integer >= 1")],
+)
 def test_cli_bad_dc_option_is_one_line(capsys, tmp_path, fashion_mnist_dir, setting, needle):
     from habacli.cli import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["distill", FMNIST, "--ipc", "1", "--baseline", "dc", "--set", setting, "--data-dir", str(fashion_mnist_dir),
-              "--out", str(tmp_path / "a.safetensors"), "--device", "cpu"])
+        main(
+            [
+                "distill",
+                FMNIST,
+                "--ipc",
+                "1",
+                "--baseline",
+                "dc",
+                "--set",
+                setting,
+                "--data-dir",
+                str(fashion_mnist_dir),
+                "--out",
+                str(tmp_path / "a.safetensors"),
+                "--device",
+                "cpu",
+            ]
+        )
     cap = capsys.readouterr()
     assert exc.value.code == 2 and needle in cap.err
     assert cap.err.count("\n") == 1 and "Traceback" not in cap.err

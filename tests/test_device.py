@@ -12,16 +12,19 @@ from habacli.runtime.device import cpu_runs_natively, warn_if_emulated
 FMNIST = "fashion_mnist"
 
 
-@pytest.mark.parametrize("flags, amp, expected", [
-    ({"sse4_2", "avx2", "fma"}, "bf16", False),  # an AVX2-only EPYC (Zen 3)
-    ({"avx2", "avx512f", "avx512bw"}, "bf16", False),  # AVX-512 without BF16 (an older Xeon)
-    ({"avx2", "avx512f", "avx512_bf16"}, "bf16", True),  # Zen 4, Cooper Lake
-    ({"avx512f", "amx_tile", "amx_bf16"}, "bf16", True),  # Sapphire Rapids and later
-    ({"fp", "asimd", "bf16"}, "bf16", True),  # aarch64 with FEAT_BF16
-    ({"avx512_bf16"}, "fp16", False),
-    ({"avx512_fp16", "amx_fp16"}, "fp16", True),
-    ({"avx2"}, "off", None),
-])
+@pytest.mark.parametrize(
+    "flags, amp, expected",
+    [
+        ({"sse4_2", "avx2", "fma"}, "bf16", False),  # an AVX2-only EPYC (Zen 3)
+        ({"avx2", "avx512f", "avx512bw"}, "bf16", False),  # AVX-512 without BF16 (an older Xeon)
+        ({"avx2", "avx512f", "avx512_bf16"}, "bf16", True),  # Zen 4, Cooper Lake
+        ({"avx512f", "amx_tile", "amx_bf16"}, "bf16", True),  # Sapphire Rapids and later
+        ({"fp", "asimd", "bf16"}, "bf16", True),  # aarch64 with FEAT_BF16
+        ({"avx512_bf16"}, "fp16", False),
+        ({"avx512_fp16", "amx_fp16"}, "fp16", True),
+        ({"avx2"}, "off", None),
+    ],
+)
 def test_native_precision_from_the_cpu_flags(flags, amp, expected):
     assert cpu_runs_natively(amp, frozenset(flags)) is expected
 
@@ -58,8 +61,26 @@ def test_cli_prints_the_warning_as_one_line(monkeypatch, capsys, tmp_path, fashi
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         with pytest.raises(SystemExit) as exc:
-            main(["distill", FMNIST, "--ipc", "1", "--baseline", "dm", "--budget", "matched", "--amp", "bf16",
-                  "--data-dir", str(fashion_mnist_dir), "--out", str(tmp_path / "a.safetensors"), "--device", "cpu"])
+            main(
+                [
+                    "distill",
+                    FMNIST,
+                    "--ipc",
+                    "1",
+                    "--baseline",
+                    "dm",
+                    "--budget",
+                    "matched",
+                    "--amp",
+                    "bf16",
+                    "--data-dir",
+                    str(fashion_mnist_dir),
+                    "--out",
+                    str(tmp_path / "a.safetensors"),
+                    "--device",
+                    "cpu",
+                ]
+            )
     err = capsys.readouterr().err
     assert exc.value.code != 0
     lines = err.splitlines()

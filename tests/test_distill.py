@@ -25,9 +25,18 @@ def _threads():
 
 def test_dm_factorised_writes_a_valid_artifact(tmp_path, fashion_mnist_dir):
     out = tmp_path / "fm.safetensors"
-    res = distill("fashion_mnist", ipc=2, baseline="dm", out=out, hallucinators=3, iterations=2, seed=1,
-                  data_dir=fashion_mnist_dir, preset="quick",
-                  options={**TINY, "eval_every": 2, "eval_epochs": 2, "eval_runs": 1})
+    res = distill(
+        "fashion_mnist",
+        ipc=2,
+        baseline="dm",
+        out=out,
+        hallucinators=3,
+        iterations=2,
+        seed=1,
+        data_dir=fashion_mnist_dir,
+        preset="quick",
+        options={**TINY, "eval_every": 2, "eval_epochs": 2, "eval_runs": 1},
+    )
     art = load_artifact(out)
     assert art.num_hallucinators == 3 and art.num_images == 60
     assert art.labels.tolist() == [c for c in range(10) for _ in range(2)]
@@ -45,8 +54,17 @@ def test_dm_factorised_writes_a_valid_artifact(tmp_path, fashion_mnist_dir):
 
 def test_dm_plain_writes_a_valid_artifact(tmp_path, fashion_mnist_dir):
     out = tmp_path / "plain.safetensors"
-    res = distill("fashion_mnist", ipc=1, baseline="dm", out=out, factorize=False, iterations=2,
-                  data_dir=fashion_mnist_dir, preset="quick", options=TINY)
+    res = distill(
+        "fashion_mnist",
+        ipc=1,
+        baseline="dm",
+        out=out,
+        factorize=False,
+        iterations=2,
+        data_dir=fashion_mnist_dir,
+        preset="quick",
+        options=TINY,
+    )
     art = load_artifact(out)
     assert art.num_hallucinators == 0 and art.labels.tolist() == list(range(10))
     assert art.objective_config["factorize"] is False and res.storage["hallucinator_values"] == 0
@@ -58,8 +76,14 @@ def test_dm_loss_decreases(fashion_mnist_dir, tmp_path):
     from habacli.distill.run import Run
 
     cls = objective_class("dm")
-    cfg = build_config("fashion_mnist", "dm", 2, preset="quick", objective_defaults=cls.defaults,
-                       overrides={**TINY, "batch_real": 8, "hallucinators": 2, "batch_contrast": 4, "seed": 0})
+    cfg = build_config(
+        "fashion_mnist",
+        "dm",
+        2,
+        preset="quick",
+        objective_defaults=cls.defaults,
+        overrides={**TINY, "batch_real": 8, "hallucinators": 2, "batch_contrast": 4, "seed": 0},
+    )
     run = Run(cfg, cls, data_dir=fashion_mnist_dir)
     obj, syn = run.objective, run.engine.synthetic
     g = torch.Generator().manual_seed(123)
@@ -86,8 +110,15 @@ def test_precedence_cli_over_file_over_preset(tmp_path):
     assert cfg.iterations == quick["iterations"] and cfg.objective_config["batch_real"] == quick["batch_real"]
     f = tmp_path / "run.toml"
     f.write_text("iterations = 7\nlr_img = 0.5\nbatch_real = 8\n")
-    cfg = build_config("fashion_mnist", "dm", 1, preset="quick", config_file=f, objective_defaults={"batch_real": 256},
-                       overrides={"iterations": 9, "lr_img": None})
+    cfg = build_config(
+        "fashion_mnist",
+        "dm",
+        1,
+        preset="quick",
+        config_file=f,
+        objective_defaults={"batch_real": 256},
+        overrides={"iterations": 9, "lr_img": None},
+    )
     assert (cfg.iterations, cfg.lr_img, cfg.objective_config["batch_real"]) == (9, 0.5, 8)
     f.write_text("[distill]\nbatch_reel = 8\n")
     with pytest.raises(ConfigError, match="batch_reel"):
@@ -99,7 +130,12 @@ def test_precedence_cli_over_file_over_preset(tmp_path):
 
 def test_paper_preset_values():
     dm10 = build_config("cifar10", "dm", 10, objective_defaults={"batch_real": 256})
-    assert (dm10.iterations, dm10.lr_img, dm10.momentum_img, dm10.objective_config["batch_real"]) == (20000, 1.0, 0.5, 256)
+    assert (dm10.iterations, dm10.lr_img, dm10.momentum_img, dm10.objective_config["batch_real"]) == (
+        20000,
+        1.0,
+        0.5,
+        256,
+    )
     assert (dm10.hallucinators, dm10.lambda_cos, dm10.adv_lr, dm10.adv_momentum) == (5, 0.1, 0.001, 0.9)
     assert build_config("cifar10", "dm", 100).lr_img == 10.0
     mtt = build_config("cifar10", "mtt", 10)
@@ -155,8 +191,9 @@ def test_presets_are_valid_for_every_objective(objective, preset):
     for ipc in (1, 10, 50):
         for factorize in (True, False):
             for dataset in ("cifar10", "cifar100", "fashion_mnist"):
-                build_config(dataset, objective, ipc, factorize=factorize, preset=preset,
-                             objective_defaults=cls.defaults)
+                build_config(
+                    dataset, objective, ipc, factorize=factorize, preset=preset, objective_defaults=cls.defaults
+                )
 
 
 def test_unknown_objective_suggests():
@@ -171,16 +208,19 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
     return int(exc.value.code or 0), cap.out, cap.err
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["distill", "fashion_mnst", "--ipc", "1"], "did you mean 'fashion_mnist'"),
-    (["distill", "fashion_mnist", "--ipc", "1", "--baseline", "dsm"], "unknown objective 'dsm'"),
-    (["distill", "fashion_mnist", "--ipc", "0"], "--ipc must be >= 1"),
-    (["distill", "fashion_mnist", "--ipc", "1", "-k", "-1"], "--hallucinators must be >= 0"),
-    (["distill", "fashion_mnist", "--ipc", "1", "--preset", "fast"], "unknown preset 'fast'"),
-    (["distill", "fashion_mnist", "--ipc", "1", "--set", "batch_reel=3"], "batch_reel"),
-    (["distill", "fashion_mnist", "--ipc", "1", "--set", "hallucinator_init=eye"], "official, identity"),
-    (["distill", "fashion_mnist", "--ipc", "1", "--budget", "matched"], "--budget matched"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["distill", "fashion_mnst", "--ipc", "1"], "did you mean 'fashion_mnist'"),
+        (["distill", "fashion_mnist", "--ipc", "1", "--baseline", "dsm"], "unknown objective 'dsm'"),
+        (["distill", "fashion_mnist", "--ipc", "0"], "--ipc must be >= 1"),
+        (["distill", "fashion_mnist", "--ipc", "1", "-k", "-1"], "--hallucinators must be >= 0"),
+        (["distill", "fashion_mnist", "--ipc", "1", "--preset", "fast"], "unknown preset 'fast'"),
+        (["distill", "fashion_mnist", "--ipc", "1", "--set", "batch_reel=3"], "batch_reel"),
+        (["distill", "fashion_mnist", "--ipc", "1", "--set", "hallucinator_init=eye"], "official, identity"),
+        (["distill", "fashion_mnist", "--ipc", "1", "--budget", "matched"], "--budget matched"),
+    ],
+)
 def test_cli_bad_arguments_are_one_line_errors(capsys, tmp_path, fashion_mnist_dir, argv, needle):
     code, out, err = _cli(capsys, *argv, "--data-dir", str(fashion_mnist_dir), "--out", str(tmp_path / "a.safetensors"))
     assert code == 2 and needle in err
@@ -219,9 +259,33 @@ def _writable_anyway(folder: Path) -> bool:
 
 def test_cli_json_summary(capsys, tmp_path, fashion_mnist_dir):
     out = tmp_path / "cli.safetensors"
-    code, stdout, _ = _cli(capsys, "distill", "fashion_mnist", "--ipc", "1", "--preset", "quick", "-n", "1", "-k", "2",
-                           "--eval-every", "0", "--checkpoint-every", "0", "--set", "batch_real=8", "--device", "cpu",
-                           "--data-dir", str(fashion_mnist_dir), "--out", str(out), "--json", "-q")
+    code, stdout, _ = _cli(
+        capsys,
+        "distill",
+        "fashion_mnist",
+        "--ipc",
+        "1",
+        "--preset",
+        "quick",
+        "-n",
+        "1",
+        "-k",
+        "2",
+        "--eval-every",
+        "0",
+        "--checkpoint-every",
+        "0",
+        "--set",
+        "batch_real=8",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(fashion_mnist_dir),
+        "--out",
+        str(out),
+        "--json",
+        "-q",
+    )
     assert code == 0
     summary = json.loads(stdout)
     assert summary["iterations"] == 1 and summary["artifact"] == str(out) and summary["objective"] == "dm"
@@ -232,9 +296,14 @@ def _dm_run(fashion_mnist_dir, **overrides):
     from habacli.distill.run import Run
 
     cls = objective_class("dm")
-    cfg = build_config("fashion_mnist", "dm", 2, preset="quick", objective_defaults=cls.defaults,
-                       overrides={**TINY, "batch_real": 8, "hallucinators": 2, "batch_contrast": 4, "seed": 0,
-                                  **overrides})
+    cfg = build_config(
+        "fashion_mnist",
+        "dm",
+        2,
+        preset="quick",
+        objective_defaults=cls.defaults,
+        overrides={**TINY, "batch_real": 8, "hallucinators": 2, "batch_contrast": 4, "seed": 0, **overrides},
+    )
     return Run(cfg, cls, data_dir=fashion_mnist_dir)
 
 
@@ -272,10 +341,34 @@ def test_compile_without_a_cpu_compiler_is_a_one_line_error(capsys, tmp_path, fa
     """--compile on the CPU with no C++ compiler on PATH: one line, exit 2, before any work."""
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing there
     monkeypatch.delenv("CXX", raising=False)
-    for argv in (["distill", "fashion_mnist", "--ipc", "1", "--device", "cpu", "--compile",
-                  "--data-dir", fashion_mnist_dir, "--out", str(tmp_path / "x.safetensors")],
-                 ["evaluate", "fashion_mnist", "--baseline", "random", "--ipc", "1", "--device", "cpu",
-                  "--compile", "--data-dir", fashion_mnist_dir]):
+    for argv in (
+        [
+            "distill",
+            "fashion_mnist",
+            "--ipc",
+            "1",
+            "--device",
+            "cpu",
+            "--compile",
+            "--data-dir",
+            fashion_mnist_dir,
+            "--out",
+            str(tmp_path / "x.safetensors"),
+        ],
+        [
+            "evaluate",
+            "fashion_mnist",
+            "--baseline",
+            "random",
+            "--ipc",
+            "1",
+            "--device",
+            "cpu",
+            "--compile",
+            "--data-dir",
+            fashion_mnist_dir,
+        ],
+    ):
         code, _, err = _cli(capsys, *argv)
         assert code == 2 and "needs a C++ compiler" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x.safetensors").exists()

@@ -15,14 +15,14 @@ from habacli.artifact.codec import HabaArtifact, save_artifact
 from habacli.cli import main
 from habacli.data import fit_zca, get_spec, load_split
 from habacli.errors import ConfigError, UnknownNameError
+from habacli.evaluate import protocol
+from habacli.evaluate.protocol import train_and_test
 from habacli.evaluate.run import (
     evaluate,
     evaluate_random,
     model_space_test,
     sampled_expansion,
 )
-from habacli.evaluate import protocol
-from habacli.evaluate.protocol import train_and_test
 from habacli.networks.hallucinator import HallucinatorBank
 
 SMALL = "convnetw32"
@@ -31,8 +31,11 @@ SMALL = "convnetw32"
 @pytest.fixture(scope="module")
 def fmnist(fashion_mnist_dir):
     spec = get_spec("fashion_mnist", data_dir=fashion_mnist_dir)
-    return spec, load_split("fashion_mnist", "train", data_dir=fashion_mnist_dir), \
-        load_split("fashion_mnist", "test", data_dir=fashion_mnist_dir)
+    return (
+        spec,
+        load_split("fashion_mnist", "train", data_dir=fashion_mnist_dir),
+        load_split("fashion_mnist", "test", data_dir=fashion_mnist_dir),
+    )
 
 
 def normalize(u8: torch.Tensor, spec) -> torch.Tensor:
@@ -43,16 +46,31 @@ def normalize(u8: torch.Tensor, spec) -> torch.Tensor:
 
 def per_class(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.cat([(labels == c).nonzero().flatten()[torch.randperm(int((labels == c).sum()), generator=g)[:n]]
-                      for c in range(10)])
+    return torch.cat(
+        [
+            (labels == c).nonzero().flatten()[torch.randperm(int((labels == c).sum()), generator=g)[:n]]
+            for c in range(10)
+        ]
+    )
 
 
 def haba_artifact(spec, train, *, k: int = 2, per: int = 2, lr: float | None = 0.02) -> HabaArtifact:
     """Real Fashion-MNIST images as bases (normalised) and K hallucinators at init."""
     idx = per_class(train.labels, per)
     bank = HallucinatorBank(k, 1, 1, 28, 28, generator=torch.Generator().manual_seed(1)) if k else None
-    return HabaArtifact.build(normalize(train.images[idx], spec), train.labels[idx], bank, spec, spec.mean, spec.std,
-                              objective="dm", objective_config={}, ipc=per, seed=0, learned_lr=lr)
+    return HabaArtifact.build(
+        normalize(train.images[idx], spec),
+        train.labels[idx],
+        bank,
+        spec,
+        spec.mean,
+        spec.std,
+        objective="dm",
+        objective_config={},
+        ipc=per,
+        seed=0,
+        learned_lr=lr,
+    )
 
 
 @pytest.fixture
@@ -144,8 +162,13 @@ def test_evaluate_artifact_reproducible(fmnist, fashion_mnist_dir, tmp_path, sho
     assert len(m.accuracies) == 2 and all(0.0 <= a <= 1.0 for a in m.accuracies)
     assert m.mean == pytest.approx(np.mean(m.accuracies)) and m.std == pytest.approx(np.std(m.accuracies))
     s = r.settings
-    assert (s["lr"], s["lr_source"], s["expansion"], s["images_per_epoch"], s["num_images"]) == \
-        (0.02, "learned", "sampled", 20, 40)
+    assert (s["lr"], s["lr_source"], s["expansion"], s["images_per_epoch"], s["num_images"]) == (
+        0.02,
+        "learned",
+        "sampled",
+        20,
+        40,
+    )
     assert s["test_images"] == 1000 and s["epochs_run"] == 3 and not s["zca"]
     again = evaluate(art, **kw)  # the loaded artifact and the file give the same numbers
     assert again.models[SMALL].accuracies == m.accuracies
@@ -159,8 +182,20 @@ def test_zca_artifact_whitens_test_with_train_fit(fmnist, fashion_mnist_dir):
     zca = fit_zca("fashion_mnist", data_dir=fashion_mnist_dir)
     idx = per_class(train.labels, 1)
     bases = zca.apply(train.images[idx].float() / 255)
-    art = HabaArtifact.build(bases, train.labels[idx], HallucinatorBank(2, 1, 1, 28, 28), spec, (0.0,), (1.0,), zca,
-                             objective="mtt", objective_config={}, ipc=1, seed=0, learned_lr=0.01)
+    art = HabaArtifact.build(
+        bases,
+        train.labels[idx],
+        HallucinatorBank(2, 1, 1, 28, 28),
+        spec,
+        (0.0,),
+        (1.0,),
+        zca,
+        objective="mtt",
+        objective_config={},
+        ipc=1,
+        seed=0,
+        learned_lr=0.01,
+    )
     x, y = model_space_test(spec, mean=(0.0,), std=(1.0,), zca=zca, device="cpu", data_dir=fashion_mnist_dir)
     ref = zca.apply(test.images[:50].float() / 255)
     assert torch.allclose(x[:50], ref, atol=1e-4) and torch.equal(y, test.labels.long())
@@ -169,8 +204,9 @@ def test_zca_artifact_whitens_test_with_train_fit(fmnist, fashion_mnist_dir):
 
 
 def test_random_baseline_beats_chance(fashion_mnist_dir, short_test_set):
-    r = evaluate_random("fashion_mnist", 10, models=SMALL, runs=1, epochs=30, seed=0, device="cpu",
-                        data_dir=fashion_mnist_dir)
+    r = evaluate_random(
+        "fashion_mnist", 10, models=SMALL, runs=1, epochs=30, seed=0, device="cpu", data_dir=fashion_mnist_dir
+    )
     acc = r.models[SMALL].accuracies[0]
     assert acc > 0.5, acc  # chance is 0.1; measured 0.669 on the full test set (30 epochs, seed 0)
     assert r.settings["num_images"] == 100 and r.settings["baseline"] == "random"
@@ -192,8 +228,18 @@ def test_cli_errors_are_one_line(fmnist, tmp_path, capsys):
     fm = save_artifact(art, tmp_path / "fm.safetensors")
     c10 = get_spec("cifar10")
     g = torch.Generator().manual_seed(0)
-    cifar = HabaArtifact.build(torch.randn(10, 3, 32, 32, generator=g), torch.arange(10), None, c10, c10.mean,
-                               c10.std, objective="dm", objective_config={}, ipc=1, seed=0)
+    cifar = HabaArtifact.build(
+        torch.randn(10, 3, 32, 32, generator=g),
+        torch.arange(10),
+        None,
+        c10,
+        c10.mean,
+        c10.std,
+        objective="dm",
+        objective_config={},
+        ipc=1,
+        seed=0,
+    )
     cf = save_artifact(cifar, tmp_path / "c10.safetensors")
     empty = tmp_path / "no-data"
     empty.mkdir()
@@ -218,9 +264,28 @@ def test_cli_json_and_curve(fmnist, fashion_mnist_dir, tmp_path, capsys, short_t
     spec, train, _ = fmnist
     path = save_artifact(haba_artifact(spec, train, per=1), tmp_path / "a.safetensors")
     curve = tmp_path / "curve.png"
-    code, out, err = run_cli(["evaluate", str(path), "--models", SMALL, "--runs", "2", "--epochs", "1",
-                              "--device", "cpu", "--data-dir", str(fashion_mnist_dir), "--json",
-                              "--curve", str(curve), "--test-every", "1"], capsys)
+    code, out, err = run_cli(
+        [
+            "evaluate",
+            str(path),
+            "--models",
+            SMALL,
+            "--runs",
+            "2",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(fashion_mnist_dir),
+            "--json",
+            "--curve",
+            str(curve),
+            "--test-every",
+            "1",
+        ],
+        capsys,
+    )
     assert code == 0, err
     doc = json.loads(out)
     m = doc["models"][SMALL]
@@ -243,7 +308,6 @@ def test_compiled_training_matches_eager_closely(fmnist):
     compiled = train_and_test(SMALL, (xtr, ytr), (xte, yte), compile=True, **kw)
     assert compiled.train_loss_curve == pytest.approx(eager.train_loss_curve, rel=1e-3)
     assert abs(compiled.accuracy - eager.accuracy) <= 0.02
-
 
 
 def test_bf16_test_pass_agrees_with_fp32(fmnist):
@@ -270,10 +334,8 @@ def test_bf16_test_pass_agrees_with_fp32(fmnist):
     # NHWC batches (the CUDA layout; haba's own instance norm on the CPU) score the same
     assert abs(protocol.test_accuracy(net, xte, yte, channels_last=True) - fp32) <= 0.001
     assert abs(protocol.test_accuracy(net, xte, yte, channels_last=True, amp="bf16") - fp32) <= 0.01
-    res = train_and_test(SMALL, (xtr, ytr), (xte, yte), spec=spec, epochs=10, lr=0.01, seed=0, device="cpu",
-                         amp="bf16")
+    res = train_and_test(SMALL, (xtr, ytr), (xte, yte), spec=spec, epochs=10, lr=0.01, seed=0, device="cpu", amp="bf16")
     assert res.accuracy > 0.5
-
 
 
 def test_test_pass_is_nchw_on_the_cpu_and_nhwc_on_cuda():

@@ -15,8 +15,6 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from habacli.artifact.codec import HabaArtifact, load_artifact, save_artifact
-from habacli.cli import main
-from habacli.errors import ConfigError
 from habacli.artifact.expand import (
     METADATA_NAME,
     PARQUET_NAME,
@@ -28,6 +26,8 @@ from habacli.artifact.expand import (
     write_parquet,
 )
 from habacli.artifact.grid import grid_layout, render_grid
+from habacli.cli import main
+from habacli.errors import ConfigError
 from habacli.networks.hallucinator import HallucinatorBank
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "formats" / "examples"
@@ -44,19 +44,40 @@ def read_png(path: Path) -> np.ndarray:
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
-def tiny_artifact(names: list[str], *, bases_per_class: int = 2, k: int = 2, size: int = 8,
-                  soft: bool = False) -> HabaArtifact:
+def tiny_artifact(
+    names: list[str], *, bases_per_class: int = 2, k: int = 2, size: int = 8, soft: bool = False
+) -> HabaArtifact:
     """A small valid artifact with arbitrary class names (3 channels, random bases)."""
     g = torch.Generator().manual_seed(0)
     c = len(names)
-    spec = {"name": "custom-test", "channels": 3, "height": size, "width": size, "num_classes": c,
-            "class_names": names, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "license": "test"}
+    spec = {
+        "name": "custom-test",
+        "channels": 3,
+        "height": size,
+        "width": size,
+        "num_classes": c,
+        "class_names": names,
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.25, 0.25, 0.25],
+        "license": "test",
+    }
     bases = torch.randn(c * bases_per_class, 3, size, size, generator=g)
     labels = torch.arange(c).repeat_interleave(bases_per_class)
     bank = HallucinatorBank(k, 3, 3, size, size, generator=g) if k else None
     logits = torch.randn(c * bases_per_class, c, generator=g) if soft else None
-    return HabaArtifact.build(bases, labels, bank, spec, spec["mean"], spec["std"], objective="dm",
-                              objective_config={}, ipc=bases_per_class, seed=0, soft_labels=logits)
+    return HabaArtifact.build(
+        bases,
+        labels,
+        bank,
+        spec,
+        spec["mean"],
+        spec["std"],
+        objective="dm",
+        objective_config={},
+        ipc=bases_per_class,
+        seed=0,
+        soft_labels=logits,
+    )
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -192,8 +213,23 @@ def test_parquet_has_hf_features(tmp_path):
 
 
 # ----------------------------------------------------------------------------- hostile names
-HOSTILE = ["../../evil", "/etc/passwd", "a\\b", "nul\x00byte", ".hidden", "CON", "", "..", "Dup", "dup",
-           "aux.txt", "tab\there", "   ", "x" * 300, "ok"]
+HOSTILE = [
+    "../../evil",
+    "/etc/passwd",
+    "a\\b",
+    "nul\x00byte",
+    ".hidden",
+    "CON",
+    "",
+    "..",
+    "Dup",
+    "dup",
+    "aux.txt",
+    "tab\there",
+    "   ",
+    "x" * 300,
+    "ok",
+]
 
 
 def test_sanitize_class_names():
@@ -268,8 +304,9 @@ def test_cli_expand_and_errors(tmp_path, capsys):
 def test_hostile_artifact_roundtrip_via_cli(tmp_path, capsys):
     art = tiny_artifact(["../x", "a/b"], bases_per_class=1, k=1)
     save_artifact(art, tmp_path / "a.safetensors")
-    code, out, err = run_cli(["expand", str(tmp_path / "a.safetensors"), "-o", str(tmp_path / "o"), "--grid",
-                              "--json"], capsys)
+    code, out, err = run_cli(
+        ["expand", str(tmp_path / "a.safetensors"), "-o", str(tmp_path / "o"), "--grid", "--json"], capsys
+    )
     assert code == 0, err
     doc = json.loads(out)
     assert doc["num_images"] == 2 and doc["class_dirs"] == ["_x", "a_b"]

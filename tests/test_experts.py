@@ -33,7 +33,12 @@ def test_expert_files_and_manifest(experts: Path) -> None:
 
     manifest = json.loads((experts / "manifest.json").read_text())
     assert manifest["dataset"] == FMNIST and manifest["model"] == "convnet" and manifest["zca"] is False
-    assert (manifest["lr"], manifest["momentum"], manifest["weight_decay"], manifest["batch_size"]) == (0.01, 0.0, 0.0, 256)
+    assert (manifest["lr"], manifest["momentum"], manifest["weight_decay"], manifest["batch_size"]) == (
+        0.01,
+        0.0,
+        0.0,
+        256,
+    )
     assert manifest["epochs"] == 2 and manifest["num_experts"] == 2 and manifest["train_images"] == 256
     assert "flip" in manifest["dsa"]["strategy"]  # fashion_mnist keeps flip (only digits drop it)
     net = get_network("convnet", channels=1, num_classes=10, height=28, width=28)
@@ -102,8 +107,9 @@ def test_shards_and_merge_rebuild_the_same_manifest(tmp_path: Path, experts: Pat
     out.mkdir()
     shutil.copy(experts / "expert_00001.safetensors", out)
     # shard 1/2 owns expert 1 only: already there, so nothing is trained
-    r = train_experts(FMNIST, num=2, epochs=2, out=out, subset=256, seed=0, device="cpu",
-                      data_dir=fashion_mnist_dir, shard="1/2")
+    r = train_experts(
+        FMNIST, num=2, epochs=2, out=out, subset=256, seed=0, device="cpu", data_dir=fashion_mnist_dir, shard="1/2"
+    )
     assert r.trained == [] and r.skipped == [1] and r.manifest["num_experts"] == 1
     shutil.copy(experts / "expert_00000.safetensors", out)
     merged = train_experts(FMNIST, out=out, merge=True).manifest
@@ -122,7 +128,9 @@ def test_bad_buffers(tmp_path: Path, experts: Path, fashion_mnist_dir: Path) -> 
         train_experts(FMNIST, out=bad, merge=True)
     # an expert of another configuration in the folder: training refuses to mix
     with pytest.raises(ExpertsError, match="another configuration .seed"):
-        train_experts(FMNIST, num=2, epochs=2, out=experts, subset=256, seed=1, device="cpu", data_dir=fashion_mnist_dir)
+        train_experts(
+            FMNIST, num=2, epochs=2, out=experts, subset=256, seed=1, device="cpu", data_dir=fashion_mnist_dir
+        )
     # a manifest that lies about the dataset
     lie = tmp_path / "lie"
     shutil.copytree(experts, lie)
@@ -150,7 +158,13 @@ def test_bad_options(tmp_path: Path) -> None:
 
 def test_cli_one_line_error_and_json(experts: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "habacli", "experts", *args], capture_output=True, text=True, check=False, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "habacli", "experts", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
 
     proc = run(FMNIST, "--shard", "2/2")
     assert proc.returncode == 2, proc.stderr

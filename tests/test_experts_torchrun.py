@@ -17,16 +17,52 @@ FMNIST = "fashion_mnist"
 def test_two_ranks_match_one_process(tmp_path: Path, fashion_mnist_dir: Path) -> None:
     # the same thread count in every process: floating-point reductions may depend on it
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = ["experts", FMNIST, "--num-experts", "2",  # torchrun would take --num for its --numa-binding
-            "--epochs", "1", "--subset", "128", "--seed", "5",
-            "--device", "cpu", "--data-dir", str(fashion_mnist_dir), "--quiet"]
-    one = subprocess.run([sys.executable, "-m", "habacli", *args, "--out", str(tmp_path / "one")],
-                         capture_output=True, text=True, check=False, env=env, timeout=600)
+    args = [
+        "experts",
+        FMNIST,
+        "--num-experts",
+        "2",  # torchrun would take --num for its --numa-binding
+        "--epochs",
+        "1",
+        "--subset",
+        "128",
+        "--seed",
+        "5",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(fashion_mnist_dir),
+        "--quiet",
+    ]
+    one = subprocess.run(
+        [sys.executable, "-m", "habacli", *args, "--out", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=600,
+    )
     assert one.returncode == 0, one.stderr
     two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "habacli", *args, "--out", str(tmp_path / "two"), "--json"],
-        capture_output=True, text=True, check=False, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "habacli",
+            *args,
+            "--out",
+            str(tmp_path / "two"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=600,
     )
     assert two.returncode == 0, two.stderr[-3000:]
     summary = json.loads(two.stdout)  # rank 0 only prints

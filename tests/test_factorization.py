@@ -9,8 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from habacli.distill.config import build_config, hallucinator_values, plan_budget
-from habacli.distill.run import Run, objective_class
-from habacli.errors import ConfigError
 from habacli.distill.factorization import (
     SyntheticSet,
     adversary_loss,
@@ -18,6 +16,8 @@ from habacli.distill.factorization import (
     sim_loss,
     supcon_loss,
 )
+from habacli.distill.run import Run, objective_class
+from habacli.errors import ConfigError
 from habacli.networks.hallucinator import HallucinatorBank, decode_all
 
 
@@ -102,8 +102,9 @@ def test_supcon_matches_the_definition():
 def test_adversary_loss_combines_its_terms():
     g = torch.Generator().manual_seed(4)
     z, logits, y = torch.rand(8, 5, generator=g), torch.randn(8, 3, generator=g), torch.tensor([0, 1, 2, 1])
-    parts = adversary_loss(z, logits, y, lambda_cls=1.0, lambda_sim=0.1, lambda_con=0.1, temperature=0.07,
-                           base_temperature=0.07)
+    parts = adversary_loss(
+        z, logits, y, lambda_cls=1.0, lambda_sim=0.1, lambda_con=0.1, temperature=0.07, base_temperature=0.07
+    )
     want = F.cross_entropy(logits, torch.cat([y, y])) + 0.1 * sim_loss(z[:4], z[4:]) + 0.1 * parts["con"]
     assert parts["loss"].item() == pytest.approx(want.item(), rel=1e-6)
 
@@ -117,19 +118,27 @@ def test_budget_rules():
     cfg10 = build_config("fashion_mnist", "dm", 10, preset="quick", overrides={"budget": "matched"})
     b = plan_budget(cfg10, num_classes=10, channels=1, height=28, width=28)
     assert b.bases_per_class == 9 and b.total_values <= b.baseline_values
-    paper = plan_budget(build_config("cifar10", "dm", 1, preset="paper"), num_classes=10, channels=3, height=32, width=32)
+    paper = plan_budget(
+        build_config("cifar10", "dm", 1, preset="paper"), num_classes=10, channels=3, height=32, width=32
+    )
     assert paper.total_values == 30720 + 27840 and paper.overhead == pytest.approx(27840 / 30720)
 
 
 # ------------------------------------------------------------------------- the engine on real data
 
+
 @pytest.fixture(scope="module")
 def run(fashion_mnist_dir):
     torch.set_num_threads(2)
     cls = objective_class("dm")
-    cfg = build_config("fashion_mnist", "dm", 1, preset="quick", objective_defaults=cls.defaults,
-                       overrides={"hallucinators": 3, "batch_real": 16, "eval_every": 0, "device": "cpu",
-                                  "checkpoint_every": 0})
+    cfg = build_config(
+        "fashion_mnist",
+        "dm",
+        1,
+        preset="quick",
+        objective_defaults=cls.defaults,
+        overrides={"hallucinators": 3, "batch_real": 16, "eval_every": 0, "device": "cpu", "checkpoint_every": 0},
+    )
     return Run(cfg, cls, data_dir=fashion_mnist_dir)
 
 

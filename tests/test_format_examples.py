@@ -25,8 +25,8 @@ def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray],
     """A minimal safetensors reader from the container rules (spec section 1)."""
     data = path.read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    payload = data[8 + n:]
+    header = json.loads(data[8 : 8 + n])
+    payload = data[8 + n :]
     meta = header.pop("__metadata__", {})
     tensors = {}
     for name, e in header.items():
@@ -43,21 +43,23 @@ def spec_decode(doc: dict, t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.nda
     if k == 0:
         y = bases[:, None]  # [n, 1, c, H, W]
     else:
-        h = {name: t["hallucinators." + name].astype(np.float64) for name in
-             ("enc_weight", "enc_bias", "scale", "shift", "dec_weight", "dec_bias")}
+        h = {
+            name: t["hallucinators." + name].astype(np.float64)
+            for name in ("enc_weight", "enc_bias", "scale", "shift", "dec_weight", "dec_bias")
+        }
         s = doc["hallucinators"]["kernel_size"]
         hh, ww = bases.shape[2] - s + 1, bases.shape[3] - s + 1
         e = np.zeros((n, k, h["enc_weight"].shape[1], hh, ww))
         for u in range(s):
             for v in range(s):
-                e += np.einsum("nihw,koi->nkohw", bases[:, :, u:u + hh, v:v + ww], h["enc_weight"][:, :, :, u, v])
+                e += np.einsum("nihw,koi->nkohw", bases[:, :, u : u + hh, v : v + ww], h["enc_weight"][:, :, :, u, v])
         e += h["enc_bias"][None, :, :, None, None]
         m = e * h["scale"][None] + h["shift"][None]
         c = h["dec_weight"].shape[2]
         y = np.zeros((n, k, c, bases.shape[2], bases.shape[3]))
         for u in range(s):
             for v in range(s):
-                y[:, :, :, u:u + hh, v:v + ww] += np.einsum("nkihw,kio->nkohw", m, h["dec_weight"][:, :, :, u, v])
+                y[:, :, :, u : u + hh, v : v + ww] += np.einsum("nkihw,kio->nkohw", m, h["dec_weight"][:, :, :, u, v])
         y += h["dec_bias"][None, :, :, None, None]
     y = y.reshape(n * max(k, 1), *y.shape[2:])
     if doc["zca"] is not None:
@@ -84,8 +86,11 @@ def test_independent_reader_matches_reference(name: str) -> None:
     assert hashlib.sha256(payload).hexdigest() == doc["payload_sha256"]
     _, expected, _ = read_safetensors(EXAMPLES / f"{name}.expected.safetensors")
     images, labels = spec_decode(doc, tensors)
-    assert images.shape == expected["images"].shape == (doc["num_images"], doc["dataset"]["channels"],
-                                                        doc["dataset"]["height"], doc["dataset"]["width"])
+    assert (
+        images.shape
+        == expected["images"].shape
+        == (doc["num_images"], doc["dataset"]["channels"], doc["dataset"]["height"], doc["dataset"]["width"])
+    )
     assert np.array_equal(labels, expected["labels"])
     diff = np.abs(images.astype(int) - expected["images"].astype(int))
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
@@ -141,8 +146,19 @@ def test_readme_lists_the_shipped_files() -> None:
 
 @pytest.mark.slow  # loads all of Fashion-MNIST and refits the ZCA (~5-15 s)
 def test_generator_is_deterministic(tmp_path: Path, fashion_mnist_dir: Path) -> None:
-    subprocess.run([sys.executable, str(EXAMPLES / "make_examples.py"), "--data-dir", str(fashion_mnist_dir),
-                    "--out", str(tmp_path)], check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "make_examples.py"),
+            "--data-dir",
+            str(fashion_mnist_dir),
+            "--out",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
     for name in NAMES:
         for suffix in (".safetensors", ".expected.safetensors"):
             new, old = tmp_path / (name + suffix), EXAMPLES / (name + suffix)
@@ -153,8 +169,11 @@ def test_generator_is_deterministic(tmp_path: Path, fashion_mnist_dir: Path) -> 
             meta_old, t_old, _ = read_safetensors(old)
             assert t_new.keys() == t_old.keys()
             for key in t_new:
-                np.testing.assert_allclose(t_new[key].astype(float), t_old[key].astype(float), atol=1.0 if
-                                           t_new[key].dtype == np.uint8 else 1e-4)
+                np.testing.assert_allclose(
+                    t_new[key].astype(float),
+                    t_old[key].astype(float),
+                    atol=1.0 if t_new[key].dtype == np.uint8 else 1e-4,
+                )
             if "haba" in meta_new:
                 d_new, d_old = json.loads(meta_new["haba"]), json.loads(meta_old["haba"])
                 for d in (d_new, d_old):

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from habacli.networks import hallucinator as hal
 from habacli.errors import ConfigError
+from habacli.networks import hallucinator as hal
 from habacli.networks.hallucinator import HallucinatorBank, decode_all
 
 
@@ -140,6 +140,7 @@ def test_out_of_range_index() -> None:
 
 # ------------------------------------------------------------------ the opt-in near-identity init
 
+
 def _fashion_batch(fm_dir, n: int = 200) -> torch.Tensor:
     """``n`` real Fashion-MNIST test images, standardised as the model space is (std 1 overall)."""
     from habacli.data import load_split
@@ -180,8 +181,9 @@ def test_identity_init_keeps_the_contrast_of_real_images(fashion_mnist_dir) -> N
         # the official init leaves a random-filtered, faint image; near-identity keeps the basis
         assert off.std() < 0.5
         assert ident.std() > 0.85
-        corr = torch.corrcoef(torch.stack([ident[..., 1:-1, 1:-1].flatten(),
-                                           x[None].expand_as(ident)[..., 1:-1, 1:-1].flatten()]))[0, 1]
+        corr = torch.corrcoef(
+            torch.stack([ident[..., 1:-1, 1:-1].flatten(), x[None].expand_as(ident)[..., 1:-1, 1:-1].flatten()])
+        )[0, 1]
         assert corr > 0.95
 
 

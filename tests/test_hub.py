@@ -16,17 +16,18 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from habacli.hub import transfer as hub
-from habacli.hub import http as hub_http
-from habacli.errors import ArtifactError, HubAuthError, HubError, UsageError
-from habacli.hub.refs import HubRef, parse_hub_ref, parse_repo_spec, validate_repo_id
 from hubserver import HubServer
+
+from habacli.errors import ArtifactError, HubAuthError, HubError, UsageError
+from habacli.hub import http as hub_http
+from habacli.hub import transfer as hub
+from habacli.hub.refs import HubRef, parse_hub_ref, parse_repo_spec, validate_repo_id
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- fixtures --------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def hub_server():
@@ -42,8 +43,16 @@ def _no_faults(hub_server):
     hub_server.clear_faults()
 
 
-def _make_artifact(path: Path, fashion_mnist_dir: Path, *, per_class: int, hallucinators: int, objective: str,
-                   seed: int, learned_lr: float | None = None) -> Path:
+def _make_artifact(
+    path: Path,
+    fashion_mnist_dir: Path,
+    *,
+    per_class: int,
+    hallucinators: int,
+    objective: str,
+    seed: int,
+    learned_lr: float | None = None,
+) -> Path:
     import torch
 
     from habacli.artifact.codec import HabaArtifact, save_artifact
@@ -52,14 +61,24 @@ def _make_artifact(path: Path, fashion_mnist_dir: Path, *, per_class: int, hallu
 
     spec = get_spec("fashion_mnist")
     split = load_split("fashion_mnist", "test", data_dir=fashion_mnist_dir)
-    idx = torch.cat([(split.labels == c).nonzero().flatten()[seed:seed + per_class] for c in range(10)])
+    idx = torch.cat([(split.labels == c).nonzero().flatten()[seed : seed + per_class] for c in range(10)])
     x = split.images[idx].float() / 255
     mean, std = torch.tensor(spec.mean).view(1, -1, 1, 1), torch.tensor(spec.std).view(1, -1, 1, 1)
     bank = HallucinatorBank(hallucinators, 1, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
-    art = HabaArtifact.build((x - mean) / std, split.labels[idx], bank, spec, spec.mean, spec.std,
-                             objective=objective, objective_config={"note": "test artifact"}, ipc=per_class,
-                             seed=seed, learned_lr=learned_lr,
-                             extra={"evaluation": {"convnet": {"mean": 0.61, "std": 0.02, "accs": [0.59, 0.63]}}})
+    art = HabaArtifact.build(
+        (x - mean) / std,
+        split.labels[idx],
+        bank,
+        spec,
+        spec.mean,
+        spec.std,
+        objective=objective,
+        objective_config={"note": "test artifact"},
+        ipc=per_class,
+        seed=seed,
+        learned_lr=learned_lr,
+        extra={"evaluation": {"convnet": {"mean": 0.61, "std": 0.02, "accs": [0.59, 0.63]}}},
+    )
     return save_artifact(art, path)
 
 
@@ -67,25 +86,39 @@ def _make_artifact(path: Path, fashion_mnist_dir: Path, *, per_class: int, hallu
 def artifacts(tmp_path_factory, fashion_mnist_dir) -> tuple[Path, Path]:
     """Two different real artifacts: HaBa+DM (IPC 2, K=2) and HaBa+MTT (IPC 1, K=3, learned lr)."""
     d = tmp_path_factory.mktemp("artifacts")
-    a = _make_artifact(d / "fm-dm.safetensors", fashion_mnist_dir, per_class=2, hallucinators=2, objective="dm",
-                       seed=0)
-    b = _make_artifact(d / "fm-mtt.safetensors", fashion_mnist_dir, per_class=1, hallucinators=3, objective="mtt",
-                       seed=1, learned_lr=0.01)
+    a = _make_artifact(d / "fm-dm.safetensors", fashion_mnist_dir, per_class=2, hallucinators=2, objective="dm", seed=0)
+    b = _make_artifact(
+        d / "fm-mtt.safetensors",
+        fashion_mnist_dir,
+        per_class=1,
+        hallucinators=3,
+        objective="mtt",
+        seed=1,
+        learned_lr=0.01,
+    )
     return a, b
 
 
 def _env(server: HubServer, home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE")}
-    env.update(HF_ENDPOINT=server.url, HF_HOME=str(home), HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1",
-               HF_HUB_DISABLE_PROGRESS_BARS="1", HABA_HUB_TIMEOUT="20", PYTHONPATH=str(REPO_ROOT))
+    env.update(
+        HF_ENDPOINT=server.url,
+        HF_HOME=str(home),
+        HF_HUB_DISABLE_XET="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        HABA_HUB_TIMEOUT="20",
+        PYTHONPATH=str(REPO_ROOT),
+    )
     env.update(extra)
     return env
 
 
 def haba(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     """Run the CLI in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "habacli", *args], env=env, capture_output=True, text=True,
-                          timeout=180, cwd=REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "habacli", *args], env=env, capture_output=True, text=True, timeout=180, cwd=REPO_ROOT
+    )
 
 
 def _one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -103,13 +136,21 @@ def _card_meta(text: str) -> dict:
 
 # -- references ------------------------------------------------------------------------------
 
+
 def test_parse_references():
     assert parse_hub_ref("hf://datasets/org/name") == HubRef("org/name", None, None)
     assert parse_hub_ref("hf://datasets/org/name@v1/sub/x.safetensors") == HubRef("org/name", "v1", "sub/x.safetensors")
     assert parse_hub_ref("hf://datasets/org/name@refs%2Fpr%2F3").revision == "refs/pr/3"
     assert parse_repo_spec("org/name@abc").revision == "abc" and parse_repo_spec("org/name").file == "haba.safetensors"
-    for bad in ("hf://org/name", "hf://models/org/name", "hf://datasets/org", "hf://datasets/org/na--me",
-                "hf://datasets/org/name@", "hf://datasets/org/name/../x", "hf://datasets/org/name@a..b"):
+    for bad in (
+        "hf://org/name",
+        "hf://models/org/name",
+        "hf://datasets/org",
+        "hf://datasets/org/na--me",
+        "hf://datasets/org/name@",
+        "hf://datasets/org/name/../x",
+        "hf://datasets/org/name@a..b",
+    ):
         with pytest.raises(UsageError):
             parse_hub_ref(bad)
     for bad in ("noslash", "a/b/c", "org/.hidden", "org/name.git", "-org/name", "org/na..me", "org/" + "x" * 97, ""):
@@ -118,6 +159,7 @@ def test_parse_references():
 
 
 # -- push / pull through the CLI -------------------------------------------------------------
+
 
 def test_cli_push_pull_private_offline_and_no_token_leak(hub_server, artifacts, tmp_path):
     art, _ = artifacts
@@ -201,6 +243,7 @@ def test_failed_commit_leaves_repo_unchanged(hub_server, artifacts, monkeypatch)
 
 # -- push / pull in-process ------------------------------------------------------------------
 
+
 def test_repush_new_revision_old_still_pullable_and_card(hub_server, artifacts, tmp_path):
     art, other = artifacts
     first = hub.push(art, "org/fm-history", token=hub_server.token, endpoint=hub_server.url)
@@ -219,9 +262,16 @@ def test_repush_new_revision_old_still_pullable_and_card(hub_server, artifacts, 
     assert meta["size_categories"] == ["n<1K"] and "viewer" not in meta
     assert meta["configs"][0]["data_files"][0]["path"] == "expanded/train-*.parquet"
     body = files["README.md"].decode()
-    for needle in ("haba pull org/fm-history", "haba expand hf://datasets/org/fm-history", "haba evaluate",
-                   "@inproceedings{liu2022dataset", "Matching Training Trajectories", "0.61 ± 0.02 (2 runs)",
-                   "learned learning rate | 0.01", "load_dataset(\"org/fm-history\""):
+    for needle in (
+        "haba pull org/fm-history",
+        "haba expand hf://datasets/org/fm-history",
+        "haba evaluate",
+        "@inproceedings{liu2022dataset",
+        "Matching Training Trajectories",
+        "0.61 ± 0.02 (2 runs)",
+        "learned learning rate | 0.01",
+        'load_dataset("org/fm-history"',
+    ):
         assert needle in body, needle
     old_meta = _card_meta(old.card.read_text())
     assert old_meta["viewer"] is False and "configs" not in old_meta and "dm" in old_meta["tags"]
@@ -298,12 +348,15 @@ def test_rejects_pickles_and_non_artifacts(hub_server, artifacts, tmp_path):
     from safetensors.torch import save
 
     art, _ = artifacts
-    hub_server.put_files("org/evil", {
-        "haba.safetensors": pickle.dumps({"bases": [1, 2, 3]}, protocol=4),
-        "zip.safetensors": (lambda b: (torch.save({"x": torch.zeros(2)}, b), b.getvalue())[1])(io.BytesIO()),
-        "plain.safetensors": save({"x": torch.zeros(3)}),
-        "corrupt.safetensors": art.read_bytes()[:-4] + b"\x00\x00\x00\x01",
-    })
+    hub_server.put_files(
+        "org/evil",
+        {
+            "haba.safetensors": pickle.dumps({"bases": [1, 2, 3]}, protocol=4),
+            "zip.safetensors": (lambda b: (torch.save({"x": torch.zeros(2)}, b), b.getvalue())[1])(io.BytesIO()),
+            "plain.safetensors": save({"x": torch.zeros(3)}),
+            "corrupt.safetensors": art.read_bytes()[:-4] + b"\x00\x00\x00\x01",
+        },
+    )
     with pytest.raises(ArtifactError, match="pickle"):
         hub.pull("org/evil", endpoint=hub_server.url)
     with pytest.raises(ArtifactError, match="pickle|zip"):
@@ -368,10 +421,26 @@ def test_card_license_size_and_plain_baseline():
     assert hub_license("unspecified (CIFAR terms: cite Krizhevsky 2009)") == ("unknown", None)
     assert hub_license("non-commercial use only (SVHN terms)") == ("other", "non-commercial-use-only-svhn-terms")
     assert [size_category(n) for n in (0, 999, 1000, 50_000, 2_000_000)] == [
-        "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "1M<n<10M"]
-    facts = CardFacts(dataset="svhn", num_classes=10, channels=3, height=32, width=32,
-                      license="non-commercial use only (SVHN terms)", objective="dc", ipc=10, num_bases=100,
-                      num_hallucinators=0, num_images=100, sources=["http://ufldl.stanford.edu/housenumbers/"])
+        "n<1K",
+        "n<1K",
+        "1K<n<10K",
+        "10K<n<100K",
+        "1M<n<10M",
+    ]
+    facts = CardFacts(
+        dataset="svhn",
+        num_classes=10,
+        channels=3,
+        height=32,
+        width=32,
+        license="non-commercial use only (SVHN terms)",
+        objective="dc",
+        ipc=10,
+        num_bases=100,
+        num_hallucinators=0,
+        num_images=100,
+        sources=["http://ufldl.stanford.edu/housenumbers/"],
+    )
     card = render_card(facts, repo_id="org/svhn-dc", filename="haba.safetensors", with_images=False, preview=None)
     meta = _card_meta(card)
     assert meta["license"] == "other" and meta["license_name"] == "non-commercial-use-only-svhn-terms"

@@ -6,10 +6,9 @@ import hashlib
 
 import httpx2
 import pytest
+from hubserver import HubServer, git_blob_sha1
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_download
 from huggingface_hub import errors as hf
-
-from hubserver import HubServer, git_blob_sha1
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +34,18 @@ def test_create_commit_history_and_download(server, api, tmp_path):
     with pytest.raises(hf.HfHubHTTPError) as e:
         api.create_repo("org/hist", repo_type="dataset")
     assert e.value.response.status_code == 409
-    first = api.create_commit("org/hist", [_add("a.bin", b"one"), _add("d/b.txt", b"x")], commit_message="1",
-                              repo_type="dataset").oid
-    second = api.create_commit("org/hist", [_add("a.bin", b"two"), CommitOperationDelete("d/")], commit_message="2",
-                               repo_type="dataset").oid
+    first = api.create_commit(
+        "org/hist", [_add("a.bin", b"one"), _add("d/b.txt", b"x")], commit_message="1", repo_type="dataset"
+    ).oid
+    second = api.create_commit(
+        "org/hist", [_add("a.bin", b"two"), CommitOperationDelete("d/")], commit_message="2", repo_type="dataset"
+    ).oid
     assert first != second and server.head("org/hist") == second
     assert set(server.files("org/hist", first)) == {".gitattributes", "a.bin", "d/b.txt"}
     assert set(server.files("org/hist")) == {".gitattributes", "a.bin"}
-    old = hf_hub_download("org/hist", "a.bin", repo_type="dataset", revision=first, endpoint=server.url,
-                          cache_dir=tmp_path)
+    old = hf_hub_download(
+        "org/hist", "a.bin", repo_type="dataset", revision=first, endpoint=server.url, cache_dir=tmp_path
+    )
     new = hf_hub_download("org/hist", "a.bin", repo_type="dataset", endpoint=server.url, cache_dir=tmp_path)
     assert open(old, "rb").read() == b"one" and open(new, "rb").read() == b"two"
     titles = [c.title for c in api.list_repo_commits("org/hist", repo_type="dataset")]
@@ -56,13 +58,18 @@ def test_commit_is_atomic_and_checks_parent(server, api):
     api.create_repo("org/atomic", repo_type="dataset")
     head = server.head("org/atomic")
     with pytest.raises(hf.HfHubHTTPError):  # deleting a missing file fails the whole commit
-        api.create_commit("org/atomic", [_add("new.bin", b"data"), CommitOperationDelete("missing.bin")],
-                          commit_message="bad", repo_type="dataset")
+        api.create_commit(
+            "org/atomic",
+            [_add("new.bin", b"data"), CommitOperationDelete("missing.bin")],
+            commit_message="bad",
+            repo_type="dataset",
+        )
     assert server.head("org/atomic") == head and "new.bin" not in server.files("org/atomic")
     api.create_commit("org/atomic", [_add("x", b"1")], commit_message="ok", repo_type="dataset", parent_commit=head)
     with pytest.raises(hf.HfHubHTTPError) as e:  # stale parent
-        api.create_commit("org/atomic", [_add("y", b"2")], commit_message="stale", repo_type="dataset",
-                          parent_commit=head)
+        api.create_commit(
+            "org/atomic", [_add("y", b"2")], commit_message="stale", repo_type="dataset", parent_commit=head
+        )
     assert e.value.response.status_code == 412 and "y" not in server.files("org/atomic")
     server.inject("commit", status=500)
     with pytest.raises(hf.HfHubHTTPError):
@@ -73,13 +80,19 @@ def test_commit_is_atomic_and_checks_parent(server, api):
 def test_validate_yaml_parses_front_matter(api):
     api.create_repo("org/card", repo_type="dataset")
     with pytest.raises(ValueError, match="Invalid metadata"):
-        api.create_commit("org/card", [_add("README.md", b"---\nlicense: [mit\n---\n# x\n")], commit_message="c",
-                          repo_type="dataset")
+        api.create_commit(
+            "org/card", [_add("README.md", b"---\nlicense: [mit\n---\n# x\n")], commit_message="c", repo_type="dataset"
+        )
     with pytest.raises(ValueError, match="tags"):
-        api.create_commit("org/card", [_add("README.md", b"---\ntags: one\n---\n# x\n")], commit_message="c",
-                          repo_type="dataset")
-    api.create_commit("org/card", [_add("README.md", b"---\nlicense: mit\ntags: [a]\n---\n# x\n")],
-                      commit_message="c", repo_type="dataset")
+        api.create_commit(
+            "org/card", [_add("README.md", b"---\ntags: one\n---\n# x\n")], commit_message="c", repo_type="dataset"
+        )
+    api.create_commit(
+        "org/card",
+        [_add("README.md", b"---\nlicense: mit\ntags: [a]\n---\n# x\n")],
+        commit_message="c",
+        repo_type="dataset",
+    )
 
 
 def test_auth_private_and_wrong_token(server, api, tmp_path):
@@ -89,8 +102,9 @@ def test_auth_private_and_wrong_token(server, api, tmp_path):
     with pytest.raises(hf.RepositoryNotFoundError):
         anon.repo_info("org/secret", repo_type="dataset")
     with pytest.raises(hf.RepositoryNotFoundError):
-        hf_hub_download("org/secret", "f.bin", repo_type="dataset", endpoint=server.url, token=False,
-                        cache_dir=tmp_path)
+        hf_hub_download(
+            "org/secret", "f.bin", repo_type="dataset", endpoint=server.url, token=False, cache_dir=tmp_path
+        )
     assert api.repo_info("org/secret", repo_type="dataset").private is True
     with pytest.raises(hf.HfHubHTTPError) as e:
         HfApi(endpoint=server.url, token="hf_wrongwrongwrong").repo_info("org/secret", repo_type="dataset")

@@ -12,8 +12,15 @@ import pytest
 from habacli.data.cifar import _ALLOWED
 from habacli.data.inert_pickle import PickleDataError, RefusedGlobal, load_data_checked
 
-DATA = {b"batch_label": b"training batch 1 of 5", b"labels": [0, 9, 3, -1, 2**40], "f": 0.25, "t": (1, None, True),
-        "u": "caf\u00e9", "nested": {"x": [[], {}, ()]}, "big": -(2**100)}
+DATA = {
+    b"batch_label": b"training batch 1 of 5",
+    b"labels": [0, 9, 3, -1, 2**40],
+    "f": 0.25,
+    "t": (1, None, True),
+    "u": "caf\u00e9",
+    "nested": {"x": [[], {}, ()]},
+    "big": -(2**100),
+}
 
 
 @pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4])
@@ -56,7 +63,12 @@ def test_malformed_streams_raise(blob):
 
 def test_the_package_never_imports_pickle():
     root = Path(__file__).resolve().parents[1] / "habacli"
-    offenders = [str(p) for p in root.rglob("*.py")
-                 if any(line.strip().startswith(("import pickle", "from pickle", "import cPickle", "import dill"))
-                        for line in p.read_text().splitlines())]
+    offenders = [
+        str(p)
+        for p in root.rglob("*.py")
+        if any(
+            line.strip().startswith(("import pickle", "from pickle", "import cPickle", "import dill"))
+            for line in p.read_text().splitlines()
+        )
+    ]
     assert offenders == []

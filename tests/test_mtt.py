@@ -48,17 +48,17 @@ def _real_bases(fashion_mnist_dir: Path, n: int) -> tuple[torch.Tensor, torch.Te
 def test_constant_memory_gradient_equals_unrolled(fashion_mnist_dir: Path) -> None:
     """Exact TESLA-style gradient == full unroll for bases, hallucinator params and alpha (float64),
     with the real ConvNet, a real hallucinator bank, real per-sample DSA and Fashion-MNIST bases."""
-    from habacli.transforms.augment import dsa_for
     from habacli.data import get_spec
     from habacli.experts.layout import ParamLayout
-    from habacli.networks.hallucinator import HallucinatorBank, apply_one
     from habacli.networks import get_network
+    from habacli.networks.hallucinator import HallucinatorBank, apply_one
     from habacli.objectives.mtt import surrogate_loss
     from habacli.objectives.tesla import (
         StudentStep,
         constant_memory_match,
         unrolled_match,
     )
+    from habacli.transforms.augment import dsa_for
 
     spec = get_spec(FMNIST)
     g = torch.Generator().manual_seed(3)
@@ -107,16 +107,37 @@ def test_constant_memory_gradient_equals_unrolled(fashion_mnist_dir: Path) -> No
 def _distill(tmp: Path, data_dir: Path, experts: Path, **options):
     from habacli.distill.run import distill
 
-    opts = {"experts": str(experts), "syn_steps": 2, "max_start_epoch": 1, "expert_epochs": 1, "eval_every": 0,
-            "lr_img": 100.0, "lr_lr": 1e-5, "lr_teacher": 0.01, "checkpoint_every": 0}
+    opts = {
+        "experts": str(experts),
+        "syn_steps": 2,
+        "max_start_epoch": 1,
+        "expert_epochs": 1,
+        "eval_every": 0,
+        "lr_img": 100.0,
+        "lr_lr": 1e-5,
+        "lr_teacher": 0.01,
+        "checkpoint_every": 0,
+    }
     opts.update(options)
     events = []
-    result = distill(FMNIST, ipc=1, baseline="mtt", out=tmp / "mtt.haba.safetensors", iterations=opts.pop("iterations", 5),
-                     seed=0, device="cpu", data_dir=data_dir, options=opts, progress=events.append)
+    result = distill(
+        FMNIST,
+        ipc=1,
+        baseline="mtt",
+        out=tmp / "mtt.haba.safetensors",
+        iterations=opts.pop("iterations", 5),
+        seed=0,
+        device="cpu",
+        data_dir=data_dir,
+        options=opts,
+        progress=events.append,
+    )
     return result, [e.stats for e in events if e.kind == "iteration"]
 
 
-def test_mtt_end_to_end_loss_decreases_and_saves_alpha(tmp_path: Path, fashion_mnist_dir: Path, one_expert: Path) -> None:
+def test_mtt_end_to_end_loss_decreases_and_saves_alpha(
+    tmp_path: Path, fashion_mnist_dir: Path, one_expert: Path
+) -> None:
     """5 HaBa+MTT iterations on one fixed expert and start epoch: L_MTT falls, alpha moves and is saved."""
     from habacli.artifact.codec import load_artifact
 
@@ -140,8 +161,9 @@ def test_bf16_student_steps_track_the_fp32_meta_gradient(fashion_mnist_dir: Path
     from habacli.networks import get_network
     from habacli.objectives.tesla import StudentStep, unrolled_match
 
-    net = get_network("convnet", channels=1, num_classes=10, height=28, width=28,
-                      generator=torch.Generator().manual_seed(0))
+    net = get_network(
+        "convnet", channels=1, num_classes=10, height=28, width=28, generator=torch.Generator().manual_seed(0)
+    )
     for p in net.parameters():
         p.requires_grad_(False)
     layout = ParamLayout.of(net)
@@ -153,7 +175,7 @@ def test_bf16_student_steps_track_the_fp32_meta_gradient(fashion_mnist_dir: Path
         x = bases.float().clone().requires_grad_(True)
         alpha = torch.tensor(0.01, requires_grad=True)
         autocast = lambda mode=mode: torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16")
-        steps = [StudentStep(lambda: x, lambda t: t, labels) for _ in range(4)]
+        steps = [StudentStep(lambda: x, lambda t: t, labels) for _ in range(4)]  # noqa: B023 - used at once
         loss = unrolled_match(net, layout, theta0, theta_star, alpha, steps, autocast)
         results[mode] = (float(loss.detach()), *torch.autograd.grad(loss, (x, alpha)))
     (l32, g32, a32), (l16, g16, a16) = results["fp32"], results["bf16"]
@@ -174,12 +196,13 @@ def test_amp_bf16_reaches_mtt_student_steps(tmp_path: Path, fashion_mnist_dir: P
 
 
 def test_compile_fuses_the_instance_norm_double_backward_with_the_same_path(
-        tmp_path: Path, fashion_mnist_dir: Path, one_expert: Path) -> None:
+    tmp_path: Path, fashion_mnist_dir: Path, one_expert: Path
+) -> None:
     """`--compile` runs MTT's instance-norm double backward as one compiled kernel: the seeded run
     follows the eager path (float32 rounding only), and the kernel was built without a fallback."""
-    from habacli.networks import instancenorm
-
     import warnings
+
+    from habacli.networks import instancenorm
 
     (tmp_path / "eager").mkdir()
     (tmp_path / "fused").mkdir()
@@ -239,13 +262,37 @@ def test_corrupted_shard_is_a_one_line_cli_error(tmp_path: Path, fashion_mnist_d
     with pytest.raises(ExpertsError, match="checksum mismatch"):
         buf.rows(0, [0, 1])
     cfg = tmp_path / "mtt.toml"
-    cfg.write_text(f'experts = "{bad}"\nsyn_steps = 1\nmax_start_epoch = 1\nexpert_epochs = 1\n'
-                   "eval_every = 0\ncheckpoint_every = 0\n")
+    cfg.write_text(
+        f'experts = "{bad}"\nsyn_steps = 1\nmax_start_epoch = 1\nexpert_epochs = 1\n'
+        "eval_every = 0\ncheckpoint_every = 0\n"
+    )
     # two experts, one corrupted: the first two iterations visit both
     proc = subprocess.run(
-        [sys.executable, "-m", "habacli", "distill", FMNIST, "--ipc", "1", "--baseline", "mtt", "--iterations", "2",
-         "--config", str(cfg), "--device", "cpu", "--data-dir", str(fashion_mnist_dir), "--out", str(tmp_path / "o.safetensors")],
-        capture_output=True, text=True, check=False, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "habacli",
+            "distill",
+            FMNIST,
+            "--ipc",
+            "1",
+            "--baseline",
+            "mtt",
+            "--iterations",
+            "2",
+            "--config",
+            str(cfg),
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(fashion_mnist_dir),
+            "--out",
+            str(tmp_path / "o.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -258,12 +305,31 @@ def test_resume_is_exact(tmp_path: Path, fashion_mnist_dir: Path, experts: Path)
     from habacli.artifact.codec import load_artifact
     from habacli.distill.run import distill
 
-    opts = {"experts": str(experts), "syn_steps": 2, "max_start_epoch": 1, "expert_epochs": 1, "eval_every": 0,
-            "lr_img": 100.0, "lr_lr": 1e-5, "lr_teacher": 0.01, "checkpoint_every": 1}
+    opts = {
+        "experts": str(experts),
+        "syn_steps": 2,
+        "max_start_epoch": 1,
+        "expert_epochs": 1,
+        "eval_every": 0,
+        "lr_img": 100.0,
+        "lr_lr": 1e-5,
+        "lr_teacher": 0.01,
+        "checkpoint_every": 1,
+    }
 
     def run(out: Path, iterations: int, resume: bool = False):
-        return distill(FMNIST, ipc=1, baseline="mtt", out=out, iterations=iterations, seed=0, device="cpu",
-                       data_dir=fashion_mnist_dir, options=dict(opts), resume=resume)
+        return distill(
+            FMNIST,
+            ipc=1,
+            baseline="mtt",
+            out=out,
+            iterations=iterations,
+            seed=0,
+            device="cpu",
+            data_dir=fashion_mnist_dir,
+            options=dict(opts),
+            resume=resume,
+        )
 
     full = load_artifact(run(tmp_path / "full.safetensors", 2).artifact_path)
     run(tmp_path / "split.safetensors", 1)

@@ -16,9 +16,20 @@ from habacli.errors import ConfigError, UnknownNameError
 from habacli.networks import NETWORKS, default_network, get_network, list_networks
 
 REQUIRED = [
-    "convnet", "convnet_bn", "convnet_ln", "convnet_nn", "convnet_gn",
-    *[f"convnetd{d}" for d in range(1, 6)], *[f"convnetw{w}" for w in (32, 64, 128, 256)],
-    "resnet18", "resnet18_bn", "resnet18_ap", "resnet18_bn_ap", "vgg11", "vgg11_bn", "alexnet",
+    "convnet",
+    "convnet_bn",
+    "convnet_ln",
+    "convnet_nn",
+    "convnet_gn",
+    *[f"convnetd{d}" for d in range(1, 6)],
+    *[f"convnetw{w}" for w in (32, 64, 128, 256)],
+    "resnet18",
+    "resnet18_bn",
+    "resnet18_ap",
+    "resnet18_bn_ap",
+    "vgg11",
+    "vgg11_bn",
+    "alexnet",
 ]
 BIG = {"resnet18", "resnet18_bn", "resnet18_ap", "resnet18_bn_ap", "vgg11", "vgg11_bn", "alexnet"}
 # (channels, height, width): Fashion-MNIST/MNIST, CIFAR, Tiny, small and odd imagefolder sizes
@@ -174,6 +185,7 @@ def test_channels_last_gives_the_same_outputs(name):
 
 def test_generator_seeds_init_without_touching_the_global_rng():
     state = torch.random.get_rng_state()
+
     def seeded(seed: int) -> torch.nn.Module:
         g = torch.Generator().manual_seed(seed)
         return get_network("convnet", channels=3, num_classes=10, height=32, width=32, generator=g)
@@ -327,8 +339,10 @@ def test_instance_norm_on_channels_last_maps_matches_nchw_to_second_order(hw):
         assert y.grad_fn.name() == "_InstanceNorm" + "Backward"
         dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
         first = torch.autograd.grad(y, (x, norm.weight, norm.bias), dy, create_graph=True)
-        up = [torch.randn(t.shape, generator=torch.Generator().manual_seed(2 + i), dtype=torch.float64)
-              for i, t in enumerate(first)]
+        up = [
+            torch.randn(t.shape, generator=torch.Generator().manual_seed(2 + i), dtype=torch.float64)
+            for i, t in enumerate(first)
+        ]
         second = torch.autograd.grad(first, (x, norm.weight), up)
         outs[name] = (y, *first, *second)
         if name == "nhwc":
@@ -355,7 +369,7 @@ def test_instance_norm_on_channels_last_maps_matches_nchw_to_second_order(hw):
         yb = n32(xb)
         assert yb.dtype == torch.bfloat16 and yb.is_contiguous(memory_format=torch.channels_last)
         refb = F.group_norm(xb.double(), 4, norm.weight, norm.bias)
-        assert (yb.double() - refb).abs().max().item() <= 2 ** -7 * refb.abs().max().item()
+        assert (yb.double() - refb).abs().max().item() <= 2**-7 * refb.abs().max().item()
 
 
 def test_instance_norm_bf16_double_backward_is_closer_to_float64_than_the_stock_bf16_op():
@@ -392,8 +406,9 @@ def test_convnet_second_order_gradients_match_stock_group_norm(fashion_mnist_dir
     imgs = _read_idx_head(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz", 20)
     labels = _read_idx_head(fashion_mnist_dir / "t10k-labels-idx1-ubyte.gz", 20).long()
     x = ((imgs.float() / 255 - 0.2861) / 0.3530).unsqueeze(1).double()
-    net = get_network("convnet", channels=1, num_classes=10, height=28, width=28,
-                      generator=torch.Generator().manual_seed(0)).double()
+    net = get_network(
+        "convnet", channels=1, num_classes=10, height=28, width=28, generator=torch.Generator().manual_seed(0)
+    ).double()
     params = dict(net.named_parameters())
 
     def image_grad() -> torch.Tensor:

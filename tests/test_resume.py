@@ -16,7 +16,14 @@ from habacli.distill.checkpoint import checkpoint_path_for, load_checkpoint, sav
 from habacli.distill.run import distill
 from habacli.errors import ConfigError, Interrupted
 
-OPTS = {"batch_real": 8, "eval_every": 0, "device": "cpu", "val_fraction": 0.05, "checkpoint_every": 2, "batch_contrast": 2}
+OPTS = {
+    "batch_real": 8,
+    "eval_every": 0,
+    "device": "cpu",
+    "val_fraction": 0.05,
+    "checkpoint_every": 2,
+    "batch_contrast": 2,
+}
 N = 2
 
 
@@ -26,8 +33,19 @@ def _threads():
 
 
 def _run(out, fm, iterations, overrides=None, **kw):
-    return distill("fashion_mnist", ipc=1, baseline="dm", out=out, hallucinators=2, iterations=iterations, seed=5,
-                   data_dir=fm, preset="quick", options={**OPTS, **(overrides or {})}, **kw)
+    return distill(
+        "fashion_mnist",
+        ipc=1,
+        baseline="dm",
+        out=out,
+        hallucinators=2,
+        iterations=iterations,
+        seed=5,
+        data_dir=fm,
+        preset="quick",
+        options={**OPTS, **(overrides or {})},
+        **kw,
+    )
 
 
 def _state(out):
@@ -82,8 +100,19 @@ def test_resume_with_another_config_is_refused(tmp_path, fashion_mnist_dir):
     out = tmp_path / "cfg.safetensors"
     _run(out, fashion_mnist_dir, 1)
     with pytest.raises(ConfigError, match="different configuration") as exc:
-        distill("fashion_mnist", ipc=1, baseline="dm", out=out, hallucinators=3, iterations=2, seed=5,
-                data_dir=fashion_mnist_dir, preset="quick", options=dict(OPTS), resume=True)
+        distill(
+            "fashion_mnist",
+            ipc=1,
+            baseline="dm",
+            out=out,
+            hallucinators=3,
+            iterations=2,
+            seed=5,
+            data_dir=fashion_mnist_dir,
+            preset="quick",
+            options=dict(OPTS),
+            resume=True,
+        )
     assert "\n" not in str(exc.value) and "hallucinators" in str(exc.value)
     with pytest.raises(ConfigError, match="no checkpoint"):
         _run(tmp_path / "none.safetensors", fashion_mnist_dir, 2, resume=True)
@@ -116,10 +145,41 @@ def test_sigkill_keeps_the_artifact_and_the_checkpoint(tmp_path, fashion_mnist_d
     _run(out, fashion_mnist_dir, 1)  # a finished run: artifact + checkpoint at iteration 1
     ckpt = checkpoint_path_for(out)
     before = ckpt.stat().st_mtime_ns
-    cmd = [sys.executable, "-m", "habacli", "distill", "fashion_mnist", "--ipc", "1", "-k", "2", "--seed", "5",
-           "--preset", "quick", "-n", "500", "--resume", "--checkpoint-every", "1", "--eval-every", "0",
-           "--set", "batch_real=8", "--set", "val_fraction=0.05", "--set", "batch_contrast=2", "--device", "cpu", "--data-dir", str(fashion_mnist_dir),
-           "--out", str(out), "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "habacli",
+        "distill",
+        "fashion_mnist",
+        "--ipc",
+        "1",
+        "-k",
+        "2",
+        "--seed",
+        "5",
+        "--preset",
+        "quick",
+        "-n",
+        "500",
+        "--resume",
+        "--checkpoint-every",
+        "1",
+        "--eval-every",
+        "0",
+        "--set",
+        "batch_real=8",
+        "--set",
+        "val_fraction=0.05",
+        "--set",
+        "batch_contrast=2",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(fashion_mnist_dir),
+        "--out",
+        str(out),
+        "-q",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
     try:
         deadline = time.time() + 240

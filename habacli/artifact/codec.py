@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from habacli.errors import ArtifactError, ConfigError
 from habacli.artifact.header import (  # noqa: F401 - re-exported: the codec's public header API
     FORMAT,
     FORMAT_VERSION,
@@ -37,6 +36,7 @@ from habacli.artifact.header import (  # noqa: F401 - re-exported: the codec's p
     read_metadata,
     storage_of,
 )
+from habacli.errors import ArtifactError, ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -58,8 +58,16 @@ def _validate_values(tensors: dict[str, Tensor], doc: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- the artifact
-_DTYPE_NAMES = {"float32": "F32", "int64": "I64", "float16": "F16", "bfloat16": "BF16", "float64": "F64",
-                "int32": "I32", "uint8": "U8", "bool": "BOOL"}
+_DTYPE_NAMES = {
+    "float32": "F32",
+    "int64": "I64",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float64": "F64",
+    "int32": "I32",
+    "uint8": "U8",
+    "bool": "BOOL",
+}
 
 
 def _dtype_name(t: Tensor) -> str:
@@ -119,11 +127,27 @@ class HabaArtifact:
     payload_sha256: str = ""
 
     @classmethod
-    def build(cls, bases: Tensor, labels: Tensor, hallucinators: Any, spec: Any, mean: Any, std: Any,
-              zca: ZCA | CompactZCA | None = None, *, objective: str, objective_config: dict, ipc: int, seed: int,
-              learned_lr: float | None = None, soft_labels: Tensor | None = None, extra: dict | None = None,
-              zca_tolerance: float | None = None, created: str | None = None,
-              library_version: str | None = None) -> HabaArtifact:
+    def build(
+        cls,
+        bases: Tensor,
+        labels: Tensor,
+        hallucinators: Any,
+        spec: Any,
+        mean: Any,
+        std: Any,
+        zca: ZCA | CompactZCA | None = None,
+        *,
+        objective: str,
+        objective_config: dict,
+        ipc: int,
+        seed: int,
+        learned_lr: float | None = None,
+        soft_labels: Tensor | None = None,
+        extra: dict | None = None,
+        zca_tolerance: float | None = None,
+        created: str | None = None,
+        library_version: str | None = None,
+    ) -> HabaArtifact:
         """Assemble and validate an artifact (CPU copies). ``hallucinators``: a HallucinatorBank, its
         ``params()``/``state_dict()`` or None/{} (K = 0). A full :class:`~habacli.transforms.zca.ZCA` is compacted here
         against this artifact's own decoded images (``zca_tolerance``, default 0.5/255)."""
@@ -135,10 +159,24 @@ class HabaArtifact:
         spec_d = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
         soft = None if soft_labels is None else soft_labels.detach().float().cpu().contiguous()
         lr = None if learned_lr is None else float(learned_lr)
-        art = cls(bases.detach().float().cpu().contiguous(), labels.detach().to("cpu", torch.int64).contiguous(), soft,
-                  _hal_params(hallucinators), spec_d, _floats(mean), _floats(std), None, str(objective),
-                  dict(objective_config), int(ipc), lr, int(seed), dict(extra or {}), created or _now(),
-                  library_version or __version__)
+        art = cls(
+            bases.detach().float().cpu().contiguous(),
+            labels.detach().to("cpu", torch.int64).contiguous(),
+            soft,
+            _hal_params(hallucinators),
+            spec_d,
+            _floats(mean),
+            _floats(std),
+            None,
+            str(objective),
+            dict(objective_config),
+            int(ipc),
+            lr,
+            int(seed),
+            dict(extra or {}),
+            created or _now(),
+            library_version or __version__,
+        )
         if isinstance(zca, ZCA):
             images, _ = art.decode(pixel=False)
             hw = int(spec_d["height"]) * int(spec_d["width"])
@@ -185,17 +223,28 @@ class HabaArtifact:
         hal: dict[str, Any] = {"count": k}
         if k:
             w = self.hallucinators["enc_weight"]
-            hal.update(architecture="haba-style-translator", kernel_size=int(w.shape[-1]), in_channels=int(w.shape[2]),
-                       mid_channels=int(w.shape[1]), out_channels=int(self.hallucinators["dec_weight"].shape[2]))
+            hal.update(
+                architecture="haba-style-translator",
+                kernel_size=int(w.shape[-1]),
+                in_channels=int(w.shape[2]),
+                mid_channels=int(w.shape[1]),
+                out_channels=int(self.hallucinators["dec_weight"].shape[2]),
+            )
         doc = {
-            "dataset": self.spec, "normalization": {"mean": list(self.mean), "std": list(self.std)},
+            "dataset": self.spec,
+            "normalization": {"mean": list(self.mean), "std": list(self.std)},
             "zca": None if self.zca is None else self.zca.to_metadata(),
             "bases": {"count": n, "channels": int(self.bases.shape[1]) if self.bases.dim() > 1 else 0},
-            "hallucinators": hal, "soft_labels": self.soft_labels is not None, "ipc": self.ipc,
-            "num_images": self.num_images, "objective": {"name": self.objective, "config": self.objective_config},
-            "learned_lr": self.learned_lr, "seed": self.seed,
+            "hallucinators": hal,
+            "soft_labels": self.soft_labels is not None,
+            "ipc": self.ipc,
+            "num_images": self.num_images,
+            "objective": {"name": self.objective, "config": self.objective_config},
+            "learned_lr": self.learned_lr,
+            "seed": self.seed,
             "library": {"name": "haba", "version": self.library_version},
-            "created": self.created, "payload_sha256": payload_sha256 or self.payload_sha256 or "0" * 64,
+            "created": self.created,
+            "payload_sha256": payload_sha256 or self.payload_sha256 or "0" * 64,
             "extra": self.extra,
         }
         try:
@@ -229,8 +278,9 @@ class HabaArtifact:
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return (x * std + mean).clamp_(0.0, 1.0)
 
-    def decode(self, *, device: Any = "cpu", pixel: bool = True, indices: Tensor | None = None,
-               batch_size: int = 8192) -> tuple[Tensor, Tensor]:
+    def decode(
+        self, *, device: Any = "cpu", pixel: bool = True, indices: Tensor | None = None, batch_size: int = 8192
+    ) -> tuple[Tensor, Tensor]:
         """Images and hard labels. All ``num_images`` in basis-major order (image ``i*K + k`` is basis ``i``
         under hallucinator ``k``), or only ``indices`` of that order. ``pixel=False``: model space."""
         import torch
@@ -243,7 +293,7 @@ class HabaArtifact:
         with torch.no_grad():
             if indices is None:
                 per = max(1, batch_size // max(kk, 1))
-                parts = [decode_all(bases[i:i + per], params) for i in range(0, len(bases), per)]
+                parts = [decode_all(bases[i : i + per], params) for i in range(0, len(bases), per)]
                 x = torch.cat(parts) if parts else bases[:0]
                 y = labels.repeat_interleave(max(kk, 1))
             else:
@@ -279,13 +329,14 @@ def save_artifact(artifact: HabaArtifact, path: str | os.PathLike) -> Path:
     artifact.check()
     body = save(artifact.tensors())  # safetensors lays the payload out deterministically
     (n,) = struct.unpack("<Q", body[:8])
-    entries = json.loads(body[8:8 + n])
+    entries = json.loads(body[8 : 8 + n])
     entries.pop("__metadata__", None)
-    payload = memoryview(body)[8 + n:]
+    payload = memoryview(body)[8 + n :]
     sha = hashlib.sha256(payload).hexdigest()
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "haba": canonical_json(artifact.to_document(sha))}
-    text = json.dumps({"__metadata__": meta, **{k: entries[k] for k in sorted(entries)}},
-                      separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text = json.dumps(
+        {"__metadata__": meta, **{k: entries[k] for k in sorted(entries)}}, separators=(",", ":"), ensure_ascii=False
+    ).encode("utf-8")
     text += b" " * (-len(text) % 8)
     dest = Path(path)
     with atomic_path(dest) as tmp, open(tmp, "wb") as f:
@@ -316,7 +367,7 @@ def load_artifact(path: str | os.PathLike, *, device: Any = "cpu", verify: bool 
         if size != hdr.file_bytes or len(raw) != size:
             raise _Problem("the file changed while it was being read")
         doc = hdr.doc
-        if verify and hashlib.sha256(memoryview(raw)[hdr.header_bytes:]).hexdigest() != doc["payload_sha256"]:
+        if verify and hashlib.sha256(memoryview(raw)[hdr.header_bytes :]).hexdigest() != doc["payload_sha256"]:
             raise _Problem("checksum mismatch: the payload's SHA-256 differs from payload_sha256 (corrupted file)")
         tensors = load(raw)
         _validate_values(tensors, doc)
@@ -332,7 +383,22 @@ def load_artifact(path: str | os.PathLike, *, device: Any = "cpu", verify: bool 
     hal = {k: tensors[HAL_PREFIX + k].to(device) for k in HAL_KEYS} if doc["hallucinators"]["count"] else {}
     soft = tensors["soft_labels"].to(device) if doc["soft_labels"] else None
     norm = doc["normalization"]
-    return HabaArtifact(tensors["bases"].to(device), tensors["labels"].to(device), soft, hal, ds,
-                        tuple(norm["mean"]), tuple(norm["std"]), zca, doc["objective"]["name"],
-                        doc["objective"]["config"], doc["ipc"], doc["learned_lr"], doc["seed"], doc.get("extra", {}),
-                        doc["created"], doc["library"]["version"], doc["payload_sha256"])
+    return HabaArtifact(
+        tensors["bases"].to(device),
+        tensors["labels"].to(device),
+        soft,
+        hal,
+        ds,
+        tuple(norm["mean"]),
+        tuple(norm["std"]),
+        zca,
+        doc["objective"]["name"],
+        doc["objective"]["config"],
+        doc["ipc"],
+        doc["learned_lr"],
+        doc["seed"],
+        doc.get("extra", {}),
+        doc["created"],
+        doc["library"]["version"],
+        doc["payload_sha256"],
+    )

@@ -114,8 +114,9 @@ def class_folders(names: Sequence[str]) -> list[str]:
     return [f"{i:0{width}d}_{s}" for i, s in enumerate(safe)]
 
 
-def select_pairs(num_bases: int, num_hallucinators: int, per_basis: int | None = None,
-                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def select_pairs(
+    num_bases: int, num_hallucinators: int, per_basis: int | None = None, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(basis index, hallucinator index) of every image to expand, basis-major.
 
     All pairs, or ``per_basis`` distinct hallucinators per basis drawn with ``seed``. With no
@@ -146,8 +147,9 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.mul(255.0).add_(0.5).floor_().clamp_(0, 255).to(torch.uint8)
 
 
-def decode_uint8(artifact: Any, basis: torch.Tensor, hall: torch.Tensor, *, device: str = "cpu",
-                 progress: Progress | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+def decode_uint8(
+    artifact: Any, basis: torch.Tensor, hall: torch.Tensor, *, device: str = "cpu", progress: Progress | None = None
+) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(start, uint8 images [m, C, H, W])`` chunks of the selected pairs, on the CPU."""
     import torch
 
@@ -156,7 +158,7 @@ def decode_uint8(artifact: Any, basis: torch.Tensor, hall: torch.Tensor, *, devi
     total = int(flat.numel())
     with torch.no_grad():
         for start in range(0, total, DECODE_CHUNK):
-            idx = flat[start:start + DECODE_CHUNK]
+            idx = flat[start : start + DECODE_CHUNK]
             images, _ = artifact.decode(device=device, pixel=True, indices=idx)
             yield start, to_uint8(images.float()).cpu()
             if progress is not None:
@@ -234,8 +236,12 @@ def _write_safetensors(artifact: Any, path: Path, basis, hall, labels, device, p
         "dataset": str(spec.get("name", "")),
         "num_hallucinators": str(int(artifact.num_hallucinators)),
     }
-    tensors = {"images": images.contiguous(), "labels": labels.to(torch.int64).contiguous(),
-               "basis": basis.to(torch.int64).contiguous(), "hallucinator": hall.to(torch.int64).contiguous()}
+    tensors = {
+        "images": images.contiguous(),
+        "labels": labels.to(torch.int64).contiguous(),
+        "basis": basis.to(torch.int64).contiguous(),
+        "hallucinator": hall.to(torch.int64).contiguous(),
+    }
     if artifact.soft_labels is not None:  # per-image logits (the basis's), spec section 3
         tensors["soft_labels"] = artifact.soft_labels.detach().float().cpu()[basis].contiguous()
     save_file(tensors, str(path), metadata=meta)
@@ -245,8 +251,15 @@ def _pair_labels(artifact: Any, basis: torch.Tensor) -> torch.Tensor:
     return artifact.labels.detach().cpu().long()[basis]
 
 
-def write_parquet(artifact: Any, path: str | os.PathLike, *, per_basis: int | None = None, seed: int = 0,
-                  device: str = "cpu", progress: Progress | None = None) -> int:
+def write_parquet(
+    artifact: Any,
+    path: str | os.PathLike,
+    *,
+    per_basis: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> int:
     """Write the expansion of ``artifact`` as one parquet file (``image``: Image, ``label``:
     ClassLabel(names), plus ``basis`` / ``hallucinator`` ints), atomically. Returns the row count."""
     import datasets
@@ -262,12 +275,14 @@ def write_parquet(artifact: Any, path: str | os.PathLike, *, per_basis: int | No
     names = class_names(artifact)
     if len(set(names)) != len(names) or not all(names):
         names = sanitize_class_names(names)
-    features = datasets.Features({
-        "image": datasets.Image(),
-        "label": datasets.ClassLabel(names=names),
-        "basis": datasets.Value("int32"),
-        "hallucinator": datasets.Value("int32"),
-    })
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(names=names),
+            "basis": datasets.Value("int32"),
+            "hallucinator": datasets.Value("int32"),
+        }
+    )
     columns = {"image": images, "label": labels.tolist(), "basis": basis.tolist(), "hallucinator": hall.tolist()}
     if artifact.soft_labels is not None:  # per-image logits (the basis's), spec section 3
         features["soft_label"] = datasets.List(datasets.Value("float32"))
@@ -290,14 +305,24 @@ def _as_artifact(ref: Any) -> Any:
     if hasattr(ref, "decode") and hasattr(ref, "bases"):
         return ref
     from habacli.artifact.codec import load_artifact
-    from habacli.hub.refs import resolve_artifact
+    from habacli.artifact.header import local_path
 
-    return load_artifact(resolve_artifact(ref), device="cpu")
+    return load_artifact(local_path(ref), device="cpu")
 
 
-def expand(artifact_ref: Any, out: str | os.PathLike, *, fmt: str, per_basis: int | None = None,
-           grid: bool = False, seed: int = 0, overwrite: bool = False, device: str = "cpu",
-           max_grid_columns: int | None = None, progress: Progress | None = None) -> ExpandResult:
+def expand(
+    artifact_ref: Any,
+    out: str | os.PathLike,
+    *,
+    fmt: str,
+    per_basis: int | None = None,
+    grid: bool = False,
+    seed: int = 0,
+    overwrite: bool = False,
+    device: str = "cpu",
+    max_grid_columns: int | None = None,
+    progress: Progress | None = None,
+) -> ExpandResult:
     """Decode ``artifact_ref`` (path, ``hf://`` reference or loaded artifact) into ``out``.
 
     ``fmt`` is one of :data:`FORMATS`; ``grid`` adds a contact sheet ``grid.png``. An existing
@@ -339,7 +364,15 @@ def expand(artifact_ref: Any, out: str | os.PathLike, *, fmt: str, per_basis: in
             note = grid_layout(artifact, max_columns=cap).note
             grid_path = out / GRID_NAME
     return ExpandResult(
-        out=out, fmt=fmt, num_images=int(basis.numel()), num_classes=len(class_names(artifact)),
-        num_bases=n_bases, num_hallucinators=k, per_basis=per_basis, files=tuple(files),
-        class_dirs=None if class_dirs is None else tuple(class_dirs), grid=grid_path, grid_note=note,
+        out=out,
+        fmt=fmt,
+        num_images=int(basis.numel()),
+        num_classes=len(class_names(artifact)),
+        num_bases=n_bases,
+        num_hallucinators=k,
+        per_basis=per_basis,
+        files=tuple(files),
+        class_dirs=None if class_dirs is None else tuple(class_dirs),
+        grid=grid_path,
+        grid_note=note,
     )

@@ -41,10 +41,14 @@ class GridLayout:
         if not self.truncated:
             return None
         if self.hallucinators_shown < self.hallucinators:
-            return (f"grid shows basis 0 of each class under the first {self.hallucinators_shown} of "
-                    f"{self.hallucinators} hallucinators (column cap {self.max_columns})")
-        return (f"grid shows the first {self.bases_shown} of {self.bases_per_class} bases per class "
-                f"(x {max(self.hallucinators, 1)} hallucinator(s); column cap {self.max_columns})")
+            return (
+                f"grid shows basis 0 of each class under the first {self.hallucinators_shown} of "
+                f"{self.hallucinators} hallucinators (column cap {self.max_columns})"
+            )
+        return (
+            f"grid shows the first {self.bases_shown} of {self.bases_per_class} bases per class "
+            f"(x {max(self.hallucinators, 1)} hallucinator(s); column cap {self.max_columns})"
+        )
 
 
 def grid_layout(artifact: Any, *, max_columns: int = DEFAULT_MAX_COLUMNS) -> GridLayout:
@@ -64,12 +68,19 @@ def grid_layout(artifact: Any, *, max_columns: int = DEFAULT_MAX_COLUMNS) -> Gri
         bases_shown, k_shown = min(1, per_class), max_columns
     else:
         bases_shown, k_shown = min(per_class, max_columns // k_eff), k
-    return GridLayout(num_classes, per_class, bases_shown, k, k_shown, max(bases_shown * max(k_shown, 1), 1),
-                      max_columns)
+    return GridLayout(
+        num_classes, per_class, bases_shown, k, k_shown, max(bases_shown * max(k_shown, 1), 1), max_columns
+    )
 
 
-def render_grid(artifact: Any, *, max_columns: int = DEFAULT_MAX_COLUMNS, labels: bool = True,
-                scale: int | None = None, device: str = "cpu") -> Any:
+def render_grid(
+    artifact: Any,
+    *,
+    max_columns: int = DEFAULT_MAX_COLUMNS,
+    labels: bool = True,
+    scale: int | None = None,
+    device: str = "cpu",
+) -> Any:
     """A contact-sheet ``PIL.Image.Image`` of ``artifact`` (rows: classes, columns: bases x
     hallucinators, capped at ``max_columns``), with class names in a left margin if ``labels``.
 

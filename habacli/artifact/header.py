@@ -23,8 +23,23 @@ MAX_TENSORS = 1024
 MAX_RANK = 8
 HAL_PREFIX, ZCA_PREFIX = "hallucinators.", "zca."
 HAL_KEYS = ("enc_weight", "enc_bias", "scale", "shift", "dec_weight", "dec_bias")
-ITEMSIZE = {"F32": 4, "I64": 8, "F16": 2, "BF16": 2, "F64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-            "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+ITEMSIZE = {
+    "F32": 4,
+    "I64": 8,
+    "F16": 2,
+    "BF16": 2,
+    "F64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "U16": 2,
+    "U32": 4,
+    "U64": 8,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 _CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z")
 _PICKLE_MAGICS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
 
@@ -53,11 +68,12 @@ def _parse_header(raw: bytes, file_size: int) -> tuple[dict, int]:
     if n > MAX_HEADER_BYTES:
         raise _Problem(f"header claims {n} bytes, over the {MAX_HEADER_BYTES}-byte limit")
     if 8 + n > file_size:
-        raise _Problem(f"header length {n} runs past the end of the file ({file_size} bytes): truncated or not "
-                       "safetensors")
+        raise _Problem(
+            f"header length {n} runs past the end of the file ({file_size} bytes): truncated or not safetensors"
+        )
     if n < 2:
         raise _Problem(f"header length {n} is too small for a safetensors header")
-    text = raw[8:8 + n]
+    text = raw[8 : 8 + n]
     if text[:1] != b"{":
         raise _Problem("header does not start with '{': not a safetensors file")
     try:
@@ -80,11 +96,17 @@ def _check_layout(header: dict, n: int, file_size: int) -> dict[str, tuple[str, 
         dtype, shape, offs = e["dtype"], e["shape"], e["data_offsets"]
         if dtype not in ITEMSIZE:
             raise _Problem(f"tensor {name!r}: unknown dtype {dtype!r}")
-        if (not isinstance(shape, list) or len(shape) > MAX_RANK
-                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+        if (
+            not isinstance(shape, list)
+            or len(shape) > MAX_RANK
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        ):
             raise _Problem(f"tensor {name!r}: invalid shape {shape!r}")
-        if (not isinstance(offs, list) or len(offs) != 2
-                or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offs)):
+        if (
+            not isinstance(offs, list)
+            or len(offs) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offs)
+        ):
             raise _Problem(f"tensor {name!r}: invalid data_offsets {offs!r}")
         if offs[1] - offs[0] != math.prod(shape) * ITEMSIZE[dtype]:
             raise _Problem(f"tensor {name!r}: offsets {offs} do not match {dtype} {shape}")
@@ -95,8 +117,9 @@ def _check_layout(header: dict, n: int, file_size: int) -> dict[str, tuple[str, 
             raise _Problem(f"tensor {name!r}: data is not contiguous (starts at {begin}, expected {pos})")
         pos = end
     if 8 + n + pos != file_size:
-        raise _Problem(f"the tensors declare {pos} payload bytes but the file holds {file_size - 8 - n}: "
-                       "truncated or padded")
+        raise _Problem(
+            f"the tensors declare {pos} payload bytes but the file holds {file_size - 8 - n}: truncated or padded"
+        )
     return out
 
 
@@ -270,8 +293,14 @@ def expected_shapes(doc: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
     k = h["count"]
     if k > 0:
         ks, cm = h["kernel_size"], h["mid_channels"]
-        shapes = {"enc_weight": (k, cm, cb, ks, ks), "enc_bias": (k, cm), "scale": (k, cm, hh - ks + 1, ww - ks + 1),
-                  "shift": (k, cm, hh - ks + 1, ww - ks + 1), "dec_weight": (k, cm, c, ks, ks), "dec_bias": (k, c)}
+        shapes = {
+            "enc_weight": (k, cm, cb, ks, ks),
+            "enc_bias": (k, cm),
+            "scale": (k, cm, hh - ks + 1, ww - ks + 1),
+            "shift": (k, cm, hh - ks + 1, ww - ks + 1),
+            "dec_weight": (k, cm, c, ks, ks),
+            "dec_bias": (k, c),
+        }
         out.update({HAL_PREFIX + key: ("F32", s) for key, s in shapes.items()})
     if doc["zca"] is not None:
         d, r = doc["zca"]["dim"], doc["zca"]["rank"]
@@ -282,9 +311,15 @@ def expected_shapes(doc: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
 def storage_of(doc: dict) -> dict[str, int | float]:
     """Stored values by part and the baseline's ``num_classes * ipc * c * h * w`` (spec section 6)."""
     shapes = expected_shapes(doc)
-    count = {part: sum(math.prod(s) for name, (_, s) in shapes.items() if name.startswith(prefix))
-             for part, prefix in (("bases", "bases"), ("hallucinators", HAL_PREFIX), ("soft_labels", "soft_labels"),
-                                  ("zca", ZCA_PREFIX))}
+    count = {
+        part: sum(math.prod(s) for name, (_, s) in shapes.items() if name.startswith(prefix))
+        for part, prefix in (
+            ("bases", "bases"),
+            ("hallucinators", HAL_PREFIX),
+            ("soft_labels", "soft_labels"),
+            ("zca", ZCA_PREFIX),
+        )
+    }
     ds = doc["dataset"]
     total = count["bases"] + count["hallucinators"] + count["soft_labels"]
     baseline = ds["num_classes"] * doc["ipc"] * ds["channels"] * ds["height"] * ds["width"]
@@ -295,8 +330,10 @@ def _validate_shapes(doc: dict, have: dict[str, tuple[str, tuple[int, ...]]]) ->
     ds, b, h = doc["dataset"], doc["bases"], doc["hallucinators"]
     k, c = h["count"], ds["channels"]
     if k > 0 and (h["in_channels"] != b["channels"] or h["mid_channels"] != c or h["out_channels"] != c):
-        raise _Problem(f"hallucinator channels {h['in_channels']}->{h['mid_channels']}->{h['out_channels']} "
-                       f"contradict bases with {b['channels']} and a dataset with {c} channels")
+        raise _Problem(
+            f"hallucinator channels {h['in_channels']}->{h['mid_channels']}->{h['out_channels']} "
+            f"contradict bases with {b['channels']} and a dataset with {c} channels"
+        )
     if k > 0 and h["kernel_size"] > min(ds["height"], ds["width"]):
         raise _Problem("hallucinator kernel larger than the images")
     if k > 0 and b["channels"] not in (1, c):
@@ -325,72 +362,10 @@ def _validate_shapes(doc: dict, have: dict[str, tuple[str, tuple[int, ...]]]) ->
             raise _Problem(f"storage.{key} is {st[key]} but the tensors give {value}")
 
 
-# ----------------------------------------------------------------------------- haba info
-#: Byte-size parts shown by ``haba info`` (the header counts the 8-byte length too).
-PARTS = ("bases", "hallucinators", "zca", "labels", "header", "other")
-
-
-@dataclass(frozen=True)
-class ArtifactInfo:
-    """A validated artifact header: the metadata document, its file size split by part, and whether the
-    payload was verified (checksum, labels in range, finite values)."""
-
-    source: str
-    file_bytes: int
-    parts: dict[str, int]
-    metadata: dict[str, Any]  # {"format", "format_version", "haba": document}
-    verified: bool
-
-    @property
-    def doc(self) -> dict[str, Any]:
-        """The ``haba`` metadata document."""
-        return self.metadata["haba"]
-
-
-def part_of(name: str) -> str:
-    """Which size part a tensor belongs to."""
-    if name == "bases":
-        return "bases"
-    if name in ("labels", "soft_labels"):
-        return "labels"
-    if name.startswith(HAL_PREFIX):
-        return "hallucinators"
-    if name.startswith(ZCA_PREFIX):
-        return "zca"
-    return "other"
-
-
-def size_by_part(header: Header) -> dict[str, int]:
-    """File bytes per part; they sum to the file size."""
-    parts = dict.fromkeys(PARTS, 0)
-    parts["header"] = header.header_bytes
-    for name, (_, _, begin, end) in header.tensors.items():
-        parts[part_of(name)] += end - begin
-    return parts
-
-
-def _remote_header(ref: str) -> Header | None:
-    """The header of a Hub artifact via HTTP range requests (None when offline: use the cache)."""
-    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False"):
-        return None
-    from habacli.hub.transfer import read_remote_header
-
-    raw, size = read_remote_header(ref)
-    return parse_header(raw, size, name=ref)
-
-
-def info(artifact: str | os.PathLike, *, verify: bool = False) -> ArtifactInfo:
-    """Describe ``artifact`` (a path or ``hf://`` reference) from its header; ``verify`` also loads the
-    payload and checks it (checksum, labels, finite values), which imports torch."""
-    from habacli.hub.refs import is_hub_ref, resolve_artifact
-
-    header = _remote_header(str(artifact)) if is_hub_ref(artifact) and not verify else None
-    if header is None:
-        path = resolve_artifact(artifact)
-        header = read_header(path)
-        if verify:
-            from habacli.artifact.codec import load_artifact
-
-            load_artifact(path, verify=True)
-    meta = {"format": header.meta["format"], "format_version": header.meta["format_version"], "haba": header.doc}
-    return ArtifactInfo(os.fspath(artifact), header.file_bytes, size_by_part(header), meta, verify)
+def local_path(ref: str | os.PathLike) -> Path:
+    """``ref`` as an existing local path, or :class:`ArtifactNotFoundError` (Hub references are resolved above,
+    in :func:`habacli.hub.transfer.resolve_artifact`)."""
+    path = Path(ref)
+    if not path.exists():
+        raise ArtifactNotFoundError(path, "no such file")
+    return path

@@ -14,12 +14,22 @@ def _size(d: dict) -> str:
 
 
 def datasets(
-    name: Annotated[str | None, typer.Argument(help="A dataset name or glob (e.g. 'cifar*'); imagefolder:PATH and "
-                                               "hf:ORG/NAME[:config] are read and described.")] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="A dataset name or glob (e.g. 'cifar*'); imagefolder:PATH and "
+            "hf:ORG/NAME[:config] are read and described."
+        ),
+    ] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Also look for local copies here.")] = None,
     image_size: Annotated[int | None, typer.Option("--image-size", help="Resize custom datasets to this side.")] = None,
-    load: Annotated[bool, typer.Option("--load", help="Load NAME's train and test splits now (decode once into "
-                                       "haba's cache) and print their sizes.")] = False,
+    load: Annotated[
+        bool,
+        typer.Option(
+            "--load",
+            help="Load NAME's train and test splits now (decode once into haba's cache) and print their sizes.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
     """List the datasets haba knows (channels x size, classes, Hub id) and whether each is available locally."""
@@ -36,9 +46,11 @@ def datasets(
         if as_json:
             typer.echo(json.dumps(spec.to_dict(), indent=2))
         else:
-            typer.echo(f"{spec.name}: {spec.channels}x{spec.height}x{spec.width}, {spec.num_classes} classes "
-                       f"({', '.join(spec.class_names[:10])}{', ...' if spec.num_classes > 10 else ''}); "
-                       f"mean {tuple(round(m, 4) for m in spec.mean)}, std {tuple(round(s, 4) for s in spec.std)}")
+            typer.echo(
+                f"{spec.name}: {spec.channels}x{spec.height}x{spec.width}, {spec.num_classes} classes "
+                f"({', '.join(spec.class_names[:10])}{', ...' if spec.num_classes > 10 else ''}); "
+                f"mean {tuple(round(m, 4) for m in spec.mean)}, std {tuple(round(s, 4) for s in spec.std)}"
+            )
         return
     from habacli.data.status import dataset_status
 
@@ -60,14 +72,18 @@ def datasets(
         table.add_column(col)
     for d in rows:
         where = d["where"] or "-"
-        table.add_row(d["name"], _size(d), str(d["num_classes"]), d["hub_id"] or "-",
-                      f"yes ({where})" if d["available"] else "no")
+        table.add_row(
+            d["name"], _size(d), str(d["num_classes"]), d["hub_id"] or "-", f"yes ({where})" if d["available"] else "no"
+        )
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)
     console.print(table)
-    console.print("Also: imagefolder:PATH (one sub-folder per class) and hf:ORG/NAME[:config] (any Hub or local "
-                  "image-classification dataset).", highlight=False)
+    console.print(
+        "Also: imagefolder:PATH (one sub-folder per class) and hf:ORG/NAME[:config] (any Hub or local "
+        "image-classification dataset).",
+        highlight=False,
+    )
 
 
 def _load(name: str | None, data_dir: Path | None, image_size: int | None, as_json: bool) -> None:
@@ -80,10 +96,19 @@ def _load(name: str | None, data_dir: Path | None, image_size: int | None, as_js
         raise ConfigError("--load needs a dataset NAME")
     out = {}
     for split in ("train", "test"):
-        s = load_split(name, split, data_dir=data_dir, image_size=image_size,
-                       progress=None if as_json else (lambda m: sys.stderr.write(m + "\n")))
-        out[split] = {"images": len(s), "shape": list(s.images.shape[1:]), "per_class": s.class_counts(),
-                      "source": s.source}
+        s = load_split(
+            name,
+            split,
+            data_dir=data_dir,
+            image_size=image_size,
+            progress=None if as_json else (lambda m: sys.stderr.write(m + "\n")),
+        )
+        out[split] = {
+            "images": len(s),
+            "shape": list(s.images.shape[1:]),
+            "per_class": s.class_counts(),
+            "source": s.source,
+        }
     if as_json:
         typer.echo(json.dumps(out, indent=2))
         return

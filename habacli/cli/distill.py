@@ -82,55 +82,130 @@ class _Renderer:
                     TimeRemainingColumn,
                 )
 
-                self.bar = Progress(TextColumn("distill"), BarColumn(), MofNCompleteColumn(),
-                                    TextColumn("{task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
-                                    TimeElapsedColumn(), TimeRemainingColumn(), console=self.err, transient=False)
+                self.bar = Progress(
+                    TextColumn("distill"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.fields[loss]}"),
+                    TextColumn("{task.fields[speed]}"),
+                    TimeElapsedColumn(),
+                    TimeRemainingColumn(),
+                    console=self.err,
+                    transient=False,
+                )
                 self.bar.start()
-                self.task = self.bar.add_task("distill", total=event.total, completed=event.iteration, loss="", speed="")
+                self.task = self.bar.add_task(
+                    "distill", total=event.total, completed=event.iteration, loss="", speed=""
+                )
             else:
                 self.err.print(f"distill: {event.message}; iterations {event.iteration}/{event.total}", highlight=False)
         elif event.kind == "iteration":
             done = event.iteration - self.start_it
             rate = done / max(time.perf_counter() - self.t0, 1e-9)
             if self.bar is not None:
-                self.bar.update(self.task, completed=event.iteration, loss=self._fmt(event.stats),
-                                speed=f"{rate:.2f} it/s")
+                self.bar.update(
+                    self.task, completed=event.iteration, loss=self._fmt(event.stats), speed=f"{rate:.2f} it/s"
+                )
             elif event.iteration % (self.log_every or 10) == 0 or event.iteration == event.total:
                 eta = (event.total - event.iteration) / rate if rate > 0 else float("inf")
-                self.err.print(f"it {event.iteration}/{event.total} {self._fmt(event.stats)} "
-                               f"{rate:.2f} it/s eta {eta:.0f}s", highlight=False)
+                self.err.print(
+                    f"it {event.iteration}/{event.total} {self._fmt(event.stats)} {rate:.2f} it/s eta {eta:.0f}s",
+                    highlight=False,
+                )
         elif event.kind == "validation":
             line = f"validation at it {event.iteration}: acc {event.stats['val_acc'] * 100:.2f}% {event.message}"
             (self.bar.console if self.bar is not None else self.err).print(line, highlight=False)
 
 
 def distill_command(
-    dataset: Annotated[str, typer.Argument(help="Dataset name (see `haba datasets`), imagefolder:PATH or hf:ORG/NAME.")],
+    dataset: Annotated[
+        str, typer.Argument(help="Dataset name (see `haba datasets`), imagefolder:PATH or hf:ORG/NAME.")
+    ],
     ipc: Annotated[int, typer.Option("--ipc", help="The baseline's images per class (the storage budget).")],
-    baseline: Annotated[str, typer.Option("--baseline", "-b", help="Objective: dc, dsa, dm or mtt (HaBa + it).")] = "dm",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Artifact path (default: DATASET-BASELINE-ipcN.safetensors).")] = None,
-    hallucinators: Annotated[int | None, typer.Option("--hallucinators", "-k", help="K hallucinators shared by all classes (paper: 5).")] = None,
-    factorize: Annotated[bool, typer.Option("--factorize/--no-factorize", help="--no-factorize: the plain baseline (K = 0), same artifact format.")] = True,
-    single_channel: Annotated[bool | None, typer.Option("--single-channel", help="1-channel bases.", show_default=False)] = None,
-    init: Annotated[str | None, typer.Option("--init", help="real (images of the class, model space) or noise.")] = None,
-    budget: Annotated[str | None, typer.Option("--budget", help="paper (ipc bases/class + hallucinators) or matched (fit C*ipc*c*h*w).")] = None,
-    iterations: Annotated[int | None, typer.Option("--iterations", "-n", help="Outer iterations (default: the preset's).")] = None,
+    baseline: Annotated[
+        str, typer.Option("--baseline", "-b", help="Objective: dc, dsa, dm or mtt (HaBa + it).")
+    ] = "dm",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Artifact path (default: DATASET-BASELINE-ipcN.safetensors).")
+    ] = None,
+    hallucinators: Annotated[
+        int | None, typer.Option("--hallucinators", "-k", help="K hallucinators shared by all classes (paper: 5).")
+    ] = None,
+    factorize: Annotated[
+        bool,
+        typer.Option(
+            "--factorize/--no-factorize", help="--no-factorize: the plain baseline (K = 0), same artifact format."
+        ),
+    ] = True,
+    single_channel: Annotated[
+        bool | None, typer.Option("--single-channel", help="1-channel bases.", show_default=False)
+    ] = None,
+    init: Annotated[
+        str | None, typer.Option("--init", help="real (images of the class, model space) or noise.")
+    ] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option("--budget", help="paper (ipc bases/class + hallucinators) or matched (fit C*ipc*c*h*w)."),
+    ] = None,
+    iterations: Annotated[
+        int | None, typer.Option("--iterations", "-n", help="Outer iterations (default: the preset's).")
+    ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of every random draw (default 0).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the real data lives.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of options (CLI > file > preset).")] = None,
-    preset: Annotated[str, typer.Option("--preset", help="paper (published hyper-parameters) or quick (minutes on a CPU).")] = "paper",
-    eval_every: Annotated[int | None, typer.Option("--eval-every", help="Validate every N iterations on the held-out split (0: off).")] = None,
+    preset: Annotated[
+        str, typer.Option("--preset", help="paper (published hyper-parameters) or quick (minutes on a CPU).")
+    ] = "paper",
+    eval_every: Annotated[
+        int | None, typer.Option("--eval-every", help="Validate every N iterations on the held-out split (0: off).")
+    ] = None,
     eval_epochs: Annotated[int | None, typer.Option("--eval-epochs", help="Epochs of each validation network.")] = None,
-    checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", help="Checkpoint every N iterations (0: off).")] = None,
-    log_every: Annotated[int | None, typer.Option("--log-every", help="Plain progress line every N iterations (non-TTY).")] = None,
+    checkpoint_every: Annotated[
+        int | None, typer.Option("--checkpoint-every", help="Checkpoint every N iterations (0: off).")
+    ] = None,
+    log_every: Annotated[
+        int | None, typer.Option("--log-every", help="Plain progress line every N iterations (non-TTY).")
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's checkpoint.")] = False,
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint path (default: next to --out).")] = None,
-    amp: Annotated[str | None, typer.Option("--amp", help="off, bf16 or fp16: autocast the real-image forwards and HaBa's adversary passes; bf16 also MTT's student steps.")] = None,
-    compile_: Annotated[bool | None, typer.Option("--compile", help="torch.compile the network calls, and fuse the instance norm's double backward (MTT, DC).", show_default=False)] = None,
-    experts: Annotated[str | None, typer.Option("--experts", help="MTT: folder of expert trajectories, or 'auto' to train a small set first.", rich_help_panel="MTT")] = None,
-    mtt_memory: Annotated[str | None, typer.Option("--mtt-memory", help="MTT: unrolled (keeps every student step) or constant (exact gradient, memory independent of syn_steps).", rich_help_panel="MTT")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Any other option, KEY=VALUE (repeatable), e.g. --set batch_real=64.")] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="Checkpoint path (default: next to --out).")
+    ] = None,
+    amp: Annotated[
+        str | None,
+        typer.Option(
+            "--amp",
+            help="off, bf16 or fp16: autocast the real-image forwards and HaBa's adversary passes; bf16 also MTT's student steps.",
+        ),
+    ] = None,
+    compile_: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile",
+            help="torch.compile the network calls, and fuse the instance norm's double backward (MTT, DC).",
+            show_default=False,
+        ),
+    ] = None,
+    experts: Annotated[
+        str | None,
+        typer.Option(
+            "--experts",
+            help="MTT: folder of expert trajectories, or 'auto' to train a small set first.",
+            rich_help_panel="MTT",
+        ),
+    ] = None,
+    mtt_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--mtt-memory",
+            help="MTT: unrolled (keeps every student step) or constant (exact gradient, memory independent of syn_steps).",
+            rich_help_panel="MTT",
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any other option, KEY=VALUE (repeatable), e.g. --set batch_real=64."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
@@ -144,29 +219,58 @@ def distill_command(
     options = _parse_set(set_)
     if (experts is not None or mtt_memory is not None) and baseline.lower() != "mtt":
         raise ConfigError("--experts and --mtt-memory only apply to --baseline mtt")
-    for key, value in (("eval_every", eval_every), ("eval_epochs", eval_epochs), ("checkpoint_every", checkpoint_every),
-                       ("log_every", log_every), ("amp", amp), ("compile", compile_),
-                       ("experts", experts), ("memory", mtt_memory)):
+    for key, value in (
+        ("eval_every", eval_every),
+        ("eval_epochs", eval_epochs),
+        ("checkpoint_every", checkpoint_every),
+        ("log_every", log_every),
+        ("amp", amp),
+        ("compile", compile_),
+        ("experts", experts),
+        ("memory", mtt_memory),
+    ):
         if value is not None:
             options[key] = value
     if out is None:
         out = Path(f"{dataset.replace(':', '_').replace('/', '_')}-{baseline}-ipc{ipc}.safetensors")
     with _Renderer(quiet or as_json and not sys.stderr.isatty(), log_every) as render:
-        result = api.distill(dataset, ipc=ipc, baseline=baseline, out=out, hallucinators=hallucinators,
-                             factorize=factorize, single_channel=single_channel, init=init, budget=budget,
-                             iterations=iterations, seed=seed, device=device, data_dir=data_dir, preset=preset,
-                             config_file=config, options=options, resume=resume, checkpoint=checkpoint,
-                             progress=render)
+        result = api.distill(
+            dataset,
+            ipc=ipc,
+            baseline=baseline,
+            out=out,
+            hallucinators=hallucinators,
+            factorize=factorize,
+            single_channel=single_channel,
+            init=init,
+            budget=budget,
+            iterations=iterations,
+            seed=seed,
+            device=device,
+            data_dir=data_dir,
+            preset=preset,
+            config_file=config,
+            options=options,
+            resume=resume,
+            checkpoint=checkpoint,
+            progress=render,
+        )
     summary = result.to_dict()
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
         return
     storage = result.storage
-    best = "" if result.best_val_acc is None else f", best val acc {result.best_val_acc * 100:.2f}% (it {result.best_iteration})"
+    best = (
+        ""
+        if result.best_val_acc is None
+        else f", best val acc {result.best_val_acc * 100:.2f}% (it {result.best_iteration})"
+    )
     typer.echo(f"wrote {result.artifact_path}: {result.iterations} iterations in {result.wall_time:.1f}s{best}")
-    typer.echo(f"storage: {storage['total_values']} values = {storage['total_values'] / storage['baseline_values']:.2f}x "
-               f"the baseline's {storage['baseline_values']} ({storage['bases_per_class']} bases/class, "
-               f"{storage['hallucinator_values']} in hallucinators)")
+    typer.echo(
+        f"storage: {storage['total_values']} values = {storage['total_values'] / storage['baseline_values']:.2f}x "
+        f"the baseline's {storage['baseline_values']} ({storage['bases_per_class']} bases/class, "
+        f"{storage['hallucinator_values']} in hallucinators)"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -5,30 +5,69 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from habacli.evaluate.run import EvalResult
+
 
 def evaluate_command(
-    target: Annotated[str, typer.Argument(help="Artifact (file or hf:// reference), or a dataset with --baseline random.")],
-    models: Annotated[str | None, typer.Option("--models", "-m", help="Comma-separated networks, e.g. convnet,resnet18,vgg11,alexnet (default: the dataset's ConvNet).")] = None,
+    target: Annotated[
+        str, typer.Argument(help="Artifact (file or hf:// reference), or a dataset with --baseline random.")
+    ],
+    models: Annotated[
+        str | None,
+        typer.Option(
+            "--models",
+            "-m",
+            help="Comma-separated networks, e.g. convnet,resnet18,vgg11,alexnet (default: the dataset's ConvNet).",
+        ),
+    ] = None,
     runs: Annotated[int, typer.Option("--runs", help="Fresh networks per model (run r uses seed + r).")] = 5,
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs (the reference runs epochs + 1).")] = 1000,
-    lr: Annotated[float | None, typer.Option("--lr", help="Learning rate (default: the artifact's learned lr, else 0.01).")] = None,
-    expansion: Annotated[str, typer.Option("--expansion", help="sampled: each basis under a random hallucinator per epoch (official); full: all pairs.")] = "sampled",
-    baseline: Annotated[str | None, typer.Option("--baseline", help="'random': evaluate IPC random real images of DATASET instead.")] = None,
+    lr: Annotated[
+        float | None, typer.Option("--lr", help="Learning rate (default: the artifact's learned lr, else 0.01).")
+    ] = None,
+    expansion: Annotated[
+        str,
+        typer.Option(
+            "--expansion", help="sampled: each basis under a random hallucinator per epoch (official); full: all pairs."
+        ),
+    ] = "sampled",
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", help="'random': evaluate IPC random real images of DATASET instead.")
+    ] = None,
     ipc: Annotated[int | None, typer.Option("--ipc", help="Images per class for --baseline random.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Base seed.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    amp: Annotated[str | None, typer.Option("--amp", help="bf16: autocast training and the test pass (opt-in).")] = None,
+    amp: Annotated[
+        str | None, typer.Option("--amp", help="bf16: autocast training and the test pass (opt-in).")
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch size.")] = 256,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the real data lives.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
     curve: Annotated[Path | None, typer.Option("--curve", help="Write a learning-curve PNG here.")] = None,
-    test_every: Annotated[int | None, typer.Option("--test-every", help="Also test every N epochs (for --curve).")] = None,
-    standardize_batches: Annotated[bool, typer.Option("--standardize-batches", help="Reproduce the official HaBa code's per-batch standardisation (off: see docs/fidelity.md).")] = False,
-    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile each network: a one-off compile (seconds to a minute) for faster steps; pays off on long protocols.")] = False,
+    test_every: Annotated[
+        int | None, typer.Option("--test-every", help="Also test every N epochs (for --curve).")
+    ] = None,
+    standardize_batches: Annotated[
+        bool,
+        typer.Option(
+            "--standardize-batches",
+            help="Reproduce the official HaBa code's per-batch standardisation (off: see docs/fidelity.md).",
+        ),
+    ] = False,
+    compile_: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="torch.compile each network: a one-off compile (seconds to a minute) for faster steps; pays off on long protocols.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train fresh networks from scratch on a distilled set and report test accuracy (mean ± std)."""
@@ -59,10 +98,29 @@ def evaluate_command(
 
     err = Console(stderr=True)
     show = not quiet and err.is_terminal
-    kw = {"models": models, "runs": runs, "epochs": epochs, "lr": lr, "seed": seed, "device": device,
-          "data_dir": data_dir, "amp": amp, "batch_size": batch_size, "test_every": test_every, "compile": compile_}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=err, disable=not show, transient=True) as bar:
+    kw = {
+        "models": models,
+        "runs": runs,
+        "epochs": epochs,
+        "lr": lr,
+        "seed": seed,
+        "device": device,
+        "data_dir": data_dir,
+        "amp": amp,
+        "batch_size": batch_size,
+        "test_every": test_every,
+        "compile": compile_,
+    }
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not show,
+        transient=True,
+    ) as bar:
         task = bar.add_task("loading", total=None)
 
         def progress(desc: str, done: int, total: int) -> None:
@@ -71,8 +129,9 @@ def evaluate_command(
         if baseline == "random":
             result = api.evaluate_random(target, ipc, progress=progress, **kw)
         else:
-            result = api.evaluate(target, expansion=expansion, standardize_batches=standardize_batches,
-                                  progress=progress, **kw)
+            result = api.evaluate(
+                target, expansion=expansion, standardize_batches=standardize_batches, progress=progress, **kw
+            )
     if curve is not None:
         from habacli.evaluate.report import save_curves
 
@@ -80,13 +139,46 @@ def evaluate_command(
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     else:
-        from habacli.evaluate.report import results_table
-
         Console().print(results_table(result))
     for note in result.notes:
         err.print(f"[yellow]note:[/yellow] {note}")
     if curve is not None and not as_json:
         err.print(f"learning curves: {curve}")
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def results_table(result: EvalResult) -> Table:
+    """The terminal table: One row per model: mean +- std (%), runs, each run's accuracy."""
+    from rich.table import Table  # lazy: rich is loaded only to render
+
+    s = result.settings
+    what = f"{result.source} ({result.dataset}"
+    if s.get("baseline") == "random":
+        what += f", {s['ipc']} random real images per class"
+    else:
+        what += f", {s.get('num_bases', '?')} bases x {s.get('num_hallucinators', 0)} hallucinators, {s.get('expansion')} expansion"
+    what += ")"
+    table = Table(title=f"haba evaluate: {what}", title_justify="left", min_width=96)
+    table.add_column("model", style="bold")
+    table.add_column("accuracy %", justify="right", style="green")
+    table.add_column("runs", justify="right")
+    table.add_column("per run %", style="dim")
+    for name, r in result.models.items():
+        table.add_row(
+            name, f"{_pct(r.mean)} ± {_pct(r.std)}", str(len(r.accuracies)), " ".join(_pct(a) for a in r.accuracies)
+        )
+    lr_note = f"lr {s['lr']:g} ({s['lr_source']})"
+    table.caption = (
+        f"{s['epochs_run']} epochs, {lr_note}, batch {s['batch_size']}, DSA {s['dsa']}"
+        f"{', ZCA' if s.get('zca') else ''}{', bf16 autocast' if s.get('amp') else ''}; "
+        f"tested on all {s['test_images']} real test images; ± is the {s['std']}; "
+        f"seed {s['seed']}, {s['device']}, {result.wall_time_s:.1f} s"
+    )
+    table.caption_justify = "left"
+    return table
 
 
 def register(app: typer.Typer) -> None:

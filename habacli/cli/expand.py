@@ -14,8 +14,12 @@ FORMATS = ("imagefolder", "safetensors", "parquet")  # habacli.artifact.expand.F
 def expand_command(
     artifact: Annotated[str, typer.Argument(help="Artifact file or hf://datasets/ORG/NAME\\[@REV]\\[/FILE].")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; must be empty or absent).")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="imagefolder (PNG + metadata.csv), safetensors, or parquet.")] = "imagefolder",
-    per_basis: Annotated[int | None, typer.Option("--per-basis", help="Keep k random hallucinators per basis instead of all.")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="imagefolder (PNG + metadata.csv), safetensors, or parquet.")
+    ] = "imagefolder",
+    per_basis: Annotated[
+        int | None, typer.Option("--per-basis", help="Keep k random hallucinators per basis instead of all.")
+    ] = None,
     grid: Annotated[bool, typer.Option("--grid", help="Also write grid.png, a contact sheet (rows: classes).")] = False,
     grid_columns: Annotated[int, typer.Option("--grid-columns", help="Column cap of the contact sheet.")] = 50,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the --per-basis draw.")] = 0,
@@ -30,8 +34,17 @@ def expand_command(
         raise UnknownNameError("format", fmt, FORMATS)
     from habacli import api
 
-    result = api.expand(artifact, out, fmt=fmt, per_basis=per_basis, grid=grid, seed=seed, overwrite=overwrite,
-                        device=device, max_grid_columns=grid_columns)
+    result = api.expand(
+        artifact,
+        out,
+        fmt=fmt,
+        per_basis=per_basis,
+        grid=grid,
+        seed=seed,
+        overwrite=overwrite,
+        device=device,
+        max_grid_columns=grid_columns,
+    )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -39,8 +52,10 @@ def expand_command(
 
     console = Console()
     pairs = f"{result.num_bases} bases x {result.per_basis or max(result.num_hallucinators, 1)}"
-    console.print(f"[green]wrote[/green] {result.num_images} images ({pairs}, {result.num_classes} classes) "
-                  f"as {result.fmt} to [bold]{result.out}[/bold]")
+    console.print(
+        f"[green]wrote[/green] {result.num_images} images ({pairs}, {result.num_classes} classes) "
+        f"as {result.fmt} to [bold]{result.out}[/bold]"
+    )
     if result.grid is not None:
         console.print(f"contact sheet: {result.grid}" + (f" ({result.grid_note})" if result.grid_note else ""))
 

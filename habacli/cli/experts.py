@@ -14,26 +14,65 @@ import typer
 def experts_command(
     dataset: Annotated[str, typer.Argument(help="Dataset to train the experts on (see `haba datasets`).")],
     model: Annotated[str | None, typer.Option("--model", help="Network (default: the dataset's ConvNet).")] = None,
-    num: Annotated[int, typer.Option("--num", "--num-experts", "-n", help="Experts in the buffer (MTT: 100). Under "
-                                     "torchrun write -n or --num-experts: torchrun reads --num as its --numa-binding.")] = 100,
-    epochs: Annotated[int, typer.Option("--epochs", "-e", help="Epochs per expert; a run only uses the first "
-                                        "max_start_epoch + expert_epochs (MTT: 50).")] = 50,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Buffer folder (default: $HABA_CACHE/experts/"
-                                             "DATASET/MODEL[_zca], or ./experts/... without HABA_CACHE).")] = None,
-    zca: Annotated[bool | None, typer.Option("--zca/--no-zca", help="ZCA-whiten the data (default: on for "
-                                             "cifar10/cifar100, off otherwise).")] = None,
+    num: Annotated[
+        int,
+        typer.Option(
+            "--num",
+            "--num-experts",
+            "-n",
+            help="Experts in the buffer (MTT: 100). Under "
+            "torchrun write -n or --num-experts: torchrun reads --num as its --numa-binding.",
+        ),
+    ] = 100,
+    epochs: Annotated[
+        int,
+        typer.Option(
+            "--epochs",
+            "-e",
+            help="Epochs per expert; a run only uses the first max_start_epoch + expert_epochs (MTT: 50).",
+        ),
+    ] = 50,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Buffer folder (default: $HABA_CACHE/experts/"
+            "DATASET/MODEL[_zca], or ./experts/... without HABA_CACHE).",
+        ),
+    ] = None,
+    zca: Annotated[
+        bool | None,
+        typer.Option("--zca/--no-zca", help="ZCA-whiten the data (default: on for cifar10/cifar100, off otherwise)."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Run seed; expert i's seed derives from (seed, i).")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda (torchrun: cuda:LOCAL_RANK).")] = "auto",
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the real data lives.")] = None,
-    shard: Annotated[str | None, typer.Option("--shard", help="i/n: train only experts with index % n == i "
-                                              "(machines without torchrun).")] = None,
-    amp: Annotated[str | None, typer.Option("--amp", help="bf16 (or fp16 on a GPU): autocast the training "
-                                            "forward/backward; snapshots stay float32.")] = None,
-    subset: Annotated[int | None, typer.Option("--subset", help="Train on a fixed random subset of N train images "
-                                               "and test on at most N test images (tests and quick runs).")] = None,
-    lr: Annotated[float, typer.Option("--lr", help="SGD learning rate (MTT: 0.01, no momentum, no weight decay).")] = 0.01,
+    shard: Annotated[
+        str | None,
+        typer.Option("--shard", help="i/n: train only experts with index % n == i (machines without torchrun)."),
+    ] = None,
+    amp: Annotated[
+        str | None,
+        typer.Option(
+            "--amp", help="bf16 (or fp16 on a GPU): autocast the training forward/backward; snapshots stay float32."
+        ),
+    ] = None,
+    subset: Annotated[
+        int | None,
+        typer.Option(
+            "--subset",
+            help="Train on a fixed random subset of N train images "
+            "and test on at most N test images (tests and quick runs).",
+        ),
+    ] = None,
+    lr: Annotated[
+        float, typer.Option("--lr", help="SGD learning rate (MTT: 0.01, no momentum, no weight decay).")
+    ] = 0.01,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch size (MTT: 256).")] = 256,
-    merge: Annotated[bool, typer.Option("--merge", help="Only rebuild manifest.json from the expert files in --out.")] = False,
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Only rebuild manifest.json from the expert files in --out.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
@@ -51,16 +90,33 @@ def experts_command(
     rank = int(os.environ.get("RANK", "0") or 0)
     show = not quiet and rank == 0
     tag = f"[rank {rank}] " if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else ""
-    kw: dict[str, Any] = {"model": model, "num": num, "epochs": epochs, "out": out, "zca": zca, "seed": seed,
-                          "device": device, "data_dir": data_dir, "shard": shard, "amp": amp, "subset": subset,
-                          "lr": lr, "batch_size": batch_size, "merge": merge}
+    kw: dict[str, Any] = {
+        "model": model,
+        "num": num,
+        "epochs": epochs,
+        "out": out,
+        "zca": zca,
+        "seed": seed,
+        "device": device,
+        "data_dir": data_dir,
+        "shard": shard,
+        "amp": amp,
+        "subset": subset,
+        "lr": lr,
+        "batch_size": batch_size,
+        "merge": merge,
+    }
     if show and err.is_terminal:
         result = _with_bar(api, dataset, kw, err)
     else:
+
         def progress(e: dict[str, Any]) -> None:
             if not quiet and e["kind"] == "epoch":
-                err.print(f"{tag}expert {e['index']}: epoch {e['epoch']}/{e['epochs']}, test acc "
-                          f"{e['test_accuracy']:.4f}, {e['images_per_second']:.0f} img/s", highlight=False)
+                err.print(
+                    f"{tag}expert {e['index']}: epoch {e['epoch']}/{e['epochs']}, test acc "
+                    f"{e['test_accuracy']:.4f}, {e['images_per_second']:.0f} img/s",
+                    highlight=False,
+                )
             elif not quiet and e["kind"] == "skip":
                 err.print(f"{tag}expert {e['index']}: already done, skipped", highlight=False)
 
@@ -86,8 +142,11 @@ def experts_command(
     elif not quiet:
         acc = summary["mean_final_test_accuracy"]
         acc_s = f", mean final test accuracy {acc:.4f}" if acc is not None else ""
-        err.print(f"{summary['num_experts']} experts in {result.out}{acc_s} (trained {len(result.trained)}, "
-                  f"skipped {len(result.skipped)})", highlight=False)
+        err.print(
+            f"{summary['num_experts']} experts in {result.out}{acc_s} (trained {len(result.trained)}, "
+            f"skipped {len(result.skipped)})",
+            highlight=False,
+        )
 
 
 def _with_bar(api: Any, dataset: str, kw: dict[str, Any], err: Any) -> Any:
@@ -100,8 +159,15 @@ def _with_bar(api: Any, dataset: str, kw: dict[str, Any], err: Any) -> Any:
         TimeRemainingColumn,
     )
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=err, transient=False) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
         total = bar.add_task("experts", total=None)
         epoch_task = bar.add_task("epochs", total=None, visible=False)
 
@@ -112,11 +178,19 @@ def _with_bar(api: Any, dataset: str, kw: dict[str, Any], err: Any) -> Any:
             elif kind in ("skip", "expert_done"):
                 bar.advance(total)
             elif kind == "expert":
-                bar.update(epoch_task, description=f"expert {e['index']}", total=e["epochs"],
-                           completed=e["start_epoch"], visible=True)
+                bar.update(
+                    epoch_task,
+                    description=f"expert {e['index']}",
+                    total=e["epochs"],
+                    completed=e["start_epoch"],
+                    visible=True,
+                )
             elif kind == "epoch":
-                bar.update(epoch_task, completed=e["epoch"],
-                           description=f"expert {e['index']} (acc {e['test_accuracy']:.3f}, {e['images_per_second']:.0f} img/s)")
+                bar.update(
+                    epoch_task,
+                    completed=e["epoch"],
+                    description=f"expert {e['index']} (acc {e['test_accuracy']:.3f}, {e['images_per_second']:.0f} img/s)",
+                )
 
         return api.experts(dataset, progress=progress, **kw)
 

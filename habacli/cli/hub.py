@@ -9,8 +9,10 @@ from typing import Annotated
 
 import typer
 
-_TOKEN_HELP = ("Hugging Face token (default: huggingface_hub's own: the HF_TOKEN env var, then the file "
-               "`hf auth login` writes). Never printed.")
+_TOKEN_HELP = (
+    "Hugging Face token (default: huggingface_hub's own: the HF_TOKEN env var, then the file "
+    "`hf auth login` writes). Never printed."
+)
 
 
 _PUSH_EXAMPLES = """Examples:
@@ -44,29 +46,51 @@ def push_command(
     artifact: Annotated[str, typer.Argument(help="Artifact file (or hf://datasets/... reference) to upload.")],
     repo_id: Annotated[str, typer.Argument(metavar="ORG/NAME", help="Dataset repo to create or update.")],
     private: Annotated[bool, typer.Option("--private", help="Make the repo private (new or existing).")] = False,
-    revision: Annotated[str | None, typer.Option("--revision", help="Branch to commit to (created from main if missing).")] = None,
+    revision: Annotated[
+        str | None, typer.Option("--revision", help="Branch to commit to (created from main if missing).")
+    ] = None,
     token: Annotated[str | None, typer.Option("--token", help=_TOKEN_HELP, show_default=False)] = None,
     message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
-    with_images: Annotated[bool, typer.Option("--with-images", help="Also upload the expanded images as parquet (enables the Hub's dataset viewer and load_dataset).")] = False,
+    with_images: Annotated[
+        bool,
+        typer.Option(
+            "--with-images",
+            help="Also upload the expanded images as parquet (enables the Hub's dataset viewer and load_dataset).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress messages.")] = False,
 ) -> None:
     """Upload an artifact, its dataset card and a preview grid to a Hub dataset repo in one atomic commit."""
     from habacli import api
 
-    result = api.push(artifact, repo_id, private=private, revision=revision, token=token, message=message,
-                      with_images=with_images, progress=_progress(quiet))
+    result = api.push(
+        artifact,
+        repo_id,
+        private=private,
+        revision=revision,
+        token=token,
+        message=message,
+        with_images=with_images,
+        progress=_progress(quiet),
+    )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
-    typer.echo(f"pushed {len(result.files)} files to {result.repo_id}@{result.revision} "
-               f"(commit {result.commit_sha[:12]}): {result.url}")
+    typer.echo(
+        f"pushed {len(result.files)} files to {result.repo_id}@{result.revision} "
+        f"(commit {result.commit_sha[:12]}): {result.url}"
+    )
     typer.echo(f"use it as: {result.ref}")
 
 
 def pull_command(
-    repo: Annotated[str, typer.Argument(metavar="ORG/NAME[@REV]", help="Dataset repo (or an hf://datasets/... reference).")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also copy the artifact and its card into this folder.")] = None,
+    repo: Annotated[
+        str, typer.Argument(metavar="ORG/NAME[@REV]", help="Dataset repo (or an hf://datasets/... reference).")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also copy the artifact and its card into this folder.")
+    ] = None,
     token: Annotated[str | None, typer.Option("--token", help=_TOKEN_HELP, show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress messages.")] = False,

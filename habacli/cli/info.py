@@ -30,18 +30,32 @@ def _rows(doc: dict[str, Any], info: Any) -> list[tuple[str, str]]:
         ("objective", f"{doc['objective']['name']}" + (" + HaBa" if k else " (plain, not factorised)")),
         ("ipc", str(doc["ipc"])),
         ("bases", f"{b['count']} x {b['channels']} channel(s) ({per_class:g} per class)"),
-        ("hallucinators", f"{k} x {h['architecture']} ({h['kernel_size']}x{h['kernel_size']}, {h['in_channels']}->"
-                          f"{h['mid_channels']}->{h['out_channels']} channels)" if k else "0 (identity)"),
+        (
+            "hallucinators",
+            f"{k} x {h['architecture']} ({h['kernel_size']}x{h['kernel_size']}, {h['in_channels']}->"
+            f"{h['mid_channels']}->{h['out_channels']} channels)"
+            if k
+            else "0 (identity)",
+        ),
         ("images", f"{doc['num_images']} decoded ({b['count']} bases x {max(k, 1)})"),
-        ("storage", f"{_count(st['total'])} values = {_count(st['bases'])} bases + {_count(st['hallucinators'])} "
-                    f"hallucinators" + (f" + {_count(st['soft_labels'])} soft labels" if st["soft_labels"] else "")
-                    + f"; baseline {ds['num_classes']}x{doc['ipc']}x{ds['channels']}x{ds['height']}x{ds['width']} = "
-                    f"{_count(st['baseline'])} ({100 * st['ratio']:.1f}% of it)"),
+        (
+            "storage",
+            f"{_count(st['total'])} values = {_count(st['bases'])} bases + {_count(st['hallucinators'])} "
+            f"hallucinators"
+            + (f" + {_count(st['soft_labels'])} soft labels" if st["soft_labels"] else "")
+            + f"; baseline {ds['num_classes']}x{doc['ipc']}x{ds['channels']}x{ds['height']}x{ds['width']} = "
+            f"{_count(st['baseline'])} ({100 * st['ratio']:.1f}% of it)",
+        ),
         ("labels", "hard + soft (logits)" if doc["soft_labels"] else "hard"),
         ("normalization", f"mean {doc['normalization']['mean']}, std {doc['normalization']['std']}"),
-        ("zca", "none" if z is None else f"eps {z['eps']}, rank {z['rank']}/{z['dim']}, max decoding error "
-                f"{255 * z['error_bound']:.3f}/255 (tolerance {255 * z['tolerance']:.2f}/255); "
-                f"{_count(st['zca'])} values, not in the total"),
+        (
+            "zca",
+            "none"
+            if z is None
+            else f"eps {z['eps']}, rank {z['rank']}/{z['dim']}, max decoding error "
+            f"{255 * z['error_bound']:.3f}/255 (tolerance {255 * z['tolerance']:.2f}/255); "
+            f"{_count(st['zca'])} values, not in the total",
+        ),
         ("learned lr", "-" if doc["learned_lr"] is None else f"{doc['learned_lr']:.6g}"),
         ("seed", str(doc["seed"])),
         ("created", f"{doc['created']} by {doc['library']['name']} {doc['library']['version']}"),
@@ -60,18 +74,21 @@ def _rows(doc: dict[str, Any], info: Any) -> list[tuple[str, str]]:
 
 
 def info(
-    artifact: Annotated[str, typer.Argument(help="An artifact: a .safetensors path or "
-                                            "hf://datasets/ORG/NAME\\[@REV]\\[/FILE].")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metadata (format, version, document) as JSON.")]
-    = False,
-    verify: Annotated[bool, typer.Option("--verify", help="Also read the payload: checksum, label range, finite "
-                                         "values.")] = False,
+    artifact: Annotated[
+        str, typer.Argument(help="An artifact: a .safetensors path or hf://datasets/ORG/NAME\\[@REV]\\[/FILE].")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the metadata (format, version, document) as JSON.")
+    ] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Also read the payload: checksum, label range, finite values.")
+    ] = False,
 ) -> None:
     """Show what an artifact holds: dataset, objective, bases, hallucinators, images, storage against the
     baseline budget, learned lr, provenance and the file size by part. Reads only the header unless --verify."""
-    from habacli.artifact.header import info as inspect_info
+    from habacli.api import info as api_info
 
-    result = inspect_info(artifact, verify=verify)
+    result = api_info(artifact, verify=verify)
     if as_json:
         typer.echo(json.dumps(result.metadata, indent=2, sort_keys=True))
         return

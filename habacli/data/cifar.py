@@ -49,11 +49,14 @@ def find(spec: DatasetSpec, root: Path) -> Files | None:
 def expect(spec: DatasetSpec, root: Path) -> str:
     """Which files to put where."""
     b, p = _NAMES[spec.layout]["bin"], _NAMES[spec.layout]["py"]
-    return (f"extract the official archive into {root}/ so that {root}/{b[0]}/ holds {', '.join(b[1] + b[2])} "
-            f"(binary version) or {root}/{p[0]}/ holds {', '.join(p[1] + p[2])} (python version)")
+    return (
+        f"extract the official archive into {root}/ so that {root}/{b[0]}/ holds {', '.join(b[1] + b[2])} "
+        f"(binary version) or {root}/{p[0]}/ holds {', '.join(p[1] + p[2])} (python version)"
+    )
 
 
 # --- data-only reading of the python version -------------------------------------------------
+
 
 class _Dtype:
     """Stand-in for ``numpy.dtype``: remembers the type string (e.g. 'u1', 'i8')."""

@@ -89,6 +89,7 @@ def decode_files(paths: list[Any], channels: int, size: tuple[int, int] | None, 
 
 # --- Tiny-ImageNet -------------------------------------------------------------------------------
 
+
 def _tiny_root(root: Path) -> Path | None:
     for d in (root / "tiny-imagenet-200", root):
         if (d / "train").is_dir() and (d / "val").is_dir():
@@ -122,14 +123,16 @@ def _tiny_probe(spec: DatasetSpec, root: Path) -> bool:
 
 
 def _tiny_expect(spec: DatasetSpec, root: Path) -> str:
-    return (f"unzip tiny-imagenet-200.zip into {root}/ (train/<wnid>/images/*.JPEG, val/images/ + "
-            "val/val_annotations.txt; class-foldered val/ or val/images/ also work)")
+    return (
+        f"unzip tiny-imagenet-200.zip into {root}/ (train/<wnid>/images/*.JPEG, val/images/ + "
+        "val/val_annotations.txt; class-foldered val/ or val/images/ also work)"
+    )
 
 
 def _label_of(path: Path, index: dict[str, int], anchor: str) -> int:
     parts = path.parts
     i = len(parts) - 1 - parts[::-1].index(anchor)
-    for part in parts[i + 1:]:
+    for part in parts[i + 1 :]:
         if part in index:
             return index[part]
     raise DataNotFoundError(f"{path}: no class folder under {anchor}/")
@@ -151,32 +154,46 @@ def _tiny_read(spec: DatasetSpec, files: list[Path], split: str, size: tuple[int
 
 # --- ImageNet subsets (MTT/HaBa) ----------------------------------------------------------------
 
+
 def _subset_find(spec: DatasetSpec, root: Path) -> Files | None:
     for d in (root, root / "imagenet", root / spec.name):
         if all((d / s / w).is_dir() for s in ("train", "val") for w in spec.class_ids):
-            files = {s: [f for w in spec.class_ids for f in images_in(d / t / w)]
-                     for s, t in (("train", "train"), ("test", "val"))}
+            files = {
+                s: [f for w in spec.class_ids for f in images_in(d / t / w)]
+                for s, t in (("train", "train"), ("test", "val"))
+            }
             if files["train"] and files["test"]:
                 return files
     return None
 
 
 def _subset_probe(spec: DatasetSpec, root: Path) -> bool:
-    return any(all((d / s / w).is_dir() for s in ("train", "val") for w in spec.class_ids)
-               for d in (root, root / "imagenet", root / spec.name))
+    return any(
+        all((d / s / w).is_dir() for s in ("train", "val") for w in spec.class_ids)
+        for d in (root, root / "imagenet", root / spec.name)
+    )
 
 
 def _subset_expect(spec: DatasetSpec, root: Path) -> str:
-    return (f"point --data-dir at an ImageNet-1k folder with train/<wnid>/ and class-foldered val/<wnid>/ "
-            f"(torchvision ImageNet layout) holding {', '.join(spec.class_ids)}")
+    return (
+        f"point --data-dir at an ImageNet-1k folder with train/<wnid>/ and class-foldered val/<wnid>/ "
+        f"(torchvision ImageNet layout) holding {', '.join(spec.class_ids)}"
+    )
 
 
 def _subset_read(spec: DatasetSpec, files: list[Path], split: str, size: tuple[int, int] | None) -> tuple:
     import numpy as np
 
     index = {w: i for i, w in enumerate(spec.class_ids)}
-    labels = np.asarray([index[f.parent.name] if f.parent.name in index else
-                         _label_of(f, index, "train" if split == "train" else "val") for f in files], dtype=np.int64)
+    labels = np.asarray(
+        [
+            index[f.parent.name]
+            if f.parent.name in index
+            else _label_of(f, index, "train" if split == "train" else "val")
+            for f in files
+        ],
+        dtype=np.int64,
+    )
     return decode_files(files, 3, size or (spec.height, spec.width), "squash"), labels
 
 
@@ -185,6 +202,7 @@ LAYOUTS.add("imagenet_subset", Layout("imagenet_subset", _subset_find, _subset_e
 
 
 # --- imagefolder:PATH ----------------------------------------------------------------------------
+
 
 def holdout_mask(labels: Any, fraction: float = HOLDOUT_FRACTION, seed: int = HOLDOUT_SEED) -> np.ndarray:
     """Deterministic stratified test hold-out for data that ships without a test split."""
@@ -215,8 +233,11 @@ def _folder_plan(root: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]
         test = [(f, index[p.name]) for p in _class_dirs(test_dir) if p.name in index for f in images_in(p)]
         return classes, {"train": train, "test": test}, f"test = {test_dir.name}/"
     mask = holdout_mask([lab for _, lab in train])
-    return (classes, {"train": [t for t, m in zip(train, mask) if not m], "test": [t for t, m in zip(train, mask) if m]},
-            f"test = a stratified {HOLDOUT_FRACTION:.0%} hold-out (seed {HOLDOUT_SEED}); train = the rest")
+    return (
+        classes,
+        {"train": [t for t, m in zip(train, mask) if not m], "test": [t for t, m in zip(train, mask) if m]},
+        f"test = a stratified {HOLDOUT_FRACTION:.0%} hold-out (seed {HOLDOUT_SEED}); train = the rest",
+    )
 
 
 def target_size(name: str, sizes: set[tuple[int, int]], image_size: int | None) -> tuple[int, int]:
@@ -242,20 +263,26 @@ def _detect(files: list[Path], sample: int = 256) -> tuple[int, set[tuple[int, i
     return (1 if gray else 3), sizes
 
 
-def load_imagefolder(name: str, split: str, *, image_size: int | None = None, channels: int | None = None,
-                     progress: Any = None) -> Split:
+def load_imagefolder(
+    name: str, split: str, *, image_size: int | None = None, channels: int | None = None, progress: Any = None
+) -> Split:
     """``imagefolder:PATH`` -> :class:`Split`; classes are the sorted sub-folder names."""
     from habacli.data import cache
-    from habacli.data.load import Split, make_split, cached_or_build, custom_spec
+    from habacli.data.load import cached_or_build, custom_spec, make_split
 
     root = Path(name.split(":", 1)[1]).expanduser()
     if not root.is_dir():
-        raise DataNotFoundError(f"{name}: no such folder (expected PATH/<class>/*.png, optionally with "
-                                "PATH/train/ and PATH/test/)")
+        raise DataNotFoundError(
+            f"{name}: no such folder (expected PATH/<class>/*.png, optionally with PATH/train/ and PATH/test/)"
+        )
     classes, plan, how = _folder_plan(root)
     all_files = [f for s in plan.values() for f, _ in s]
-    payload = {"kind": "imagefolder", "files": cache.files_fingerprint(all_files), "size": image_size,
-               "channels": channels}
+    payload = {
+        "kind": "imagefolder",
+        "files": cache.files_fingerprint(all_files),
+        "size": image_size,
+        "channels": channels,
+    }
 
     def build_split(which: str) -> Split:
         det_c, sizes = _detect([f for f, _ in plan["train"]])
@@ -267,8 +294,14 @@ def load_imagefolder(name: str, split: str, *, image_size: int | None = None, ch
 
         labels = np.asarray([lab for _, lab in pairs], dtype=np.int64)
         if which == "train":
-            spec = custom_spec(name, images, classes, license="unknown (local folder)",
-                               sources=(str(root.resolve()),), notes=f"imagefolder: {how}")
+            spec = custom_spec(
+                name,
+                images,
+                classes,
+                license="unknown (local folder)",
+                sources=(str(root.resolve()),),
+                notes=f"imagefolder: {how}",
+            )
         else:
             spec = cached_or_build(name, "train", payload, lambda: build_split("train"), progress).spec
         return make_split(spec, images, labels, None, str(root.resolve()))

@@ -112,7 +112,9 @@ def _load(path: str, config: str | None, revision: str | None, what: str, hint: 
             why = _one_line(e)
             if unreachable:
                 why = f"the Hub at {unreachable} cannot be reached, and offline: {why}"
-            raise DataNotFoundError(f"{what}: could not load {path!r} with the datasets library ({why}){hint}") from None
+            raise DataNotFoundError(
+                f"{what}: could not load {path!r} with the datasets library ({why}){hint}"
+            ) from None
 
 
 def _columns(ds: Any, image_column: str | None, label_column: str | None) -> tuple[str, str, list[str] | None]:
@@ -120,8 +122,11 @@ def _columns(ds: Any, image_column: str | None, label_column: str | None) -> tup
     import datasets
 
     feats = ds.features
-    image = image_column if image_column in feats else next(
-        (k for k, f in feats.items() if isinstance(f, datasets.Image)), None)
+    image = (
+        image_column
+        if image_column in feats
+        else next((k for k, f in feats.items() if isinstance(f, datasets.Image)), None)
+    )
     if image is None:
         raise DataNotFoundError(f"no image column among {list(feats)}")
     candidates = [label_column] if label_column in feats else []
@@ -134,8 +139,9 @@ def _columns(ds: Any, image_column: str | None, label_column: str | None) -> tup
     return image, label, names
 
 
-def _arrays(ds: Any, image: str, label: str, channels: int, size: tuple[int, int] | None,
-            mode: str) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(
+    ds: Any, image: str, label: str, channels: int, size: tuple[int, int] | None, mode: str
+) -> tuple[np.ndarray, np.ndarray]:
     import datasets
     import numpy as np
 
@@ -165,6 +171,7 @@ def _test_split(dd: Any, preferred: str | None = None) -> str | None:
 
 
 # --- built-in datasets' Hub copies ----------------------------------------------------------------
+
 
 def _label_map(spec: DatasetSpec, names: list[str] | None) -> tuple[DatasetSpec, np.ndarray | None]:
     """Map the Hub's label ids to haba's class order (WordNet ids, then names); None = identity."""
@@ -210,6 +217,7 @@ def load_builtin(spec: DatasetSpec, split: str, size: tuple[int, int] | None, *,
 
 # --- hf:ORG/NAME[:config] and hf:LOCAL_PATH -------------------------------------------------------
 
+
 def parse_hf_name(name: str) -> tuple[str, str | None, bool]:
     """``hf:ORG/NAME[:config]`` -> (path or id, config, is_local)."""
     rest = name[3:]
@@ -231,13 +239,19 @@ def _fingerprint(path: str) -> list[Any]:
     p = Path(path)
     if p.is_file():
         return cache.files_fingerprint([p])
-    files = [Path(d) / f for d, _, fs in os.walk(p) if "/." not in d.replace(os.sep, "/") for f in fs
-             if not f.startswith(".")]
+    files = [
+        Path(d) / f
+        for d, _, fs in os.walk(p)
+        if "/." not in d.replace(os.sep, "/")
+        for f in fs
+        if not f.startswith(".")
+    ]
     return cache.files_fingerprint(files)
 
 
-def load_hf(name: str, split: str, *, image_size: int | None = None, channels: int | None = None,
-            progress: Any = None) -> Split:
+def load_hf(
+    name: str, split: str, *, image_size: int | None = None, channels: int | None = None, progress: Any = None
+) -> Split:
     """``hf:ORG/NAME[:config]`` (Hub, through the datasets cache) or ``hf:PATH`` (local parquet, imagefolder,
     ...). Test split: ``test``, else ``validation``/``valid``/``val``, else a stratified 20% hold-out."""
     from habacli.data.load import cached_or_build
@@ -251,7 +265,7 @@ def load_hf(name: str, split: str, *, image_size: int | None = None, channels: i
         import numpy as np
 
         from habacli.data.folder import HOLDOUT_FRACTION, HOLDOUT_SEED, holdout_mask
-        from habacli.data.load import make_split, custom_spec
+        from habacli.data.load import custom_spec, make_split
 
         dd = _load(path, config, None, name)
         if "train" not in dd:
@@ -271,13 +285,25 @@ def load_hf(name: str, split: str, *, image_size: int | None = None, channels: i
             x, y = _arrays(dd[test_name], image, label, c, size, "crop")
         num = len(names) if names else int(np.max(y)) + 1 if y.size else 0
         class_names = names or [str(i) for i in range(num)]
-        how = (f"test = split {test_name!r}" if test_name else
-               f"test = a stratified {HOLDOUT_FRACTION:.0%} hold-out of train (seed {HOLDOUT_SEED})")
+        how = (
+            f"test = split {test_name!r}"
+            if test_name
+            else f"test = a stratified {HOLDOUT_FRACTION:.0%} hold-out of train (seed {HOLDOUT_SEED})"
+        )
         if which == "train":
-            spec = custom_spec(name, x, class_names, license="see the dataset card" if not local else "unknown",
-                               sources=(path,), notes=f"hf: {how}", hub_id=None if local else path,
-                               hub_config=config, image_column=image, label_column=label,
-                               hub_splits=("train", test_name or "train"))
+            spec = custom_spec(
+                name,
+                x,
+                class_names,
+                license="see the dataset card" if not local else "unknown",
+                sources=(path,),
+                notes=f"hf: {how}",
+                hub_id=None if local else path,
+                hub_config=config,
+                image_column=image,
+                label_column=label,
+                hub_splits=("train", test_name or "train"),
+            )
         else:
             spec = cached_or_build(name, "train", payload, lambda: build("train"), progress).spec
         if y.size and (y.min() < 0 or y.max() >= spec.num_classes):

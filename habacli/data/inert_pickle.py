@@ -29,15 +29,21 @@ class RefusedGlobal(PickleDataError):
     """The stream names a global that is not in the ``allowed`` table."""
 
     def __init__(self, module: str, name: str):
-        super().__init__(f"refusing to load {module}.{name} (only plain data and the expected array "
-                         "stand-ins are allowed)")
+        super().__init__(
+            f"refusing to load {module}.{name} (only plain data and the expected array stand-ins are allowed)"
+        )
 
 
 _SIZED = {  # opcode -> (struct format of the length prefix, result type)
-    ord("T"): ("<i", bytes), ord("U"): ("<B", bytes),  # BINSTRING, SHORT_BINSTRING (py2 str)
-    ord("B"): ("<I", bytes), ord("C"): ("<B", bytes), 0x8E: ("<Q", bytes),  # BINBYTES, SHORT_BINBYTES, 8
+    ord("T"): ("<i", bytes),
+    ord("U"): ("<B", bytes),  # BINSTRING, SHORT_BINSTRING (py2 str)
+    ord("B"): ("<I", bytes),
+    ord("C"): ("<B", bytes),
+    0x8E: ("<Q", bytes),  # BINBYTES, SHORT_BINBYTES, 8
     0x96: ("<Q", bytearray),  # BYTEARRAY8
-    ord("X"): ("<I", str), 0x8C: ("<B", str), 0x8D: ("<Q", str),  # BINUNICODE, SHORT_, 8
+    ord("X"): ("<I", str),
+    0x8C: ("<B", str),
+    0x8D: ("<Q", str),  # BINUNICODE, SHORT_, 8
 }
 _FIXED_INTS = {ord("J"): "<i", ord("K"): "<B", ord("M"): "<H"}  # BININT, BININT1, BININT2
 
@@ -51,7 +57,7 @@ def load_data(data: bytes, allowed: Mapping[tuple[str, str], Any]) -> Any:
         nonlocal pos
         if n < 0 or pos + n > len(data):
             raise PickleDataError("truncated stream")
-        out = data[pos:pos + n]
+        out = data[pos : pos + n]
         pos += n
         return out
 
@@ -171,8 +177,12 @@ def load_data(data: bytes, allowed: Mapping[tuple[str, str], Any]) -> Any:
             items = [pop() for _ in range(op - 0x84)][::-1]
             stack.append(tuple(items))
         elif op in (ord("p"), ord("q"), ord("r"), 0x94):  # PUT, BINPUT, LONG_BINPUT, MEMOIZE
-            key = {ord("p"): lambda: int(line()), ord("q"): lambda: read(1)[0],
-                   ord("r"): lambda: unpack("<I"), 0x94: lambda: len(memo)}[op]()
+            key = {
+                ord("p"): lambda: int(line()),
+                ord("q"): lambda: read(1)[0],
+                ord("r"): lambda: unpack("<I"),
+                0x94: lambda: len(memo),
+            }[op]()
             if not stack:
                 raise PickleDataError("memo put on an empty stack")
             memo[key] = stack[-1]

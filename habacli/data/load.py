@@ -78,14 +78,18 @@ def _from_cache(path: Path) -> Split | None:
 
 def _to_cache(path: Path, split: Split) -> None:
     try:
-        cache.save_tensors(path, {"images": split.images, "labels": split.labels},
-                           {"spec": split.spec.to_dict(), "source": split.source})
+        cache.save_tensors(
+            path,
+            {"images": split.images, "labels": split.labels},
+            {"spec": split.spec.to_dict(), "source": split.source},
+        )
     except OSError:  # a read-only cache folder only costs speed
         pass
 
 
-def cached_or_build(name: str, split: str, payload: dict[str, Any], build: Callable[[], Split],
-                    progress: Progress = None) -> Split:
+def cached_or_build(
+    name: str, split: str, payload: dict[str, Any], build: Callable[[], Split], progress: Progress = None
+) -> Split:
     """Serve ``name``/``split`` from the cache under ``payload``'s key, else ``build()`` and store it."""
     path = cache.split_path(name, split, cache.cache_key({"name": name, "split": split, **payload}))
     hit = _from_cache(path)
@@ -121,8 +125,9 @@ def _writable(a: Any) -> Any:
     return a if a.flags.writeable else a.copy()
 
 
-def _builtin_split(spec: DatasetSpec, split: str, data_dir: str | os.PathLike | None,
-                   image_size: int | None, progress: Progress) -> Split:
+def _builtin_split(
+    spec: DatasetSpec, split: str, data_dir: str | os.PathLike | None, image_size: int | None, progress: Progress
+) -> Split:
     size = (int(image_size), int(image_size)) if image_size else None
     if size == (spec.height, spec.width):
         size = None  # the native size shares the cache entry
@@ -146,8 +151,9 @@ def _builtin_split(spec: DatasetSpec, split: str, data_dir: str | os.PathLike | 
     from habacli.data import hf as hub
 
     payload = {"hub": spec.hub_id, "config": spec.hub_config, "revision": spec.hub_revision, "size": size}
-    return cached_or_build(spec.name, split, payload,
-                           lambda: hub.load_builtin(spec, split, size, local_hint=expect), progress)
+    return cached_or_build(
+        spec.name, split, payload, lambda: hub.load_builtin(spec, split, size, local_hint=expect), progress
+    )
 
 
 def _layout_spec(spec: DatasetSpec, found: Any) -> DatasetSpec:
@@ -161,8 +167,15 @@ def _layout_spec(spec: DatasetSpec, found: Any) -> DatasetSpec:
     return spec
 
 
-def load_split(name: str, split: str = "train", *, data_dir: str | os.PathLike | None = None,
-               image_size: int | None = None, channels: int | None = None, progress: Progress = None) -> Split:
+def load_split(
+    name: str,
+    split: str = "train",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    image_size: int | None = None,
+    channels: int | None = None,
+    progress: Progress = None,
+) -> Split:
     """Load ``split`` of dataset ``name`` as uint8 tensors (decoded once, then cached as safetensors).
 
     ``name`` is a registered dataset, ``imagefolder:PATH`` or ``hf:ORG/NAME[:config]`` (or a local path
@@ -183,13 +196,16 @@ def load_split(name: str, split: str = "train", *, data_dir: str | os.PathLike |
 
         return load_hf(name, split, image_size=image_size, channels=channels, progress=progress)
     if channels is not None and channels != builtin_spec(name).channels:
-        raise ConfigError(f"{name} has {builtin_spec(name).channels} channel(s); --channels applies to "
-                          "imagefolder: and hf: datasets only")
+        raise ConfigError(
+            f"{name} has {builtin_spec(name).channels} channel(s); --channels applies to "
+            "imagefolder: and hf: datasets only"
+        )
     return _builtin_split(builtin_spec(name), split, data_dir, image_size, progress)
 
 
-def get_spec(name: str, *, data_dir: str | os.PathLike | None = None, image_size: int | None = None,
-             channels: int | None = None) -> DatasetSpec:
+def get_spec(
+    name: str, *, data_dir: str | os.PathLike | None = None, image_size: int | None = None, channels: int | None = None
+) -> DatasetSpec:
     """The spec of ``name`` at ``image_size``. Custom datasets (``imagefolder:``, ``hf:``) are read (and
     cached) to learn their classes and statistics; Tiny-ImageNet reads its class ids from the data."""
     _check_size(image_size)
@@ -219,7 +235,7 @@ def pixel_stats(images: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
     s = torch.zeros(c, dtype=torch.float64)
     s2 = torch.zeros(c, dtype=torch.float64)
     for i in range(0, x.shape[0], 4096):
-        chunk = x[i:i + 4096].double().div_(255.0).transpose(0, 1).reshape(c, -1)
+        chunk = x[i : i + 4096].double().div_(255.0).transpose(0, 1).reshape(c, -1)
         s += chunk.sum(1)
         s2 += chunk.square().sum(1)
     n = max(1, x.shape[0] * x.shape[2] * x.shape[3])
@@ -229,15 +245,39 @@ def pixel_stats(images: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
 
 
-def custom_spec(name: str, train_images: Any, class_names: list[str] | tuple[str, ...], *, license: str,
-                sources: tuple[str, ...], notes: str, hub_id: str | None = None, hub_config: str | None = None,
-                image_column: str = "image", label_column: str = "label",
-                hub_splits: tuple[str, str] = ("train", "test")) -> DatasetSpec:
+def custom_spec(
+    name: str,
+    train_images: Any,
+    class_names: list[str] | tuple[str, ...],
+    *,
+    license: str,
+    sources: tuple[str, ...],
+    notes: str,
+    hub_id: str | None = None,
+    hub_config: str | None = None,
+    image_column: str = "image",
+    label_column: str = "label",
+    hub_splits: tuple[str, str] = ("train", "test"),
+) -> DatasetSpec:
     """A spec for ``imagefolder:`` / ``hf:`` data; mean/std are measured on the train images."""
     mean, std = pixel_stats(train_images)
     _, c, h, w = train_images.shape
-    return DatasetSpec(name=name, channels=int(c), height=int(h), width=int(w), num_classes=len(class_names),
-                       class_names=tuple(str(n) for n in class_names), mean=mean, std=std, license=license,
-                       hub_id=hub_id, hub_config=hub_config, image_column=image_column, label_column=label_column,
-                       flip=True, sources=sources, hub_splits=hub_splits,
-                       notes=notes + "; mean/std measured on the train split")
+    return DatasetSpec(
+        name=name,
+        channels=int(c),
+        height=int(h),
+        width=int(w),
+        num_classes=len(class_names),
+        class_names=tuple(str(n) for n in class_names),
+        mean=mean,
+        std=std,
+        license=license,
+        hub_id=hub_id,
+        hub_config=hub_config,
+        image_column=image_column,
+        label_column=label_column,
+        flip=True,
+        sources=sources,
+        hub_splits=hub_splits,
+        notes=notes + "; mean/std measured on the train split",
+    )

@@ -47,8 +47,17 @@ def stratified_val_mask(labels: Tensor, num_classes: int, fraction: float, seed:
 class RealData:
     """Class-indexed real images on ``device``; every accessor returns model-space float tensors."""
 
-    def __init__(self, spec: DatasetSpec, device: torch.device | str, images: Tensor | None, labels: Tensor,
-                 zca: ZCA | None = None, val: RealData | None = None, *, model: Tensor | None = None):
+    def __init__(
+        self,
+        spec: DatasetSpec,
+        device: torch.device | str,
+        images: Tensor | None,
+        labels: Tensor,
+        zca: ZCA | None = None,
+        val: RealData | None = None,
+        *,
+        model: Tensor | None = None,
+    ):
         self.spec = spec
         self.device = torch.device(device)
         self.num_classes = spec.num_classes
@@ -82,8 +91,15 @@ class RealData:
             self._u8 = images.to(self.device)
 
     @classmethod
-    def build(cls, split: Split, *, device: torch.device | str = "cpu", zca: ZCA | None = None,
-              val_fraction: float = 0.0, seed: int = 0) -> RealData:
+    def build(
+        cls,
+        split: Split,
+        *,
+        device: torch.device | str = "cpu",
+        zca: ZCA | None = None,
+        val_fraction: float = 0.0,
+        seed: int = 0,
+    ) -> RealData:
         """Put ``split`` on ``device``; carve a seeded, stratified validation set when ``val_fraction > 0``."""
         if split.images.dtype != torch.uint8:
             raise ConfigError(f"RealData needs uint8 images, got {split.images.dtype}")
@@ -126,7 +142,7 @@ class RealData:
         """Indices (into this RealData) of every image of class ``c``."""
         if not 0 <= c < self.num_classes:
             raise ConfigError(f"class {c} out of range 0..{self.num_classes - 1}")
-        return self._order[self._offsets[c]:self._offsets[c + 1]]
+        return self._order[self._offsets[c] : self._offsets[c + 1]]
 
     def images_model(self, idx: Tensor) -> Tensor:
         """Model-space images at ``idx``."""
@@ -140,13 +156,15 @@ class RealData:
         count = pool.shape[0]
         if count == 0:
             raise ConfigError(f"class {c} ({self.spec.class_names[c]!r}) has no images")
-        perms = [torch.randperm(count, generator=generator, device=generator.device)
-                 for _ in range(max(1, -(-n // count)))]
+        perms = [
+            torch.randperm(count, generator=generator, device=generator.device) for _ in range(max(1, -(-n // count)))
+        ]
         pick = torch.cat(perms)[:n].to(self.device)
         return self.images_model(pool[pick])
 
-    def init_bases(self, per_class: int, generator: torch.Generator, *,
-                   single_channel: bool = False) -> tuple[Tensor, Tensor]:
+    def init_bases(
+        self, per_class: int, generator: torch.Generator, *, single_channel: bool = False
+    ) -> tuple[Tensor, Tensor]:
         """Real images for initialising bases: ``per_class`` per class, class-major, model space.
         ``single_channel`` averages the channels (HaBa's 1-channel bases)."""
         if per_class < 1:
@@ -162,15 +180,21 @@ class RealData:
         if self._model is not None:
             return self._model, self.labels
         n = len(self)
-        x = torch.cat([self.to_model(self._u8[i:i + _CHUNK]) for i in range(0, n, _CHUNK)]) if n else \
-            torch.empty(self._u8.shape, dtype=torch.float32, device=self.device)
+        x = (
+            torch.cat([self.to_model(self._u8[i : i + _CHUNK]) for i in range(0, n, _CHUNK)])
+            if n
+            else torch.empty(self._u8.shape, dtype=torch.float32, device=self.device)
+        )
         return x, self.labels
 
     def batches(self, batch_size: int, *, generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
         """Model-space ``(x, y)`` batches over all images; shuffled when a generator is given."""
         n = len(self)
-        order = (torch.randperm(n, generator=generator, device=generator.device).to(self.device)
-                 if generator is not None else torch.arange(n, device=self.device))
+        order = (
+            torch.randperm(n, generator=generator, device=generator.device).to(self.device)
+            if generator is not None
+            else torch.arange(n, device=self.device)
+        )
         for i in range(0, n, batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             yield self.images_model(idx), self.labels[idx]

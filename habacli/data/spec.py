@@ -88,76 +88,176 @@ def _add(spec: DatasetSpec) -> None:
     DATASETS.add(spec.name, spec)
 
 
-_add(DatasetSpec(
-    name="mnist", channels=1, height=28, width=28, num_classes=10,
-    class_names=tuple(str(i) for i in range(10)), mean=(0.1307,), std=(0.3081,),
-    license="CC BY-SA 3.0 (per LeCun & Cortes); the Hub card ylecun/mnist says MIT",
-    hub_id="ylecun/mnist", hub_config="mnist", flip=False, layout="idx",
-    sources=("http://yann.lecun.com/exdb/mnist/",),
-    extra={"torchvision_dir": "MNIST"},
-))
-_add(DatasetSpec(
-    name="fashion_mnist", channels=1, height=28, width=28, num_classes=10,
-    class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                 "Ankle boot"),
-    mean=(0.2861,), std=(0.3530,), license="MIT",
-    hub_id="zalando-datasets/fashion_mnist", hub_config="fashion_mnist", flip=True, layout="idx",
-    sources=("https://github.com/zalandoresearch/fashion-mnist",),
-    extra={"torchvision_dir": "FashionMNIST", "system_dirs": ["/usr/share/datasets/fashion-mnist"]},
-))
-_add(DatasetSpec(
-    name="svhn", channels=3, height=32, width=32, num_classes=10,
-    class_names=tuple(str(i) for i in range(10)), mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970),
-    license="non-commercial use only (SVHN terms)", hub_id="ufldl-stanford/svhn", hub_config="cropped_digits",
-    flip=False, layout="svhn", sources=("http://ufldl.stanford.edu/housenumbers/",),
-    notes="flip=False per the DSA README (digits); HaBa/MTT code still flips SVHN",
-))
-_add(DatasetSpec(
-    name="cifar10", channels=3, height=32, width=32, num_classes=10,
-    class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-    mean=CIFAR10_MEAN, std=CIFAR10_STD, license="unspecified (CIFAR terms: cite Krizhevsky 2009)",
-    hub_id="uoft-cs/cifar10", hub_config="plain_text", image_column="img", layout="cifar10",
-    sources=("https://www.cs.toronto.edu/~kriz/cifar.html",),
-))
-_add(DatasetSpec(
-    name="cifar100", channels=3, height=32, width=32, num_classes=100,
-    class_names=classes.CIFAR100, mean=CIFAR10_MEAN, std=CIFAR10_STD,
-    license="unspecified (CIFAR terms: cite Krizhevsky 2009)",
-    hub_id="uoft-cs/cifar100", image_column="img", label_column="fine_label", layout="cifar100",
-    sources=("https://www.cs.toronto.edu/~kriz/cifar.html",),
-    notes="reuses the CIFAR-10 mean/std, like MTT/HaBa (DC uses CIFAR-100's own statistics)",
-))
-_add(DatasetSpec(
-    name="tinyimagenet", channels=3, height=64, width=64, num_classes=200,
-    class_names=tuple(f"class_{i:03d}" for i in range(200)), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-    license="ImageNet terms of access (non-commercial research)",
-    hub_id="zh-plus/tiny-imagenet", hub_splits=("train", "valid"), layout="tinyimagenet",
-    sources=("http://cs231n.stanford.edu/tiny-imagenet-200.zip",),
-    notes="classes in sorted WordNet-id order (ImageFolder); names are read from the data; "
-    "test = the official val split",
-))
-_add(DatasetSpec(
-    name="imagenette", channels=3, height=128, width=128, num_classes=10,
-    class_names=classes.IMAGENETTE_NAMES, class_ids=classes.IMAGENETTE_WNIDS,
-    imagenet_classes=(0, 217, 482, 491, 497, 566, 569, 571, 574, 701),
-    mean=IMAGENET_MEAN, std=IMAGENET_STD, license="ImageNet terms of access (non-commercial research)",
-    hub_id="frgfm/imagenette", hub_config="full_size", hub_splits=("train", "validation"),
-    hub_revision="refs/convert/parquet", layout="imagenet_subset",
-    sources=("https://image-net.org/",),
-    notes="MTT/HaBa ImageNet subset: 10 ImageNet-1k classes from train/val folders, Resize(128)+CenterCrop(128); "
-    "the Hub copy is fastai's Imagenette (same classes, different images and split)",
-))
-_add(DatasetSpec(
-    name="imagewoof", channels=3, height=128, width=128, num_classes=10,
-    class_names=classes.IMAGEWOOF_NAMES, class_ids=classes.IMAGEWOOF_WNIDS,
-    imagenet_classes=(193, 182, 258, 162, 155, 167, 159, 273, 207, 229),
-    mean=IMAGENET_MEAN, std=IMAGENET_STD, license="ImageNet terms of access (non-commercial research)",
-    hub_id="frgfm/imagewoof", hub_config="full_size", hub_splits=("train", "validation"),
-    hub_revision="refs/convert/parquet", layout="imagenet_subset",
-    sources=("https://image-net.org/",),
-    notes="MTT/HaBa ImageNet subset (class order = MTT's index list); the Hub copy is fastai's Imagewoof "
-    "(same classes, different images and split), relabelled by WordNet id",
-))
+_add(
+    DatasetSpec(
+        name="mnist",
+        channels=1,
+        height=28,
+        width=28,
+        num_classes=10,
+        class_names=tuple(str(i) for i in range(10)),
+        mean=(0.1307,),
+        std=(0.3081,),
+        license="CC BY-SA 3.0 (per LeCun & Cortes); the Hub card ylecun/mnist says MIT",
+        hub_id="ylecun/mnist",
+        hub_config="mnist",
+        flip=False,
+        layout="idx",
+        sources=("http://yann.lecun.com/exdb/mnist/",),
+        extra={"torchvision_dir": "MNIST"},
+    )
+)
+_add(
+    DatasetSpec(
+        name="fashion_mnist",
+        channels=1,
+        height=28,
+        width=28,
+        num_classes=10,
+        class_names=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+        mean=(0.2861,),
+        std=(0.3530,),
+        license="MIT",
+        hub_id="zalando-datasets/fashion_mnist",
+        hub_config="fashion_mnist",
+        flip=True,
+        layout="idx",
+        sources=("https://github.com/zalandoresearch/fashion-mnist",),
+        extra={"torchvision_dir": "FashionMNIST", "system_dirs": ["/usr/share/datasets/fashion-mnist"]},
+    )
+)
+_add(
+    DatasetSpec(
+        name="svhn",
+        channels=3,
+        height=32,
+        width=32,
+        num_classes=10,
+        class_names=tuple(str(i) for i in range(10)),
+        mean=(0.4377, 0.4438, 0.4728),
+        std=(0.1980, 0.2010, 0.1970),
+        license="non-commercial use only (SVHN terms)",
+        hub_id="ufldl-stanford/svhn",
+        hub_config="cropped_digits",
+        flip=False,
+        layout="svhn",
+        sources=("http://ufldl.stanford.edu/housenumbers/",),
+        notes="flip=False per the DSA README (digits); HaBa/MTT code still flips SVHN",
+    )
+)
+_add(
+    DatasetSpec(
+        name="cifar10",
+        channels=3,
+        height=32,
+        width=32,
+        num_classes=10,
+        class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
+        license="unspecified (CIFAR terms: cite Krizhevsky 2009)",
+        hub_id="uoft-cs/cifar10",
+        hub_config="plain_text",
+        image_column="img",
+        layout="cifar10",
+        sources=("https://www.cs.toronto.edu/~kriz/cifar.html",),
+    )
+)
+_add(
+    DatasetSpec(
+        name="cifar100",
+        channels=3,
+        height=32,
+        width=32,
+        num_classes=100,
+        class_names=classes.CIFAR100,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
+        license="unspecified (CIFAR terms: cite Krizhevsky 2009)",
+        hub_id="uoft-cs/cifar100",
+        image_column="img",
+        label_column="fine_label",
+        layout="cifar100",
+        sources=("https://www.cs.toronto.edu/~kriz/cifar.html",),
+        notes="reuses the CIFAR-10 mean/std, like MTT/HaBa (DC uses CIFAR-100's own statistics)",
+    )
+)
+_add(
+    DatasetSpec(
+        name="tinyimagenet",
+        channels=3,
+        height=64,
+        width=64,
+        num_classes=200,
+        class_names=tuple(f"class_{i:03d}" for i in range(200)),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        license="ImageNet terms of access (non-commercial research)",
+        hub_id="zh-plus/tiny-imagenet",
+        hub_splits=("train", "valid"),
+        layout="tinyimagenet",
+        sources=("http://cs231n.stanford.edu/tiny-imagenet-200.zip",),
+        notes="classes in sorted WordNet-id order (ImageFolder); names are read from the data; "
+        "test = the official val split",
+    )
+)
+_add(
+    DatasetSpec(
+        name="imagenette",
+        channels=3,
+        height=128,
+        width=128,
+        num_classes=10,
+        class_names=classes.IMAGENETTE_NAMES,
+        class_ids=classes.IMAGENETTE_WNIDS,
+        imagenet_classes=(0, 217, 482, 491, 497, 566, 569, 571, 574, 701),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        license="ImageNet terms of access (non-commercial research)",
+        hub_id="frgfm/imagenette",
+        hub_config="full_size",
+        hub_splits=("train", "validation"),
+        hub_revision="refs/convert/parquet",
+        layout="imagenet_subset",
+        sources=("https://image-net.org/",),
+        notes="MTT/HaBa ImageNet subset: 10 ImageNet-1k classes from train/val folders, Resize(128)+CenterCrop(128); "
+        "the Hub copy is fastai's Imagenette (same classes, different images and split)",
+    )
+)
+_add(
+    DatasetSpec(
+        name="imagewoof",
+        channels=3,
+        height=128,
+        width=128,
+        num_classes=10,
+        class_names=classes.IMAGEWOOF_NAMES,
+        class_ids=classes.IMAGEWOOF_WNIDS,
+        imagenet_classes=(193, 182, 258, 162, 155, 167, 159, 273, 207, 229),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        license="ImageNet terms of access (non-commercial research)",
+        hub_id="frgfm/imagewoof",
+        hub_config="full_size",
+        hub_splits=("train", "validation"),
+        hub_revision="refs/convert/parquet",
+        layout="imagenet_subset",
+        sources=("https://image-net.org/",),
+        notes="MTT/HaBa ImageNet subset (class order = MTT's index list); the Hub copy is fastai's Imagewoof "
+        "(same classes, different images and split), relabelled by WordNet id",
+    )
+)
 
 
 CUSTOM_PREFIXES = ("imagefolder:", "hf:")

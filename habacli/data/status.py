@@ -12,8 +12,9 @@ from habacli.data.spec import DATASETS, DatasetSpec
 
 
 def _hf_home() -> Path:
-    return Path(os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-                / "huggingface")
+    return Path(
+        os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+    )
 
 
 def hub_cached(hub_id: str | None) -> Path | None:

@@ -35,8 +35,10 @@ def read(spec: DatasetSpec, files: list[Path], split: str, size: tuple[int, int]
     try:
         from scipy.io import loadmat
     except ImportError:
-        raise DataNotFoundError(f"reading {files[0].name} needs scipy (pip install scipy), or use the Hub copy "
-                                f"{spec.hub_id} by leaving out --data-dir") from None
+        raise DataNotFoundError(
+            f"reading {files[0].name} needs scipy (pip install scipy), or use the Hub copy "
+            f"{spec.hub_id} by leaving out --data-dir"
+        ) from None
     try:
         mat = loadmat(str(files[0]), variable_names=["X", "y"])
     except Exception as e:  # noqa: BLE001 - scipy raises several types for bad files

@@ -34,8 +34,14 @@ def torch_uint8() -> Any:
     return torch.uint8
 
 
-def fit_zca(name: str, *, data_dir: str | os.PathLike | None = None, eps: float = 0.1,
-            image_size: int | None = None, progress: Callable[[str], None] | None = None) -> ZCA:
+def fit_zca(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    eps: float = 0.1,
+    image_size: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ZCA:
     """Fit ZCA on the train split of ``name`` (pixel space [0, 1], flattened ``C*H*W``).
 
     The result is cached under ``cache_dir()/zca`` keyed by the images' content and ``eps``, so a
@@ -73,7 +79,7 @@ def whiten_images(images: torch.Tensor, zca: ZCA, *, device: torch.device | str 
         x = images.to(device)
         if x.shape[0] == 0:
             return torch.empty(x.shape, dtype=torch.float32, device=device)
-        return torch.cat([zca.apply(x[i:i + _CHUNK].float() / 255.0).float() for i in range(0, x.shape[0], _CHUNK)])
+        return torch.cat([zca.apply(x[i : i + _CHUNK].float() / 255.0).float() for i in range(0, x.shape[0], _CHUNK)])
 
     if device.type != "cpu":
         return compute()

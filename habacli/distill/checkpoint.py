@@ -18,8 +18,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from habacli.runtime.atomic import atomic_path
 from habacli.errors import ConfigError
+from habacli.runtime.atomic import atomic_path
 
 FORMAT = "haba-checkpoint"
 FORMAT_VERSION = 1
@@ -47,8 +47,9 @@ def flatten_optimizer(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str
     return tensors, {"param_groups": sd["param_groups"], "state": state_meta}
 
 
-def restore_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor],
-                      meta: dict[str, Any]) -> None:
+def restore_optimizer(
+    opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
     """Inverse of :func:`flatten_optimizer`."""
     state: dict[int, dict[str, Any]] = {}
     for idx, st in meta.get("state", {}).items():
@@ -56,7 +57,7 @@ def restore_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str
     head = f"{prefix}.state."
     for name, value in tensors.items():
         if name.startswith(head):
-            idx, key = name[len(head):].split(".", 1)
+            idx, key = name[len(head) :].split(".", 1)
             state.setdefault(int(idx), {})[key] = value
     groups = meta["param_groups"]
     current = opt.state_dict()["param_groups"]
@@ -68,8 +69,7 @@ def restore_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """Write ``tensors`` (any device; copied to contiguous CPU) and JSON ``meta`` atomically."""
     clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
-              _META_KEY: json.dumps(meta, sort_keys=True)}
+    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), _META_KEY: json.dumps(meta, sort_keys=True)}
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(clean, str(tmp), metadata=header)
 
@@ -106,6 +106,7 @@ def set_generator_state(gen: torch.Generator, state: torch.Tensor) -> None:
 
 # ----------------------------------------------------------------------------------- runs
 
+
 def save_run(run: Any, path: Path) -> None:
     """Checkpoint a :class:`habacli.distill.run.Run`: engine state, optimisers, objective, RNG, history, best."""
     from habacli import __version__
@@ -124,11 +125,21 @@ def save_run(run: Any, path: Path) -> None:
         tensors["best.bases"] = run.best["state"]["bases"]
         for k, v in run.best["state"]["hallucinators"].items():
             tensors[f"best.hallucinators.{k}"] = v
-        best_meta = {"acc": run.best["acc"], "iteration": run.best["iteration"],
-                     "objective": run.best["state"]["objective"]}
-    meta = {"iteration": run.iteration, "config": run.cfg.to_dict(), "fingerprint": run.cfg.fingerprint(),
-            "optimizers": opt_meta, "history": run.history, "best": best_meta, "version": __version__,
-            "elapsed": run.elapsed_before + run._elapsed()}
+        best_meta = {
+            "acc": run.best["acc"],
+            "iteration": run.best["iteration"],
+            "objective": run.best["state"]["objective"],
+        }
+    meta = {
+        "iteration": run.iteration,
+        "config": run.cfg.to_dict(),
+        "fingerprint": run.cfg.fingerprint(),
+        "optimizers": opt_meta,
+        "history": run.history,
+        "best": best_meta,
+        "version": __version__,
+        "elapsed": run.elapsed_before + run._elapsed(),
+    }
     save_checkpoint(path, tensors, meta)
 
 
@@ -142,14 +153,16 @@ def restore_run(run: Any, path: Path) -> None:
     diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
     if diff:
         shown = "; ".join(f"{k}: {theirs.get(k)!r} in the checkpoint, {ours.get(k)!r} now" for k in diff[:4])
-        raise ConfigError(f"--resume: {path} was made with a different configuration ({shown}); "
-                          "use the same options or start afresh without --resume")
+        raise ConfigError(
+            f"--resume: {path} was made with a different configuration ({shown}); "
+            "use the same options or start afresh without --resume"
+        )
     run.engine.load_state_tensors(tensors)
     for name, opt in run.engine.all_optimizers().items():
         if name not in meta["optimizers"]:
             raise ConfigError(f"--resume: {path} lacks the state of optimiser {name!r}")
         restore_optimizer(opt, f"opt.{name}", tensors, meta["optimizers"][name])
-    obj_state = {k[len("objective."):]: v.to(run.device) for k, v in tensors.items() if k.startswith("objective.")}
+    obj_state = {k[len("objective.") :]: v.to(run.device) for k, v in tensors.items() if k.startswith("objective.")}
     run.objective.load_state_dict(obj_state)
     set_generator_state(run.generator, tensors["rng.generator"])
     run.iteration = int(meta["iteration"])
@@ -157,8 +170,9 @@ def restore_run(run: Any, path: Path) -> None:
     run.elapsed_before = float(meta.get("elapsed", 0.0))
     best = meta.get("best")
     if best is not None:
-        halluc = {k[len("best.hallucinators."):]: v for k, v in tensors.items()
-                  if k.startswith("best.hallucinators.")}
-        run.best = {"acc": best["acc"], "iteration": best["iteration"],
-                    "state": {"bases": tensors["best.bases"], "hallucinators": halluc,
-                              "objective": best.get("objective", {})}}
+        halluc = {k[len("best.hallucinators.") :]: v for k, v in tensors.items() if k.startswith("best.hallucinators.")}
+        run.best = {
+            "acc": best["acc"],
+            "iteration": best["iteration"],
+            "state": {"bases": tensors["best.bases"], "hallucinators": halluc, "objective": best.get("objective", {})},
+        }

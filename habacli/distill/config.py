@@ -35,10 +35,20 @@ HALLUCINATOR_INITS: tuple[str, ...] = ("official", "identity")
 BUDGETS: tuple[str, ...] = ("paper", "matched")
 
 #: Options that may change when a run is resumed (they do not change the optimisation path).
-RESUMABLE_KEYS: frozenset[str] = frozenset({
-    "iterations", "device", "eval_every", "eval_start", "eval_epochs", "eval_runs", "eval_lr",
-    "checkpoint_every", "log_every", "compile",
-})
+RESUMABLE_KEYS: frozenset[str] = frozenset(
+    {
+        "iterations",
+        "device",
+        "eval_every",
+        "eval_start",
+        "eval_epochs",
+        "eval_runs",
+        "eval_lr",
+        "checkpoint_every",
+        "log_every",
+        "compile",
+    }
+)
 
 
 @dataclass
@@ -132,6 +142,7 @@ def engine_keys() -> frozenset[str]:
 
 # ----------------------------------------------------------------------------------- presets
 
+
 def load_preset(name: str) -> dict[str, Any]:
     """The parsed TOML of preset ``name`` (``paper`` or ``quick``)."""
     if name not in PRESETS:
@@ -168,8 +179,9 @@ def _tables(doc: dict[str, Any], path: tuple[str, ...] = ()) -> list[tuple[tuple
     return out
 
 
-def _selector_matches(sel: str, *, dataset: str, objective: str, ipc: int, factorize: bool,
-                      objectives: tuple[str, ...]) -> bool:
+def _selector_matches(
+    sel: str, *, dataset: str, objective: str, ipc: int, factorize: bool, objectives: tuple[str, ...]
+) -> bool:
     if sel in objectives:
         return sel == objective
     if sel in ("haba", "plain"):
@@ -181,14 +193,25 @@ def _selector_matches(sel: str, *, dataset: str, objective: str, ipc: int, facto
     return sel == dataset.lower()
 
 
-def resolve_preset(doc: dict[str, Any], *, dataset: str, objective: str, ipc: int, factorize: bool,
-                   objectives: tuple[str, ...] = ("dc", "dsa", "dm", "mtt")) -> dict[str, Any]:
+def resolve_preset(
+    doc: dict[str, Any],
+    *,
+    dataset: str,
+    objective: str,
+    ipc: int,
+    factorize: bool,
+    objectives: tuple[str, ...] = ("dc", "dsa", "dm", "mtt"),
+) -> dict[str, Any]:
     """Merge a preset's matching tables into one flat dict of options."""
     matched = [
         (len(path), order, values)
         for order, (path, values) in enumerate(_tables(doc))
-        if all(_selector_matches(s, dataset=dataset, objective=objective, ipc=ipc, factorize=factorize,
-                                 objectives=objectives) for s in path)
+        if all(
+            _selector_matches(
+                s, dataset=dataset, objective=objective, ipc=ipc, factorize=factorize, objectives=objectives
+            )
+            for s in path
+        )
     ]
     merged: dict[str, Any] = {}
     for _, _, values in sorted(matched, key=lambda t: (t[0], t[1])):
@@ -198,9 +221,18 @@ def resolve_preset(doc: dict[str, Any], *, dataset: str, objective: str, ipc: in
 
 # ----------------------------------------------------------------------------------- building
 
-def build_config(dataset: str, objective: str, ipc: int, *, factorize: bool = True, preset: str = "paper",
-                 config_file: str | Path | None = None, overrides: dict[str, Any] | None = None,
-                 objective_defaults: dict[str, Any] | None = None) -> DistillConfig:
+
+def build_config(
+    dataset: str,
+    objective: str,
+    ipc: int,
+    *,
+    factorize: bool = True,
+    preset: str = "paper",
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    objective_defaults: dict[str, Any] | None = None,
+) -> DistillConfig:
     """Merge defaults < preset < config file < ``overrides`` (CLI) and validate the result.
 
     ``objective_defaults`` are the objective class's ``defaults`` (the valid objective keys);
@@ -210,8 +242,9 @@ def build_config(dataset: str, objective: str, ipc: int, *, factorize: bool = Tr
     file_opts = load_config_file(config_file) if config_file is not None else {}
     # factorize may itself come from the config file; presets are selected with the final value
     factorize = bool(overrides.get("factorize", file_opts.get("factorize", factorize)))
-    preset_opts = resolve_preset(load_preset(preset), dataset=dataset, objective=objective, ipc=ipc,
-                                 factorize=factorize)
+    preset_opts = resolve_preset(
+        load_preset(preset), dataset=dataset, objective=objective, ipc=ipc, factorize=factorize
+    )
     merged: dict[str, Any] = {}
     for source in (preset_opts, file_opts, overrides):
         merged.update(source)
@@ -227,8 +260,7 @@ def build_config(dataset: str, objective: str, ipc: int, *, factorize: bool = Tr
         unknown = sorted(set(obj_opts) - set(objective_defaults))
         if unknown:
             allowed = sorted(keys | set(objective_defaults))
-            raise ConfigError(f"unknown option(s) for {objective}: {', '.join(unknown)} "
-                              f"(valid: {', '.join(allowed)})")
+            raise ConfigError(f"unknown option(s) for {objective}: {', '.join(unknown)} (valid: {', '.join(allowed)})")
         obj_opts = {**objective_defaults, **obj_opts}
     cfg = _typed(engine_opts)
     cfg.objective_config = obj_opts
@@ -269,26 +301,35 @@ def _typed(opts: dict[str, Any]) -> DistillConfig:
 
 def validate(cfg: DistillConfig) -> None:
     """Raise :class:`ConfigError` for impossible values (torch-free checks only)."""
+
     def need(cond: bool, msg: str) -> None:
         if not cond:
             raise ConfigError(msg)
 
     need(cfg.ipc >= 1, f"--ipc must be >= 1, got {cfg.ipc}")
     need(cfg.hallucinators >= 0, f"--hallucinators must be >= 0, got {cfg.hallucinators}")
-    need(not cfg.factorize or cfg.hallucinators >= 1,
-         "--hallucinators 0 means no factorisation: use --no-factorize for the plain baseline")
+    need(
+        not cfg.factorize or cfg.hallucinators >= 1,
+        "--hallucinators 0 means no factorisation: use --no-factorize for the plain baseline",
+    )
     need(cfg.init in INIT_MODES, f"--init must be one of {', '.join(INIT_MODES)}, got {cfg.init!r}")
-    need(cfg.hallucinator_init in HALLUCINATOR_INITS, f"hallucinator_init must be one of "
-         f"{', '.join(HALLUCINATOR_INITS)}, got {cfg.hallucinator_init!r}")
+    need(
+        cfg.hallucinator_init in HALLUCINATOR_INITS,
+        f"hallucinator_init must be one of {', '.join(HALLUCINATOR_INITS)}, got {cfg.hallucinator_init!r}",
+    )
     need(cfg.budget in BUDGETS, f"--budget must be one of {', '.join(BUDGETS)}, got {cfg.budget!r}")
     need(cfg.amp in AMP_MODES, f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
     need(cfg.iterations >= 0, f"--iterations must be >= 0, got {cfg.iterations}")
-    need(cfg.bases_per_class is None or cfg.bases_per_class >= 1,
-         f"bases_per_class must be >= 1, got {cfg.bases_per_class}")
+    need(
+        cfg.bases_per_class is None or cfg.bases_per_class >= 1,
+        f"bases_per_class must be >= 1, got {cfg.bases_per_class}",
+    )
     need(0.0 <= cfg.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
     need(cfg.eval_every >= 0, f"--eval-every must be >= 0, got {cfg.eval_every}")
-    need(cfg.eval_every == 0 or cfg.val_fraction > 0,
-         "validation needs a held-out split: set val_fraction > 0 or --eval-every 0")
+    need(
+        cfg.eval_every == 0 or cfg.val_fraction > 0,
+        "validation needs a held-out split: set val_fraction > 0 or --eval-every 0",
+    )
     need(cfg.eval_epochs >= 1 and cfg.eval_runs >= 1, "--eval-epochs and eval_runs must be >= 1")
     need(cfg.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {cfg.checkpoint_every}")
     need(cfg.log_every >= 1, f"--log-every must be >= 1, got {cfg.log_every}")
@@ -304,6 +345,7 @@ def validate(cfg: DistillConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------- budget
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -353,11 +395,17 @@ def plan_budget(cfg: DistillConfig, *, num_classes: int, channels: int, height: 
                 f"--budget matched: {k} hallucinators ({halluc} values) leave no room for one "
                 f"{'single-channel ' if cfg.single_channel else ''}basis per class in the baseline's "
                 f"{baseline} values at IPC {cfg.ipc}; use --budget paper, fewer hallucinators, "
-                f"--single-channel or a larger --ipc")
+                f"--single-channel or a larger --ipc"
+            )
     else:
         n = cfg.ipc
-    return Budget(bases_per_class=n, base_channels=c_b, baseline_values=baseline,
-                  bases_values=num_classes * n * per_basis, hallucinator_values=halluc)
+    return Budget(
+        bases_per_class=n,
+        base_channels=c_b,
+        baseline_values=baseline,
+        bases_values=num_classes * n * per_basis,
+        hallucinator_values=halluc,
+    )
 
 
 def describe(cfg: DistillConfig) -> str:

@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from habacli.distill.config import DistillConfig
-from habacli.errors import ConfigError
 from habacli.distill.factorization import SyntheticSet, adversary_loss, cos_loss
+from habacli.errors import ConfigError
 from habacli.networks import default_network, get_network
 from habacli.objectives.base import Objective, ParamGroup
 
@@ -40,9 +40,19 @@ def _sgd(params: list[Tensor], lr: float, momentum: float) -> torch.optim.SGD | 
 class Engine:
     """Implements the objectives' ``Engine`` protocol for one run."""
 
-    def __init__(self, *, config: DistillConfig, spec: Any, real: Any, synthetic: SyntheticSet,
-                 device: torch.device, generator: torch.Generator, model_name: str,
-                 dsa: Any | None, contrast_dsa: Any | None):
+    def __init__(
+        self,
+        *,
+        config: DistillConfig,
+        spec: Any,
+        real: Any,
+        synthetic: SyntheticSet,
+        device: torch.device,
+        generator: torch.Generator,
+        model_name: str,
+        dsa: Any | None,
+        contrast_dsa: Any | None,
+    ):
         self.config = config
         self.spec = spec
         self.real = real
@@ -56,8 +66,7 @@ class Engine:
         self.adversary: nn.Module | None = None
         if self.contrastive:
             self.adversary = self.make_network(default_network(spec), frozen=False)  # the default ConvNet
-            self.adv_opt = torch.optim.SGD(self.adversary.parameters(), lr=config.adv_lr,
-                                           momentum=config.adv_momentum)
+            self.adv_opt = torch.optim.SGD(self.adversary.parameters(), lr=config.adv_lr, momentum=config.adv_momentum)
         self._adv_embed = self.compile(_adversary_embed)  # under --compile: fused, like DM's embedding
         self.extra_groups: list[ParamGroup] = []
         self.optimizers: dict[str, torch.optim.SGD] = {}
@@ -69,8 +78,14 @@ class Engine:
     def make_network(self, name: str | None = None, *, frozen: bool = False) -> nn.Module:
         """A freshly initialised network on the device, seeded from :attr:`generator`."""
         spec = self.spec
-        net = get_network(name or self.model_name, channels=spec.channels, num_classes=spec.num_classes,
-                          height=spec.height, width=spec.width, generator=self.generator)
+        net = get_network(
+            name or self.model_name,
+            channels=spec.channels,
+            num_classes=spec.num_classes,
+            height=spec.height,
+            width=spec.width,
+            generator=self.generator,
+        )
         net = net.to(self.device)
         if self.config.channels_last:
             net = net.to(memory_format=torch.channels_last)
@@ -102,8 +117,9 @@ class Engine:
         cfg = self.config
         opts: dict[str, torch.optim.SGD | None] = {
             "bases": _sgd([self.synthetic.bases], cfg.lr_img, cfg.momentum_img),
-            "hallucinators": _sgd(self.synthetic.hallucinator_parameters(), cfg.effective_lr_style,
-                                  cfg.effective_momentum_style),
+            "hallucinators": _sgd(
+                self.synthetic.hallucinator_parameters(), cfg.effective_lr_style, cfg.effective_momentum_style
+            ),
         }
         names = {"bases", "hallucinators", "adversary"}
         for group in extra:
@@ -185,14 +201,24 @@ class Engine:
             z = self._adv_embed(self.adversary, x)
             logits = self.adversary.classifier(z)
         z, logits = z.float(), logits.float()
-        parts = adversary_loss(z, logits, labels, lambda_cls=cfg.lambda_cls, lambda_sim=cfg.lambda_sim,
-                               lambda_con=cfg.lambda_con, temperature=cfg.supcon_temperature,
-                               base_temperature=cfg.supcon_base_temperature)
+        parts = adversary_loss(
+            z,
+            logits,
+            labels,
+            lambda_cls=cfg.lambda_cls,
+            lambda_sim=cfg.lambda_sim,
+            lambda_con=cfg.lambda_con,
+            temperature=cfg.supcon_temperature,
+            base_temperature=cfg.supcon_base_temperature,
+        )
         self.adv_opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         self.adv_opt.step()
-        return {"loss_adv": float(parts["loss"].detach()), "adv_cls": float(parts["cls"].detach()),
-                "adv_con": float(parts["con"].detach())}
+        return {
+            "loss_adv": float(parts["loss"].detach()),
+            "adv_cls": float(parts["cls"].detach()),
+            "adv_con": float(parts["con"].detach()),
+        }
 
     # ------------------------------------------------------------------ state (checkpoints)
 
@@ -212,12 +238,15 @@ class Engine:
     @torch.no_grad()
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
         """Restore :meth:`state_tensors` in place (shapes must match)."""
+
         def copy(dst: Tensor, key: str) -> None:
             if key not in tensors:
                 raise ConfigError(f"checkpoint lacks {key!r}")
             src = tensors[key]
             if tuple(src.shape) != tuple(dst.shape):
-                raise ConfigError(f"checkpoint tensor {key!r} has shape {tuple(src.shape)}, expected {tuple(dst.shape)}")
+                raise ConfigError(
+                    f"checkpoint tensor {key!r} has shape {tuple(src.shape)}, expected {tuple(dst.shape)}"
+                )
             dst.copy_(src.to(dst.device))
 
         copy(self.synthetic.bases, "synthetic.bases")

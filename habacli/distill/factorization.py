@@ -38,8 +38,11 @@ class SyntheticSet(nn.Module):
         self.bases = nn.Parameter(bases.detach().clone().contiguous())
         self.bank = bank if bank is not None and bank.num > 0 else None
         self.num_hallucinators = 0 if self.bank is None else self.bank.num
-        self.register_buffer("labels", torch.arange(num_classes, device=bases.device).repeat_interleave(self.bases_per_class),
-                             persistent=False)
+        self.register_buffer(
+            "labels",
+            torch.arange(num_classes, device=bases.device).repeat_interleave(self.bases_per_class),
+            persistent=False,
+        )
 
     @property
     def num_bases(self) -> int:
@@ -72,7 +75,7 @@ class SyntheticSet(nn.Module):
     def class_batch(self, c: int, k: int | None = None) -> Tensor:
         """The images of class ``c`` under hallucinator ``k``."""
         n = self.bases_per_class
-        b = self.bases[c * n:(c + 1) * n]
+        b = self.bases[c * n : (c + 1) * n]
         return b if self.bank is None else apply_one(b, self.bank.params(), int(k if k is not None else 0))
 
     def random_k(self, generator: torch.Generator) -> int:
@@ -107,8 +110,9 @@ def sim_loss(z1: Tensor, z2: Tensor) -> Tensor:
     return ((1 - F.cosine_similarity(z1.flatten(1), z2.flatten(1), dim=1)) / 2).mean()
 
 
-def supcon_loss(features: Tensor, labels: Tensor, *, temperature: float = 0.07,
-                base_temperature: float = 0.07) -> Tensor:
+def supcon_loss(
+    features: Tensor, labels: Tensor, *, temperature: float = 0.07, base_temperature: float = 0.07
+) -> Tensor:
     """Supervised contrastive loss (Khosla et al. 2020), contrast mode "all".
 
     ``features [N, V, D]`` (V views, L2-normalised by the caller), ``labels [N]``: every sample of
@@ -127,8 +131,17 @@ def supcon_loss(features: Tensor, labels: Tensor, *, temperature: float = 0.07,
     return (-(temperature / base_temperature) * mean_log_prob_pos).mean()
 
 
-def adversary_loss(z: Tensor, logits: Tensor, labels: Tensor, *, lambda_cls: float, lambda_sim: float,
-                   lambda_con: float, temperature: float, base_temperature: float) -> dict[str, Tensor]:
+def adversary_loss(
+    z: Tensor,
+    logits: Tensor,
+    labels: Tensor,
+    *,
+    lambda_cls: float,
+    lambda_sim: float,
+    lambda_con: float,
+    temperature: float,
+    base_temperature: float,
+) -> dict[str, Tensor]:
     """The adversary's objective on a two-view batch ``z = [z1; z2]`` with ``labels`` of one view.
 
     Returns ``{"loss", "cls", "sim", "con"}``.

@@ -124,7 +124,6 @@ def resume_command(cfg: DistillConfig, out: Path) -> str:
     return f"haba distill {cfg.dataset} --ipc {cfg.ipc} --baseline {cfg.objective} --out {out} --resume (same options)"
 
 
-
 def _derive_seed(*parts: int) -> int:
     """A 62-bit seed from integers (splitmix64-style mixing; no clock, no hash randomisation)."""
     x = 0x9E3779B97F4A7C15
@@ -140,13 +139,13 @@ class Run:
     def __init__(self, cfg: DistillConfig, objective_cls: type, *, data_dir: str | os.PathLike | None = None):
         import torch
 
-        from habacli.transforms.augment import dsa_for
         from habacli.data import RealData, fit_zca, get_spec, load_split
-        from habacli.runtime.device import check_compile, pick_device, seed_everything, warn_if_emulated
         from habacli.distill.engine import Engine
         from habacli.distill.factorization import SyntheticSet
-        from habacli.networks.hallucinator import HallucinatorBank
         from habacli.networks import default_network
+        from habacli.networks.hallucinator import HallucinatorBank
+        from habacli.runtime.device import check_compile, pick_device, seed_everything, warn_if_emulated
+        from habacli.transforms.augment import dsa_for
 
         self.cfg = cfg
         self.device = pick_device(cfg.device)
@@ -160,28 +159,49 @@ class Run:
         split = load_split(cfg.dataset, "train", data_dir=data_dir, image_size=cfg.image_size)
         self.spec = split.spec if getattr(split, "spec", None) is not None else spec
         self.zca = fit_zca(cfg.dataset, data_dir=data_dir, image_size=cfg.image_size) if cfg.zca else None
-        self.real = RealData.build(split, device=self.device, zca=self.zca, val_fraction=cfg.val_fraction,
-                                   seed=cfg.seed)
+        self.real = RealData.build(
+            split, device=self.device, zca=self.zca, val_fraction=cfg.val_fraction, seed=cfg.seed
+        )
         spec = self.spec
         if cfg.single_channel and not cfg.factorize and spec.channels > 1:
-            raise ConfigError("--single-channel needs hallucinators to map bases to the data's channels: "
-                              "drop --no-factorize or --single-channel")
-        self.budget = plan_budget(cfg, num_classes=spec.num_classes, channels=spec.channels,
-                                  height=spec.height, width=spec.width)
+            raise ConfigError(
+                "--single-channel needs hallucinators to map bases to the data's channels: "
+                "drop --no-factorize or --single-channel"
+            )
+        self.budget = plan_budget(
+            cfg, num_classes=spec.num_classes, channels=spec.channels, height=spec.height, width=spec.width
+        )
         n, c_b = self.budget.bases_per_class, self.budget.base_channels
         if cfg.init == "real":
             bases, _ = self.real.init_bases(n, self.generator, single_channel=cfg.single_channel)
         else:
             bases = torch.randn((spec.num_classes * n, c_b, spec.height, spec.width), generator=self.generator)
-        bank = (HallucinatorBank(cfg.num_hallucinators, c_b, spec.channels, spec.height, spec.width,
-                                 generator=self.generator, init=cfg.hallucinator_init)
-                if cfg.num_hallucinators else None)
+        bank = (
+            HallucinatorBank(
+                cfg.num_hallucinators,
+                c_b,
+                spec.channels,
+                spec.height,
+                spec.width,
+                generator=self.generator,
+                init=cfg.hallucinator_init,
+            )
+            if cfg.num_hallucinators
+            else None
+        )
         synthetic = SyntheticSet(bases.to(self.device), spec.num_classes, bank)
         self.model_name = cfg.model or default_network(spec)
-        self.engine = Engine(config=cfg, spec=spec, real=self.real, synthetic=synthetic, device=self.device,
-                             generator=self.generator, model_name=self.model_name,
-                             dsa=dsa_for(spec) if cfg.dsa else None,
-                             contrast_dsa=dsa_for(spec) if cfg.contrast_dsa else None)
+        self.engine = Engine(
+            config=cfg,
+            spec=spec,
+            real=self.real,
+            synthetic=synthetic,
+            device=self.device,
+            generator=self.generator,
+            model_name=self.model_name,
+            dsa=dsa_for(spec) if cfg.dsa else None,
+            contrast_dsa=dsa_for(spec) if cfg.contrast_dsa else None,
+        )
         self.engine.data_dir = data_dir  # MTT's --experts auto trains experts on the same data
         self.objective = objective_cls(self.engine, dict(cfg.objective_config))
         self.engine.attach(self.objective)
@@ -194,8 +214,11 @@ class Run:
 
     def synthetic_state(self) -> dict[str, Any]:
         syn = self.engine.synthetic
-        return {"bases": syn.bases.detach().clone(), "hallucinators": syn.hallucinator_state(),
-                "objective": dict(self.objective.artifact_fields())}
+        return {
+            "bases": syn.bases.detach().clone(),
+            "hallucinators": syn.hallucinator_state(),
+            "objective": dict(self.objective.artifact_fields()),
+        }
 
     def save_checkpoint(self, path: Path) -> None:
         from habacli.distill.checkpoint import save_run
@@ -214,9 +237,9 @@ class Run:
         sampled expansion (each basis under one random hallucinator per epoch)."""
         import torch
 
-        from habacli.transforms.augment import dsa_for
         from habacli.evaluate.run import train_and_test
         from habacli.networks.hallucinator import apply_pairs
+        from habacli.transforms.augment import dsa_for
 
         cfg, syn = self.cfg, self.engine.synthetic
         bases = syn.bases.detach().clone()
@@ -233,10 +256,18 @@ class Run:
         lr = cfg.eval_lr or self.objective.artifact_fields().get("learned_lr") or 0.01
         accs = []
         for r in range(cfg.eval_runs):
-            res = train_and_test(cfg.eval_model or self.model_name, train if k_total else (bases, labels),
-                                 (x_val, y_val), spec=self.spec, epochs=cfg.eval_epochs, lr=float(lr),
-                                 dsa=dsa_for(self.spec), seed=_derive_seed(cfg.seed, self.iteration, r),
-                                 device=self.device, amp="bf16" if cfg.amp == "bf16" else None)
+            res = train_and_test(
+                cfg.eval_model or self.model_name,
+                train if k_total else (bases, labels),
+                (x_val, y_val),
+                spec=self.spec,
+                epochs=cfg.eval_epochs,
+                lr=float(lr),
+                dsa=dsa_for(self.spec),
+                seed=_derive_seed(cfg.seed, self.iteration, r),
+                device=self.device,
+                amp="bf16" if cfg.amp == "bf16" else None,
+            )
             accs.append(float(getattr(res, "accuracy", res)))
         return sum(accs) / len(accs)
 
@@ -245,16 +276,30 @@ class Run:
 
         cfg = self.cfg
         fields = dict(state.get("objective") or {})
-        extra = {"validation": {"history": self.history, "best_iteration": best_iteration,
-                                "split": "train-holdout", "val_fraction": cfg.val_fraction},
-                 "distill": {"iterations": self.iteration, "budget": self.budget.to_dict(),
-                             "model": self.model_name}}
+        extra = {
+            "validation": {
+                "history": self.history,
+                "best_iteration": best_iteration,
+                "split": "train-holdout",
+                "val_fraction": cfg.val_fraction,
+            },
+            "distill": {"iterations": self.iteration, "budget": self.budget.to_dict(), "model": self.model_name},
+        }
         artifact = HabaArtifact.build(
-            bases=state["bases"].cpu(), labels=self.engine.synthetic.labels.cpu(),
+            bases=state["bases"].cpu(),
+            labels=self.engine.synthetic.labels.cpu(),
             hallucinators={k: v.cpu() for k, v in state["hallucinators"].items()},
-            spec=self.spec, mean=self.real.normalize_mean, std=self.real.normalize_std, zca=self.zca,
-            objective=cfg.objective, objective_config=cfg.to_dict(), ipc=cfg.ipc,
-            learned_lr=fields.get("learned_lr"), seed=cfg.seed, extra=extra)
+            spec=self.spec,
+            mean=self.real.normalize_mean,
+            std=self.real.normalize_std,
+            zca=self.zca,
+            objective=cfg.objective,
+            objective_config=cfg.to_dict(),
+            ipc=cfg.ipc,
+            learned_lr=fields.get("learned_lr"),
+            seed=cfg.seed,
+            extra=extra,
+        )
         save_artifact(artifact, path)
 
     # ------------------------------------------------------------------ the loop
@@ -276,7 +321,14 @@ class Run:
         start = self.iteration
         emit = progress or (lambda e: None)
         self._t0 = time.perf_counter()
-        emit(ProgressEvent("start", start, cfg.iterations, message=f"{cfg.objective} run, {self.budget.bases_per_class} bases/class"))
+        emit(
+            ProgressEvent(
+                "start",
+                start,
+                cfg.iterations,
+                message=f"{cfg.objective} run, {self.budget.bases_per_class} bases/class",
+            )
+        )
         window = IterationStats()
         last: dict[str, float] = {}
         guard = _SigintGuard()
@@ -305,10 +357,14 @@ class Run:
         except KeyboardInterrupt:
             if consistent:
                 self.save_checkpoint(ckpt)
-                raise Interrupted(f"interrupted at iteration {self.iteration}; checkpoint saved to {ckpt}; "
-                                  f"continue with: {resume_command(cfg, out)}") from None
-            raise Interrupted(f"interrupted during iteration {self.iteration + 1}; continue from the last "
-                              f"checkpoint with: {resume_command(cfg, out)}") from None
+                raise Interrupted(
+                    f"interrupted at iteration {self.iteration}; checkpoint saved to {ckpt}; "
+                    f"continue with: {resume_command(cfg, out)}"
+                ) from None
+            raise Interrupted(
+                f"interrupted during iteration {self.iteration + 1}; continue from the last "
+                f"checkpoint with: {resume_command(cfg, out)}"
+            ) from None
         if cfg.checkpoint_every:
             self.save_checkpoint(ckpt)
         if self.best is not None:
@@ -318,11 +374,18 @@ class Run:
         wall = self._elapsed()
         emit(ProgressEvent("done", self.iteration, cfg.iterations, window.mean(), message=str(out)))
         return DistillResult(
-            artifact_path=out, checkpoint_path=ckpt if cfg.checkpoint_every else None,
-            iterations=self.iteration, start_iteration=start, wall_time=wall,
+            artifact_path=out,
+            checkpoint_path=ckpt if cfg.checkpoint_every else None,
+            iterations=self.iteration,
+            start_iteration=start,
+            wall_time=wall,
             best_val_acc=None if self.best is None else self.best["acc"],
             best_iteration=None if self.best is None else self.best["iteration"],
-            history=list(self.history), storage=self.budget.to_dict(), config=cfg.to_dict(), last_stats=last)
+            history=list(self.history),
+            storage=self.budget.to_dict(),
+            config=cfg.to_dict(),
+            last_stats=last,
+        )
 
     def _validation_due(self, it: int) -> bool:
         cfg = self.cfg
@@ -338,8 +401,15 @@ class Run:
         if improved:
             self.best = {"acc": acc, "iteration": self.iteration, "state": self.synthetic_state()}
             self.write_artifact(out, self.best["state"], best_iteration=self.iteration)
-        emit(ProgressEvent("validation", self.iteration, self.cfg.iterations, {"val_acc": acc},
-                           message="new best" if improved else ""))
+        emit(
+            ProgressEvent(
+                "validation",
+                self.iteration,
+                self.cfg.iterations,
+                {"val_acc": acc},
+                message="new best" if improved else "",
+            )
+        )
 
 
 def _check_amp(amp: str, device: Any) -> None:
@@ -407,12 +477,27 @@ def distill(
         raise ConfigError(f"--ipc must be >= 1, got {ipc}")
     obj_cls = objective_class(baseline)
     overrides = dict(options or {})
-    overrides.update(hallucinators=hallucinators, single_channel=single_channel, init=init, budget=budget,
-                     iterations=iterations, seed=seed, device=device)
+    overrides.update(
+        hallucinators=hallucinators,
+        single_channel=single_channel,
+        init=init,
+        budget=budget,
+        iterations=iterations,
+        seed=seed,
+        device=device,
+    )
     if not factorize:
         overrides["factorize"] = False
-    cfg = build_config(dataset, baseline, int(ipc), factorize=factorize, preset=preset, config_file=config_file,
-                       overrides=overrides, objective_defaults=obj_cls.defaults)
+    cfg = build_config(
+        dataset,
+        baseline,
+        int(ipc),
+        factorize=factorize,
+        preset=preset,
+        config_file=config_file,
+        overrides=overrides,
+        objective_defaults=obj_cls.defaults,
+    )
     out_path = _check_out(out)
     ckpt_path = Path(checkpoint) if checkpoint is not None else checkpoint_path_for(out_path)
     if resume and not ckpt_path.is_file():

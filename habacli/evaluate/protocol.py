@@ -81,8 +81,16 @@ def standardize(x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def test_accuracy(net: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = TEST_BATCH,
-                  channels_last: bool = False, standardize_batches: bool = False, amp: str | None = None) -> float:
+def test_accuracy(
+    net: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    batch_size: int = TEST_BATCH,
+    channels_last: bool = False,
+    standardize_batches: bool = False,
+    amp: str | None = None,
+) -> float:
     """Top-1 accuracy of ``net`` on ``(x, y)`` in eval mode, in large no-grad batches.
     ``standardize_batches`` standardises each batch of 128 as HaBa's official test loop does;
     ``amp='bf16'`` autocasts the forward (opt-in, like the training side)."""
@@ -92,14 +100,14 @@ def test_accuracy(net: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = TES
     if standardize_batches:
         batch_size = HABA_TEST_BATCH
     for start in range(0, x.shape[0], batch_size):
-        xb = x[start:start + batch_size]
+        xb = x[start : start + batch_size]
         if standardize_batches:
             xb = standardize(xb)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
             logits = net(xb)
-        correct += (logits.argmax(dim=1) == y[start:start + batch_size]).sum()
+        correct += (logits.argmax(dim=1) == y[start : start + batch_size]).sum()
     net.train(was_training)
     return float(correct.item()) / max(int(x.shape[0]), 1)
 
@@ -172,7 +180,7 @@ def train_and_test(
         perm = torch.randperm(n, generator=generator).to(x.device)
         epoch_loss = torch.zeros((), device=x.device)
         for start in range(0, n, batch_size):
-            idx = perm[start:start + batch_size]
+            idx = perm[start : start + batch_size]
             xb, yb = x[idx], y[idx]
             if standardize_batches:
                 xb = standardize(xb)
@@ -191,12 +199,19 @@ def train_and_test(
             lr *= 0.1
             optimizer = _sgd(net, lr)
         if test_every is not None and (ep + 1) % test_every == 0 and ep + 1 < total_epochs:
-            test_curve.append((ep + 1, test_accuracy(model, x_test, y_test, channels_last=cl_test,
-                                                     standardize_batches=standardize_batches, amp=amp)))
+            test_curve.append(
+                (
+                    ep + 1,
+                    test_accuracy(
+                        model, x_test, y_test, channels_last=cl_test, standardize_batches=standardize_batches, amp=amp
+                    ),
+                )
+            )
         if progress is not None:
             progress(model_name, ep + 1, total_epochs)
-    accuracy = test_accuracy(model, x_test, y_test, channels_last=cl_test, standardize_batches=standardize_batches,
-                             amp=amp)
+    accuracy = test_accuracy(
+        model, x_test, y_test, channels_last=cl_test, standardize_batches=standardize_batches, amp=amp
+    )
     if test_every is not None:
         test_curve.append((total_epochs, accuracy))
     curve = torch.stack(losses).cpu().tolist() if losses else []

@@ -1,4 +1,5 @@
-"""Rendering of evaluation results: a rich table and a learning-curve PNG (matplotlib, lazily)."""
+"""Evaluation results as files: a learning-curve PNG (matplotlib, lazily) and the JSON document.
+(The terminal table is the CLI's: :func:`habacli.cli.evaluate.results_table`.)"""
 
 from __future__ import annotations
 
@@ -6,41 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rich.table import Table
-
     from habacli.evaluate.run import EvalResult
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}"
-
-
-def results_table(result: EvalResult) -> Table:
-    """One row per model: mean +- std (%), runs, each run's accuracy."""
-    from rich.table import Table
-
-    s = result.settings
-    what = f"{result.source} ({result.dataset}"
-    if s.get("baseline") == "random":
-        what += f", {s['ipc']} random real images per class"
-    else:
-        what += f", {s.get('num_bases', '?')} bases x {s.get('num_hallucinators', 0)} hallucinators, {s.get('expansion')} expansion"
-    what += ")"
-    table = Table(title=f"haba evaluate: {what}", title_justify="left", min_width=96)
-    table.add_column("model", style="bold")
-    table.add_column("accuracy %", justify="right", style="green")
-    table.add_column("runs", justify="right")
-    table.add_column("per run %", style="dim")
-    for name, r in result.models.items():
-        table.add_row(name, f"{_pct(r.mean)} ± {_pct(r.std)}", str(len(r.accuracies)),
-                      " ".join(_pct(a) for a in r.accuracies))
-    lr_note = f"lr {s['lr']:g} ({s['lr_source']})"
-    table.caption = (f"{s['epochs_run']} epochs, {lr_note}, batch {s['batch_size']}, DSA {s['dsa']}"
-                     f"{', ZCA' if s.get('zca') else ''}{', bf16 autocast' if s.get('amp') else ''}; "
-                     f"tested on all {s['test_images']} real test images; ± is the {s['std']}; "
-                     f"seed {s['seed']}, {s['device']}, {result.wall_time_s:.1f} s")
-    table.caption_justify = "left"
-    return table
 
 
 def save_curves(result: EvalResult, path: str | os.PathLike) -> None:

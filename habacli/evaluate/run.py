@@ -79,14 +79,21 @@ class EvalResult:
 
     def to_dict(self, *, curves: bool = False) -> dict[str, Any]:
         """JSON-friendly form (accuracies as fractions in [0, 1])."""
-        return {"source": self.source, "dataset": self.dataset,
-                "models": {k: v.to_dict(curves=curves) for k, v in self.models.items()},
-                "settings": self.settings, "wall_time_s": self.wall_time_s, "notes": self.notes}
+        return {
+            "source": self.source,
+            "dataset": self.dataset,
+            "models": {k: v.to_dict(curves=curves) for k, v in self.models.items()},
+            "settings": self.settings,
+            "wall_time_s": self.wall_time_s,
+            "notes": self.notes,
+        }
 
     def summary(self) -> str:
         """One line per model: ``convnet: 52.1 +- 0.4 % over 5 runs``."""
-        return "\n".join(f"{m}: {100 * r.mean:.1f} +- {100 * r.std:.1f} % over {len(r.accuracies)} runs"
-                         for m, r in self.models.items())
+        return "\n".join(
+            f"{m}: {100 * r.mean:.1f} +- {100 * r.std:.1f} % over {len(r.accuracies)} runs"
+            for m, r in self.models.items()
+        )
 
 
 def _check(runs: int, epochs: int, lr: float | None, batch_size: int, test_every: int | None) -> None:
@@ -126,8 +133,16 @@ def image_size_arg(spec: Any, data_dir: Any) -> int | None:
     return None if native == int(spec.height) else int(spec.height)
 
 
-def model_space_test(spec: Any, *, mean: Sequence[float], std: Sequence[float], zca: Any, device: Any,
-                     data_dir: str | os.PathLike | None = None, chunk: int = 2048) -> tuple[Any, Any]:
+def model_space_test(
+    spec: Any,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    zca: Any,
+    device: Any,
+    data_dir: str | os.PathLike | None = None,
+    chunk: int = 2048,
+) -> tuple[Any, Any]:
     """The real test split in model space: ``zca(normalize(x / 255))`` on ``device``."""
     import torch
 
@@ -135,13 +150,15 @@ def model_space_test(spec: Any, *, mean: Sequence[float], std: Sequence[float], 
 
     split = load_split(spec.name, "test", data_dir=data_dir, image_size=image_size_arg(spec, data_dir))
     if tuple(split.images.shape[1:]) != (spec.channels, spec.height, spec.width):
-        raise ConfigError(f"the {spec.name} test images are {tuple(split.images.shape[1:])}, the set is "
-                          f"{(spec.channels, spec.height, spec.width)}")
+        raise ConfigError(
+            f"the {spec.name} test images are {tuple(split.images.shape[1:])}, the set is "
+            f"{(spec.channels, spec.height, spec.width)}"
+        )
     m = torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1)
     parts = []
     for start in range(0, split.images.shape[0], chunk):
-        x = (split.images[start:start + chunk].float().div_(255.0) - m) / s
+        x = (split.images[start : start + chunk].float().div_(255.0) - m) / s
         parts.append((zca.apply(x) if zca is not None else x).to(device))
     x = torch.cat(parts) if parts else torch.empty((0, spec.channels, spec.height, spec.width), device=device)
     return x, split.labels.to(device=device, dtype=torch.long)
@@ -151,16 +168,31 @@ def _load(artifact_ref: Any) -> tuple[Any, str]:
     if hasattr(artifact_ref, "decode") and hasattr(artifact_ref, "bases"):
         return artifact_ref, "<artifact>"
     from habacli.artifact.codec import load_artifact
-    from habacli.hub.refs import resolve_artifact
+    from habacli.artifact.header import local_path
 
-    path = resolve_artifact(artifact_ref)
+    path = local_path(artifact_ref)
     return load_artifact(path, device="cpu"), str(artifact_ref)
 
 
-def _run_models(names: list[str], train: Any, test: tuple[Any, Any], *, spec: Any, runs: int, epochs: int,
-                lr: float, batch_size: int, seed: int, device: Any, amp: str | None, test_every: int | None,
-                progress: Progress | None, train_for_run: Callable[[int], Any] | None = None,
-                standardize_batches: bool = False, compile: bool = False) -> dict[str, ModelResult]:
+def _run_models(
+    names: list[str],
+    train: Any,
+    test: tuple[Any, Any],
+    *,
+    spec: Any,
+    runs: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    device: Any,
+    amp: str | None,
+    test_every: int | None,
+    progress: Progress | None,
+    train_for_run: Callable[[int], Any] | None = None,
+    standardize_batches: bool = False,
+    compile: bool = False,
+) -> dict[str, ModelResult]:
     from habacli.transforms.augment import dsa_for
 
     dsa = dsa_for(spec)
@@ -170,14 +202,30 @@ def _run_models(names: list[str], train: Any, test: tuple[Any, Any], *, spec: An
     for name in names:
         res = ModelResult(name, [])
         for r in range(runs):
-            def tick(_label: str, ep: int, _total: int, _base: int = done, _what: str = f"{name} run {r + 1}/{runs}") -> None:
+
+            def tick(
+                _label: str, ep: int, _total: int, _base: int = done, _what: str = f"{name} run {r + 1}/{runs}"
+            ) -> None:
                 if progress is not None:
                     progress(_what, _base + ep, total)
 
-            t = train_and_test(name, train if train_for_run is None else train_for_run(r), test, spec=spec,
-                               epochs=epochs, lr=lr, batch_size=batch_size, dsa=dsa, seed=seed + r,
-                               device=device, amp=amp, test_every=test_every,
-                               standardize_batches=standardize_batches, progress=tick, compile=compile)
+            t = train_and_test(
+                name,
+                train if train_for_run is None else train_for_run(r),
+                test,
+                spec=spec,
+                epochs=epochs,
+                lr=lr,
+                batch_size=batch_size,
+                dsa=dsa,
+                seed=seed + r,
+                device=device,
+                amp=amp,
+                test_every=test_every,
+                standardize_batches=standardize_batches,
+                progress=tick,
+                compile=compile,
+            )
             done += epochs + 1
             res.accuracies.append(t.accuracy)
             res.train_loss_curves.append(t.train_loss_curve)
@@ -186,11 +234,24 @@ def _run_models(names: list[str], train: Any, test: tuple[Any, Any], *, spec: An
     return results
 
 
-def evaluate(artifact_ref: Any, *, models: Sequence[str] | str | None = ("convnet",), runs: int = 5,
-             epochs: int = 1000, lr: float | None = None, expansion: str = "sampled", seed: int = 0,
-             device: str = "auto", data_dir: str | os.PathLike | None = None, amp: str | None = None,
-             batch_size: int = 256, test_every: int | None = None, standardize_batches: bool = False,
-             compile: bool = False, progress: Progress | None = None) -> EvalResult:
+def evaluate(
+    artifact_ref: Any,
+    *,
+    models: Sequence[str] | str | None = ("convnet",),
+    runs: int = 5,
+    epochs: int = 1000,
+    lr: float | None = None,
+    expansion: str = "sampled",
+    seed: int = 0,
+    device: str = "auto",
+    data_dir: str | os.PathLike | None = None,
+    amp: str | None = None,
+    batch_size: int = 256,
+    test_every: int | None = None,
+    standardize_batches: bool = False,
+    compile: bool = False,
+    progress: Progress | None = None,
+) -> EvalResult:
     """Evaluate an artifact (path, ``hf://`` reference or loaded artifact) under the standard protocol.
 
     ``standardize_batches`` reproduces HaBa's official per-batch standardisation (off by default:
@@ -226,12 +287,15 @@ def evaluate(artifact_ref: Any, *, models: Sequence[str] | str | None = ("convne
     notes: list[str] = []
     zca = None
     if artifact.zca is not None:
-        zca = fit_zca(spec.name, data_dir=data_dir, eps=float(artifact.zca.eps),
-                      image_size=image_size_arg(spec, data_dir))
+        zca = fit_zca(
+            spec.name, data_dir=data_dir, eps=float(artifact.zca.eps), image_size=image_size_arg(spec, data_dir)
+        )
         gap = float((zca.mean.float().reshape(-1) - artifact.zca.mean.float().reshape(-1)).abs().max())
         if gap > 1e-3:
-            notes.append(f"the artifact's ZCA mean differs from the ZCA fitted on {spec.name}'s train split "
-                         f"by up to {gap:.3g}: the test set may not be whitened like the training data")
+            notes.append(
+                f"the artifact's ZCA mean differs from the ZCA fitted on {spec.name}'s train split "
+                f"by up to {gap:.3g}: the test set may not be whitened like the training data"
+            )
     test = model_space_test(spec, mean=artifact.mean, std=artifact.std, zca=zca, device=dev, data_dir=data_dir)
     with torch.no_grad():
         x_all, y_all = artifact.decode(device=dev, pixel=False)
@@ -248,17 +312,44 @@ def evaluate(artifact_ref: Any, *, models: Sequence[str] | str | None = ("convne
     else:
         train, per_epoch = (x_all, y_all), int(x_all.shape[0])
     lr_used = float(lr if lr is not None else (artifact.learned_lr or DEFAULT_LR))
-    results = _run_models(names, train, test, spec=spec, runs=runs, epochs=epochs, lr=lr_used,
-                          batch_size=batch_size, seed=seed, device=dev, amp=amp, test_every=test_every,
-                          progress=progress, standardize_batches=standardize_batches, compile=compile)
+    results = _run_models(
+        names,
+        train,
+        test,
+        spec=spec,
+        runs=runs,
+        epochs=epochs,
+        lr=lr_used,
+        batch_size=batch_size,
+        seed=seed,
+        device=dev,
+        amp=amp,
+        test_every=test_every,
+        progress=progress,
+        standardize_batches=standardize_batches,
+        compile=compile,
+    )
     settings = {
-        "epochs": epochs, "epochs_run": epochs + 1, "runs": runs, "lr": lr_used,
+        "epochs": epochs,
+        "epochs_run": epochs + 1,
+        "runs": runs,
+        "lr": lr_used,
         "lr_source": "--lr" if lr is not None else ("learned" if artifact.learned_lr else "default"),
-        "batch_size": batch_size, "expansion": expansion if k > 1 else "full", "seed": seed,
-        "device": str(dev), "amp": amp, "dsa": dsa_strategy(spec), "zca": zca is not None,
-        "num_bases": n_bases, "num_hallucinators": k, "num_images": int(x_all.shape[0]),
-        "images_per_epoch": per_epoch, "ipc": int(getattr(artifact, "ipc", 0) or 0),
-        "test_images": int(test[0].shape[0]), "std": STD_DEFINITION, "standardize_batches": standardize_batches,
+        "batch_size": batch_size,
+        "expansion": expansion if k > 1 else "full",
+        "seed": seed,
+        "device": str(dev),
+        "amp": amp,
+        "dsa": dsa_strategy(spec),
+        "zca": zca is not None,
+        "num_bases": n_bases,
+        "num_hallucinators": k,
+        "num_images": int(x_all.shape[0]),
+        "images_per_epoch": per_epoch,
+        "ipc": int(getattr(artifact, "ipc", 0) or 0),
+        "test_images": int(test[0].shape[0]),
+        "std": STD_DEFINITION,
+        "standardize_batches": standardize_batches,
         "compile": compile,
     }
     return EvalResult(source, spec.name, results, settings, time.perf_counter() - start, notes)
@@ -289,11 +380,23 @@ def dsa_strategy(spec: Any) -> str:
     return str(getattr(d, "strategy", d))
 
 
-def evaluate_random(dataset: str, ipc: int, *, models: Sequence[str] | str | None = ("convnet",), runs: int = 5,
-                    epochs: int = 1000, lr: float | None = None, seed: int = 0, device: str = "auto",
-                    data_dir: str | os.PathLike | None = None, amp: str | None = None, batch_size: int = 256,
-                    test_every: int | None = None, compile: bool = False,
-                    progress: Progress | None = None) -> EvalResult:
+def evaluate_random(
+    dataset: str,
+    ipc: int,
+    *,
+    models: Sequence[str] | str | None = ("convnet",),
+    runs: int = 5,
+    epochs: int = 1000,
+    lr: float | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    data_dir: str | os.PathLike | None = None,
+    amp: str | None = None,
+    batch_size: int = 256,
+    test_every: int | None = None,
+    compile: bool = False,
+    progress: Progress | None = None,
+) -> EvalResult:
     """The random baseline: ``ipc`` random real training images per class (a fresh draw per run,
     seeded with ``seed + run``; the same draw for every model of that run), normalised with the
     dataset's mean/std (no ZCA), trained and tested under the same protocol."""
@@ -317,8 +420,9 @@ def evaluate_random(dataset: str, ipc: int, *, models: Sequence[str] | str | Non
     labels = train_split.labels.long()
     counts = torch.bincount(labels, minlength=spec.num_classes)
     if int(counts.min()) < ipc:
-        raise ConfigError(f"--ipc {ipc} is more than the {int(counts.min())} training images of the smallest "
-                          f"{spec.name} class")
+        raise ConfigError(
+            f"--ipc {ipc} is more than the {int(counts.min())} training images of the smallest {spec.name} class"
+        )
     test = model_space_test(spec, mean=spec.mean, std=spec.std, zca=None, device=dev, data_dir=data_dir)
     order = torch.argsort(labels, stable=True)  # class-major indices, class c at offsets[c]..
     offsets = torch.cumsum(counts, 0) - counts
@@ -335,14 +439,41 @@ def evaluate_random(dataset: str, ipc: int, *, models: Sequence[str] | str | Non
         x = (train_split.images[idx].float().div_(255.0) - m) / s
         return x.to(dev), labels[idx].to(dev)
 
-    results = _run_models(names, None, test, spec=spec, runs=runs, epochs=epochs, lr=lr or DEFAULT_LR,
-                          batch_size=batch_size, seed=seed, device=dev, amp=amp, test_every=test_every,
-                          progress=progress, train_for_run=draw, compile=compile)
+    results = _run_models(
+        names,
+        None,
+        test,
+        spec=spec,
+        runs=runs,
+        epochs=epochs,
+        lr=lr or DEFAULT_LR,
+        batch_size=batch_size,
+        seed=seed,
+        device=dev,
+        amp=amp,
+        test_every=test_every,
+        progress=progress,
+        train_for_run=draw,
+        compile=compile,
+    )
     settings = {
-        "epochs": epochs, "epochs_run": epochs + 1, "runs": runs, "lr": float(lr or DEFAULT_LR),
-        "lr_source": "--lr" if lr is not None else "default", "batch_size": batch_size, "seed": seed,
-        "device": str(dev), "amp": amp, "dsa": dsa_strategy(spec), "zca": False, "ipc": ipc,
-        "num_images": ipc * spec.num_classes, "images_per_epoch": ipc * spec.num_classes,
-        "test_images": int(test[0].shape[0]), "std": STD_DEFINITION, "baseline": "random", "compile": compile,
+        "epochs": epochs,
+        "epochs_run": epochs + 1,
+        "runs": runs,
+        "lr": float(lr or DEFAULT_LR),
+        "lr_source": "--lr" if lr is not None else "default",
+        "batch_size": batch_size,
+        "seed": seed,
+        "device": str(dev),
+        "amp": amp,
+        "dsa": dsa_strategy(spec),
+        "zca": False,
+        "ipc": ipc,
+        "num_images": ipc * spec.num_classes,
+        "images_per_epoch": ipc * spec.num_classes,
+        "test_images": int(test[0].shape[0]),
+        "std": STD_DEFINITION,
+        "baseline": "random",
+        "compile": compile,
     }
     return EvalResult(f"random:{spec.name}", spec.name, results, settings, time.perf_counter() - start)

@@ -64,7 +64,9 @@ class ExpertBuffer:
             return path
         entry = self.manifest["experts"][i]
         if not path.is_file():
-            raise ExpertsError(f"{path}: listed in {self.folder / 'manifest.json'} but missing; rebuild with `haba experts ... --merge`")
+            raise ExpertsError(
+                f"{path}: listed in {self.folder / 'manifest.json'} but missing; rebuild with `haba experts ... --merge`"
+            )
         meta, _ = read_header(path)
         cfg = {k: v for k, v in meta.items() if k not in ("index", "expert_seed", "test_accuracy")}
         check_config(path, cfg, self.config)
@@ -111,19 +113,25 @@ def open_buffer(
     manifest = read_manifest(folder)
     if manifest is None:
         if folder.is_dir() and any(folder.glob("expert_*.safetensors")):
-            raise ExpertsError(f"{folder}: expert files without manifest.json; rebuild it with `haba experts {dataset} --merge --out {folder}`")
+            raise ExpertsError(
+                f"{folder}: expert files without manifest.json; rebuild it with `haba experts {dataset} --merge --out {folder}`"
+            )
         raise ExpertsError(f"no expert trajectories for {dataset}/{model} in {folder}{hint}")
     if not manifest["experts"]:
         raise ExpertsError(f"{folder}: the manifest lists no expert{hint}")
     where = folder / "manifest.json"
     desc = describe(manifest)
     if manifest.get("dataset") != dataset:
-        raise ExpertsError(f"{where}: experts are for dataset {manifest.get('dataset')!r}, not {dataset!r} ({desc}){hint}")
+        raise ExpertsError(
+            f"{where}: experts are for dataset {manifest.get('dataset')!r}, not {dataset!r} ({desc}){hint}"
+        )
     if manifest.get("model") != model:
         raise ExpertsError(f"{where}: experts are for model {manifest.get('model')!r}, not {model!r} ({desc}){hint}")
     if bool(manifest.get("zca")) != bool(zca):
         want = "with" if zca else "without"
-        raise ExpertsError(f"{where}: this run is {want} ZCA but the experts are not ({desc}); pass {'--no-zca' if zca else '--zca'} or other experts{hint}")
+        raise ExpertsError(
+            f"{where}: this run is {want} ZCA but the experts are not ({desc}); pass {'--no-zca' if zca else '--zca'} or other experts{hint}"
+        )
     if int(manifest.get("epochs", 0)) < min_epochs:
         raise ExpertsError(
             f"{where}: trajectories have {manifest.get('epochs')} epochs but this run needs {min_epochs} "
@@ -133,7 +141,9 @@ def open_buffer(
     if layout is not None:
         theirs = buffer.layout
         if theirs.size != layout.size:
-            raise ExpertsError(f"{where}: experts have {theirs.size} parameters but the student network has {layout.size}")
+            raise ExpertsError(
+                f"{where}: experts have {theirs.size} parameters but the student network has {layout.size}"
+            )
         if theirs != layout:
             raise ExpertsError(f"{where}: the experts' parameter names/shapes differ from the student network's")
     return buffer

@@ -32,8 +32,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from habacli.runtime.atomic import atomic_write_bytes
 from habacli.errors import ExpertsError
+from habacli.runtime.atomic import atomic_write_bytes
 
 FORMAT = "haba-experts-v1"
 MANIFEST_FORMAT = "haba-experts-manifest-v1"
@@ -72,7 +72,9 @@ def _dumps(obj: Any) -> str:
 
 def encode_expert(trajectory: torch.Tensor, meta: dict[str, Any]) -> bytes:
     """The bytes of an expert file (deterministic for the same tensor and metadata)."""
-    return save({"trajectory": trajectory.detach().to("cpu", torch.float32).contiguous()}, metadata={META_KEY: _dumps(meta)})
+    return save(
+        {"trajectory": trajectory.detach().to("cpu", torch.float32).contiguous()}, metadata={META_KEY: _dumps(meta)}
+    )
 
 
 def write_expert(folder: Path, index: int, trajectory: torch.Tensor, meta: dict[str, Any]) -> Path:
@@ -236,7 +238,10 @@ class PartialState:
 
 def write_partial(folder: Path, index: int, meta: dict[str, Any], state: PartialState) -> None:
     """Atomically write expert ``index``'s checkpoint (``meta`` is the expert's metadata)."""
-    tensors = {"rows": state.rows.detach().to("cpu", torch.float32).contiguous(), "generator_state": state.generator_state.cpu()}
+    tensors = {
+        "rows": state.rows.detach().to("cpu", torch.float32).contiguous(),
+        "generator_state": state.generator_state.cpu(),
+    }
     info = {**meta, "test_accuracy": state.test_accuracy}
     atomic_write_bytes(folder / partial_file(index), save(tensors, metadata={META_KEY: _dumps(info)}))
 

@@ -107,7 +107,9 @@ def _autocast(device: torch.device, amp: str | None):
     return lambda: torch.autocast(device.type, dtype=dtype)
 
 
-def _model_space(dataset: str, split: str, *, device: torch.device, zca: Any, data_dir: Any, limit: int | None, seed: int):
+def _model_space(
+    dataset: str, split: str, *, device: torch.device, zca: Any, data_dir: Any, limit: int | None, seed: int
+):
     from habacli.data import RealData, load_split
 
     data = load_split(dataset, split, data_dir=data_dir)
@@ -121,8 +123,9 @@ def _model_space(dataset: str, split: str, *, device: torch.device, zca: Any, da
 
 
 @torch.no_grad()
-def _accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, autocast, batch: int = 500,
-              amp: str | None = None) -> float:
+def _accuracy(
+    net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, autocast, batch: int = 500, amp: str | None = None
+) -> float:
     from habacli.evaluate.protocol import nhwc_test_pass
 
     nhwc = nhwc_test_pass(x.device, amp)
@@ -166,10 +169,10 @@ def train_experts(
     (for tests and quick runs). Raises :class:`ConfigError` for bad options and
     :class:`ExpertsError` when ``out`` holds experts of another configuration.
     """
-    from habacli.transforms.augment import dsa_for
     from habacli.data import fit_zca, get_spec
-    from habacli.runtime.device import pick_device, warn_if_emulated
     from habacli.networks import default_network, get_network
+    from habacli.runtime.device import pick_device, warn_if_emulated
+    from habacli.transforms.augment import dsa_for
 
     t_start = time.perf_counter()
     emit = progress or (lambda event: None)
@@ -215,10 +218,19 @@ def train_experts(
     try:
         mine = [i for i in range(num) if i % workers == worker]
         zca_obj = fit_zca(spec.name, data_dir=data_dir, eps=ZCA_EPS) if zca else None
-        _, real, x_train, y_train = _model_space(spec.name, "train", device=dev, zca=zca_obj, data_dir=data_dir, limit=subset, seed=seed)
-        _, _, x_test, y_test = _model_space(spec.name, "test", device=dev, zca=zca_obj, data_dir=data_dir, limit=subset, seed=seed + 1)
+        _, real, x_train, y_train = _model_space(
+            spec.name, "train", device=dev, zca=zca_obj, data_dir=data_dir, limit=subset, seed=seed
+        )
+        _, _, x_test, y_test = _model_space(
+            spec.name, "test", device=dev, zca=zca_obj, data_dir=data_dir, limit=subset, seed=seed + 1
+        )
         make = lambda g: get_network(
-            model, channels=spec.channels, num_classes=spec.num_classes, height=spec.height, width=spec.width, generator=g
+            model,
+            channels=spec.channels,
+            num_classes=spec.num_classes,
+            height=spec.height,
+            width=spec.width,
+            generator=g,
         )
         layout = ParamLayout.of(make(torch.Generator().manual_seed(0)))
         augment = dsa_for(spec) if dsa else None
@@ -255,7 +267,17 @@ def train_experts(
             check_config(first_path, config_of(read_header(first_path)[0]), config)
         autocast = _autocast(dev, amp)
         images_seen, train_seconds = 0, 0.0
-        emit({"kind": "start", "experts": mine, "num": num, "epochs": epochs, "out": str(folder), "rank": rank, "world": world})
+        emit(
+            {
+                "kind": "start",
+                "experts": mine,
+                "num": num,
+                "epochs": epochs,
+                "out": str(folder),
+                "rank": rank,
+                "world": world,
+            }
+        )
         for i in mine:
             if i in existing:
                 check_config(existing[i], config_of(read_header(existing[i])[0]), config)
@@ -342,8 +364,17 @@ def _train_one(index, folder, config, layout, make, augment, x_train, y_train, x
         accs.append(_accuracy(net, x_test, y_test, autocast, amp=config.get("amp")))
         if epoch < epochs:
             write_partial(folder, index, meta, PartialState(trajectory[: epoch + 1].clone(), g.get_state(), accs))
-        emit({"kind": "epoch", "index": index, "epoch": epoch, "epochs": epochs, "test_accuracy": accs[-1],
-              "loss": float(loss.detach()), "images_per_second": n / max(epoch_secs, 1e-9)})
+        emit(
+            {
+                "kind": "epoch",
+                "index": index,
+                "epoch": epoch,
+                "epochs": epochs,
+                "test_accuracy": accs[-1],
+                "loss": float(loss.detach()),
+                "images_per_second": n / max(epoch_secs, 1e-9),
+            }
+        )
     write_expert(folder, index, trajectory, {**meta, "test_accuracy": accs})
     remove_partial(folder, index)
     emit({"kind": "expert_done", "index": index, "test_accuracy": accs[-1], "file": expert_file(index)})

@@ -18,16 +18,70 @@ import yaml
 from habacli import __version__
 
 #: License ids the Hub accepts in ``license:`` (a subset; anything else becomes ``other``).
-HUB_LICENSES = frozenset({
-    "apache-2.0", "mit", "afl-3.0", "artistic-2.0", "bsl-1.0", "bsd", "bsd-2-clause", "bsd-3-clause",
-    "bsd-3-clause-clear", "c-uda", "cc", "cc0-1.0", "cc-by-2.0", "cc-by-2.5", "cc-by-3.0", "cc-by-4.0",
-    "cc-by-sa-3.0", "cc-by-sa-4.0", "cc-by-nc-2.0", "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nd-4.0",
-    "cc-by-nc-nd-3.0", "cc-by-nc-nd-4.0", "cc-by-nc-sa-2.0", "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0",
-    "cdla-sharing-1.0", "cdla-permissive-1.0", "cdla-permissive-2.0", "wtfpl", "ecl-2.0", "epl-1.0", "epl-2.0",
-    "etalab-2.0", "eupl-1.1", "eupl-1.2", "agpl-3.0", "gfdl", "gpl", "gpl-2.0", "gpl-3.0", "lgpl", "lgpl-2.1",
-    "lgpl-3.0", "isc", "lppl-1.3c", "ms-pl", "mpl-2.0", "odc-by", "odbl", "osl-3.0", "postgresql", "ofl-1.1",
-    "ncsa", "unlicense", "zlib", "pddl", "unknown", "other",
-})
+HUB_LICENSES = frozenset(
+    {
+        "apache-2.0",
+        "mit",
+        "afl-3.0",
+        "artistic-2.0",
+        "bsl-1.0",
+        "bsd",
+        "bsd-2-clause",
+        "bsd-3-clause",
+        "bsd-3-clause-clear",
+        "c-uda",
+        "cc",
+        "cc0-1.0",
+        "cc-by-2.0",
+        "cc-by-2.5",
+        "cc-by-3.0",
+        "cc-by-4.0",
+        "cc-by-sa-3.0",
+        "cc-by-sa-4.0",
+        "cc-by-nc-2.0",
+        "cc-by-nc-3.0",
+        "cc-by-nc-4.0",
+        "cc-by-nd-4.0",
+        "cc-by-nc-nd-3.0",
+        "cc-by-nc-nd-4.0",
+        "cc-by-nc-sa-2.0",
+        "cc-by-nc-sa-3.0",
+        "cc-by-nc-sa-4.0",
+        "cdla-sharing-1.0",
+        "cdla-permissive-1.0",
+        "cdla-permissive-2.0",
+        "wtfpl",
+        "ecl-2.0",
+        "epl-1.0",
+        "epl-2.0",
+        "etalab-2.0",
+        "eupl-1.1",
+        "eupl-1.2",
+        "agpl-3.0",
+        "gfdl",
+        "gpl",
+        "gpl-2.0",
+        "gpl-3.0",
+        "lgpl",
+        "lgpl-2.1",
+        "lgpl-3.0",
+        "isc",
+        "lppl-1.3c",
+        "ms-pl",
+        "mpl-2.0",
+        "odc-by",
+        "odbl",
+        "osl-3.0",
+        "postgresql",
+        "ofl-1.1",
+        "ncsa",
+        "unlicense",
+        "zlib",
+        "pddl",
+        "unknown",
+        "other",
+    }
+)
 
 HABA_BIBTEX = """@inproceedings{liu2022dataset,
   title     = {Dataset Distillation via Factorization},
@@ -38,38 +92,67 @@ HABA_BIBTEX = """@inproceedings{liu2022dataset,
 
 #: objective -> (paper, arXiv id, BibTeX)
 OBJECTIVE_CITATIONS: dict[str, tuple[str, str, str]] = {
-    "dc": ("Dataset Condensation with Gradient Matching (DC)", "2006.05929", """@inproceedings{zhao2021dataset,
+    "dc": (
+        "Dataset Condensation with Gradient Matching (DC)",
+        "2006.05929",
+        """@inproceedings{zhao2021dataset,
   title     = {Dataset Condensation with Gradient Matching},
   author    = {Zhao, Bo and Mopuri, Konda Reddy and Bilen, Hakan},
   booktitle = {International Conference on Learning Representations (ICLR)},
   year      = {2021}
-}"""),
-    "dsa": ("Dataset Condensation with Differentiable Siamese Augmentation (DSA)", "2102.08259", """@inproceedings{zhao2021dsa,
+}""",
+    ),
+    "dsa": (
+        "Dataset Condensation with Differentiable Siamese Augmentation (DSA)",
+        "2102.08259",
+        """@inproceedings{zhao2021dsa,
   title     = {Dataset Condensation with Differentiable Siamese Augmentation},
   author    = {Zhao, Bo and Bilen, Hakan},
   booktitle = {International Conference on Machine Learning (ICML)},
   year      = {2021}
-}"""),
-    "dm": ("Dataset Condensation with Distribution Matching (DM)", "2110.04181", """@inproceedings{zhao2023dm,
+}""",
+    ),
+    "dm": (
+        "Dataset Condensation with Distribution Matching (DM)",
+        "2110.04181",
+        """@inproceedings{zhao2023dm,
   title     = {Dataset Condensation with Distribution Matching},
   author    = {Zhao, Bo and Bilen, Hakan},
   booktitle = {IEEE/CVF Winter Conference on Applications of Computer Vision (WACV)},
   year      = {2023}
-}"""),
-    "mtt": ("Dataset Distillation by Matching Training Trajectories (MTT)", "2203.11932", """@inproceedings{cazenavette2022distillation,
+}""",
+    ),
+    "mtt": (
+        "Dataset Distillation by Matching Training Trajectories (MTT)",
+        "2203.11932",
+        """@inproceedings{cazenavette2022distillation,
   title     = {Dataset Distillation by Matching Training Trajectories},
   author    = {Cazenavette, George and Wang, Tongzhou and Torralba, Antonio and Efros, Alexei A. and Zhu, Jun-Yan},
   booktitle = {IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
   year      = {2022}
-}"""),
+}""",
+    ),
 }
 
-_LICENSE_ALIASES = {"cc0": "cc0-1.0", "cc-0": "cc0-1.0", "apache": "apache-2.0", "apache2": "apache-2.0",
-                    "apache-license-2.0": "apache-2.0", "mit-license": "mit", "the-unlicense": "unlicense"}
+_LICENSE_ALIASES = {
+    "cc0": "cc0-1.0",
+    "cc-0": "cc0-1.0",
+    "apache": "apache-2.0",
+    "apache2": "apache-2.0",
+    "apache-license-2.0": "apache-2.0",
+    "mit-license": "mit",
+    "the-unlicense": "unlicense",
+}
 
 PARQUET_GLOB = "expanded/train-*.parquet"
-_SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-          (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"))
+_SIZES = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+)
 
 
 @dataclass
@@ -106,16 +189,27 @@ def facts_from_metadata(doc: Mapping[str, Any], *, sha256: str | None = None) ->
     extra = doc.get("extra") or {}
     lr = doc.get("learned_lr")
     return CardFacts(
-        dataset=str(ds.get("name", "unknown")), num_classes=int(ds.get("num_classes") or 0),
-        channels=int(ds.get("channels") or 0), height=int(ds.get("height") or 0), width=int(ds.get("width") or 0),
-        license=str(ds.get("license") or "unknown"), objective=str((doc.get("objective") or {}).get("name", "?")),
-        ipc=int(doc.get("ipc") or 0), num_bases=int(bases.get("count") or 0),
-        num_hallucinators=int(hal.get("count") or 0), num_images=int(doc.get("num_images") or 0),
-        soft_labels=bool(doc.get("soft_labels")), zca=doc.get("zca") is not None,
-        learned_lr=None if lr is None else float(lr), seed=doc.get("seed"), hub_id=ds.get("hub_id"),
-        class_names=[str(c) for c in ds.get("class_names") or []], sources=[str(u) for u in ds.get("sources") or []],
+        dataset=str(ds.get("name", "unknown")),
+        num_classes=int(ds.get("num_classes") or 0),
+        channels=int(ds.get("channels") or 0),
+        height=int(ds.get("height") or 0),
+        width=int(ds.get("width") or 0),
+        license=str(ds.get("license") or "unknown"),
+        objective=str((doc.get("objective") or {}).get("name", "?")),
+        ipc=int(doc.get("ipc") or 0),
+        num_bases=int(bases.get("count") or 0),
+        num_hallucinators=int(hal.get("count") or 0),
+        num_images=int(doc.get("num_images") or 0),
+        soft_labels=bool(doc.get("soft_labels")),
+        zca=doc.get("zca") is not None,
+        learned_lr=None if lr is None else float(lr),
+        seed=doc.get("seed"),
+        hub_id=ds.get("hub_id"),
+        class_names=[str(c) for c in ds.get("class_names") or []],
+        sources=[str(u) for u in ds.get("sources") or []],
         storage=dict(doc.get("storage") or {}),
-        evaluation=doc.get("evaluation", extra.get("evaluation")), sha256=sha256,
+        evaluation=doc.get("evaluation", extra.get("evaluation")),
+        sha256=sha256,
         haba_version=str((doc.get("library") or {}).get("version") or __version__),
     )
 
@@ -162,8 +256,9 @@ def front_matter(facts: CardFacts, *, with_images: bool) -> dict[str, Any]:
     if facts.hub_id:
         meta["source_datasets"] = [facts.hub_id]
     if with_images:
-        meta["configs"] = [{"config_name": "default", "default": True,
-                            "data_files": [{"split": "train", "path": PARQUET_GLOB}]}]
+        meta["configs"] = [
+            {"config_name": "default", "default": True, "data_files": [{"split": "train", "path": PARQUET_GLOB}]}
+        ]
     else:
         meta["viewer"] = False
     return meta
@@ -178,21 +273,29 @@ def _table(rows: list[tuple[str, Any]]) -> str:
 
 
 _STORAGE_ROWS = (
-    ("bases", "bases"), ("hallucinators", "hallucinator parameters"), ("soft_labels", "soft labels"),
-    ("total", "**total stored**"), ("baseline", "a plain set at the same IPC (classes x IPC x C x H x W)"),
+    ("bases", "bases"),
+    ("hallucinators", "hallucinator parameters"),
+    ("soft_labels", "soft labels"),
+    ("total", "**total stored**"),
+    ("baseline", "a plain set at the same IPC (classes x IPC x C x H x W)"),
     ("zca", "ZCA whitening transform (preprocessing, not counted in the total)"),
 )
 
 
 def _storage_section(facts: CardFacts) -> str:
     st = facts.storage
-    rows = [(label, f"{st[key]:,}") for key, label in _STORAGE_ROWS
-            if isinstance(st.get(key), (int, float)) and (key != "zca" or facts.zca)]
+    rows = [
+        (label, f"{st[key]:,}")
+        for key, label in _STORAGE_ROWS
+        if isinstance(st.get(key), (int, float)) and (key != "zca" or facts.zca)
+    ]
     rows += [(k, v) for k, v in st.items() if k not in dict(_STORAGE_ROWS) and k != "ratio"]
     text = "Stored values (numbers, not bytes), from the artifact's own accounting:\n\n" + _table(rows)
     if isinstance(st.get("ratio"), (int, float)):
-        text += (f"\n\nThe set stores {st['ratio']:.3f}x the values of {facts.ipc} real image(s) per class "
-                 f"and decodes to {facts.num_images} images ({facts.num_images / max(facts.num_classes, 1):g} per class).")
+        text += (
+            f"\n\nThe set stores {st['ratio']:.3f}x the values of {facts.ipc} real image(s) per class "
+            f"and decodes to {facts.num_images} images ({facts.num_images / max(facts.num_classes, 1):g} per class)."
+        )
     return text
 
 
@@ -213,8 +316,15 @@ def _evaluation_section(evaluation: Any) -> str:
     return "Stored in the artifact's metadata (`evaluation`):\n\n```json\n" + json.dumps(evaluation, indent=2) + "\n```"
 
 
-def render_card(facts: CardFacts, *, repo_id: str, filename: str, with_images: bool,
-                preview: str | None = "preview.png", source_name: str | None = None) -> str:
+def render_card(
+    facts: CardFacts,
+    *,
+    repo_id: str,
+    filename: str,
+    with_images: bool,
+    preview: str | None = "preview.png",
+    source_name: str | None = None,
+) -> str:
     """The full ``README.md``: YAML front matter plus the markdown body."""
     meta = front_matter(facts, with_images=with_images)
     yaml_text = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, default_flow_style=False)
@@ -223,25 +333,32 @@ def render_card(facts: CardFacts, *, repo_id: str, filename: str, with_images: b
     k = facts.num_hallucinators
     what = (
         f"{facts.num_bases} bases and {k} hallucinators; every basis x hallucinator pair decodes to one "
-        f"training image, {facts.num_images} images in all" if k else
-        f"{facts.num_bases} synthetic images (a plain {facts.objective.upper()} baseline, no hallucinators)"
+        f"training image, {facts.num_images} images in all"
+        if k
+        else f"{facts.num_bases} synthetic images (a plain {facts.objective.upper()} baseline, no hallucinators)"
     )
     lines = [
-        "---", yaml_text.rstrip("\n"), "---", "",
-        f"# {meta['pretty_name']}", "",
+        "---",
+        yaml_text.rstrip("\n"),
+        "---",
+        "",
+        f"# {meta['pretty_name']}",
+        "",
         f"A distilled version of **{facts.dataset}** ({facts.num_classes} classes, {facts.channels}x{facts.height}x"
         f"{facts.width}) made with [haba](https://pypi.org/project/haba/): dataset distillation by factorization "
         f"(HaBa, Liu et al., NeurIPS 2022) on top of the {facts.objective.upper()} objective, at a budget of "
         f"{facts.ipc} image(s) per class. It stores {what}.",
         "",
         f"The data is `{filename}`, a safetensors file (no pickle) in the haba artifact format v1"
-        + (f" (uploaded from `{source_name}`)" if source_name and source_name != filename else "") + ".",
+        + (f" (uploaded from `{source_name}`)" if source_name and source_name != filename else "")
+        + ".",
         "",
     ]
     if preview:
         lines += [f"![A grid of decoded images: one row per class]({preview})", ""]
     lines += [
-        "## Use it", "",
+        "## Use it",
+        "",
         "```bash",
         "pip install haba",
         "# download through the Hugging Face cache and verify the checksum",
@@ -252,27 +369,39 @@ def render_card(facts: CardFacts, *, repo_id: str, filename: str, with_images: b
         f"haba expand {ref} --out ./images",
         "# train fresh networks on it and test them on the real test set",
         f"haba evaluate {ref}",
-        "```", "",
+        "```",
+        "",
         "```python",
         "from habacli import load_artifact",
-        "from habacli.hub.refs import resolve_artifact",
+        "from habacli.api import resolve_artifact",
         "",
         f'artifact = load_artifact(resolve_artifact("{ref}"))',
         'images, labels = artifact.decode(device="cpu")  # pixel space, [N, C, H, W] in [0, 1]',
-        "```", "",
+        "```",
+        "",
     ]
     if with_images:
         lines += [
             f"The expanded images are also in `{PARQUET_GLOB}` (columns `image`, `label`, `basis`, `hallucinator`):",
-            "", "```python", "from datasets import load_dataset", "",
-            f'ds = load_dataset("{repo_id}", split="train")', "```", "",
+            "",
+            "```python",
+            "from datasets import load_dataset",
+            "",
+            f'ds = load_dataset("{repo_id}", split="train")',
+            "```",
+            "",
         ]
     rows: list[tuple[str, Any]] = [
         ("dataset", facts.dataset + (f" (`{facts.hub_id}`)" if facts.hub_id else "")),
-        ("classes", facts.num_classes), ("image shape", f"{facts.channels}x{facts.height}x{facts.width}"),
-        ("objective", facts.objective.upper()), ("images per class (budget)", facts.ipc),
-        ("bases", facts.num_bases), ("hallucinators", k), ("decoded images", facts.num_images),
-        ("soft labels", "yes" if facts.soft_labels else "no"), ("ZCA whitening", "yes" if facts.zca else "no"),
+        ("classes", facts.num_classes),
+        ("image shape", f"{facts.channels}x{facts.height}x{facts.width}"),
+        ("objective", facts.objective.upper()),
+        ("images per class (budget)", facts.ipc),
+        ("bases", facts.num_bases),
+        ("hallucinators", k),
+        ("decoded images", facts.num_images),
+        ("soft labels", "yes" if facts.soft_labels else "no"),
+        ("ZCA whitening", "yes" if facts.zca else "no"),
     ]
     if facts.learned_lr is not None:
         rows.append(("learned learning rate", f"{facts.learned_lr:.6g}"))

@@ -24,6 +24,7 @@ _APPLIED_TIMEOUT: Any = None  # the timeout haba last gave huggingface_hub's sha
 
 # -- errors and secrets ----------------------------------------------------------------------
 
+
 def _secrets(token: str | None) -> list[str]:
     out = [token] if isinstance(token, str) and token else []
     try:
@@ -73,38 +74,59 @@ def _hub_errors(what: str, repo_id: str, secrets: list[str], endpoint: str) -> I
     except hf.LocalEntryNotFoundError as e:
         cause = e.__cause__ or e.__context__
         if _offline() or cause is None:
-            raise HubError(f"{what} {repo_id}: not in the local Hugging Face cache (HF_HUB_OFFLINE is set or the "
-                           "Hub could not be reached); pull it once online") from e
+            raise HubError(
+                f"{what} {repo_id}: not in the local Hugging Face cache (HF_HUB_OFFLINE is set or the "
+                "Hub could not be reached); pull it once online"
+            ) from e
         status = _status(cause)
-        reason = (f"the Hub answered {status}{_server_message(cause)}" if status is not None
-                  else f"could not talk to {endpoint}: {type(cause).__name__}: {_first_line(cause)}")
+        reason = (
+            f"the Hub answered {status}{_server_message(cause)}"
+            if status is not None
+            else f"could not talk to {endpoint}: {type(cause).__name__}: {_first_line(cause)}"
+        )
         raise HubError(scrub(f"{what} {repo_id}: {reason} (and there is no cached copy)", secrets)) from e
     except hf.RevisionNotFoundError as e:
         raise HubError(scrub(f"{what} {repo_id}: revision not found{_server_message(e)}", secrets)) from e
     except hf.RemoteEntryNotFoundError as e:
-        raise ArtifactNotFoundError(None, scrub(f"{what} {repo_id}: file not found in the repo"
-                                                f"{_server_message(e)}", secrets)) from e
+        raise ArtifactNotFoundError(
+            None, scrub(f"{what} {repo_id}: file not found in the repo{_server_message(e)}", secrets)
+        ) from e
     except hf.RepositoryNotFoundError as e:
-        raise HubError(f"{what} {repo_id}: dataset repo not found at {endpoint} (if it is private, pass --token, "
-                       "set HF_TOKEN or run `hf auth login`)") from e
+        raise HubError(
+            f"{what} {repo_id}: dataset repo not found at {endpoint} (if it is private, pass --token, "
+            "set HF_TOKEN or run `hf auth login`)"
+        ) from e
     except hf.HFValidationError as e:
         raise UsageError(scrub(f"{what} {repo_id}: {_first_line(e)}", secrets)) from e
     except hf.HfHubHTTPError as e:
         status = e.response.status_code if getattr(e, "response", None) is not None else None
         detail = _server_message(e)
         if status == 401:
-            raise HubAuthError(scrub(f"{what} {repo_id}: the Hub rejected the credentials (401 Unauthorized"
-                                     f"{detail}); check --token, HF_TOKEN or `hf auth login`", secrets)) from e
+            raise HubAuthError(
+                scrub(
+                    f"{what} {repo_id}: the Hub rejected the credentials (401 Unauthorized"
+                    f"{detail}); check --token, HF_TOKEN or `hf auth login`",
+                    secrets,
+                )
+            ) from e
         if status == 403:
-            raise HubAuthError(scrub(f"{what} {repo_id}: permission denied (403 Forbidden{detail}); the token "
-                                     "needs write access to this namespace", secrets)) from e
+            raise HubAuthError(
+                scrub(
+                    f"{what} {repo_id}: permission denied (403 Forbidden{detail}); the token "
+                    "needs write access to this namespace",
+                    secrets,
+                )
+            ) from e
         raise HubError(scrub(f"{what} {repo_id}: the Hub answered {status}{detail}", secrets)) from e
     except httpx2.TimeoutException as e:
-        raise HubError(f"{what} {repo_id}: timed out talking to {endpoint} (raise HABA_HUB_TIMEOUT, now "
-                       f"{_timeout():g} s, or retry later)") from e
+        raise HubError(
+            f"{what} {repo_id}: timed out talking to {endpoint} (raise HABA_HUB_TIMEOUT, now "
+            f"{_timeout():g} s, or retry later)"
+        ) from e
     except httpx2.TransportError as e:
-        raise HubError(scrub(f"{what} {repo_id}: could not talk to {endpoint}: {type(e).__name__}: "
-                             f"{_first_line(e)}", secrets)) from e
+        raise HubError(
+            scrub(f"{what} {repo_id}: could not talk to {endpoint}: {type(e).__name__}: {_first_line(e)}", secrets)
+        ) from e
     except ValueError as e:  # e.g. "Invalid metadata in README.md" from validate-yaml
         raise HubError(scrub(f"{what} {repo_id}: {e}", secrets)) from e
 

@@ -1,7 +1,7 @@
 """Artifact references: a local path, or ``hf://datasets/ORG/NAME[@REV][/FILE]`` on the Hub.
 
-Every command that takes an artifact calls :func:`resolve_artifact` first. Parsing lives here (no
-network, no torch); downloading lives in :mod:`habacli.hub.transfer`.
+Parsing lives here (no network, no torch). :func:`habacli.hub.transfer.resolve_artifact` turns a reference
+into a local path (downloading Hub references); :mod:`habacli.api` calls it before the lower layers run.
 """
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import unquote
 
-from habacli.errors import ArtifactNotFoundError, UsageError
+from habacli.errors import UsageError
 
 HF_PREFIX = "hf://"
 DEFAULT_FILENAME = "haba.safetensors"
@@ -72,7 +71,7 @@ def parse_hub_ref(ref: str) -> HubRef:
     """Parse ``hf://datasets/ORG/NAME[@REV][/FILE]`` (a ``/`` inside REV is written ``%2F``)."""
     if not is_hub_ref(ref):
         raise UsageError(f"not a Hub reference: {ref!r} (expected hf://datasets/ORG/NAME[@REV][/FILE])")
-    rest = ref[len(HF_PREFIX):]
+    rest = ref[len(HF_PREFIX) :]
     kind, _, rest = rest.partition("/")
     if kind != "datasets":
         raise UsageError(
@@ -98,15 +97,3 @@ def parse_repo_spec(text: str) -> HubRef:
     repo, sep, rev = text.partition("@")
     repo_id = validate_repo_id(repo)
     return HubRef(repo_id, _validate_revision(rev, text) if sep else None, None)
-
-
-def resolve_artifact(ref: str | os.PathLike) -> Path:
-    """Return a local path for ``ref``, downloading Hub references through the HF cache."""
-    if is_hub_ref(ref):
-        from habacli.hub.transfer import download_artifact
-
-        return download_artifact(str(ref))
-    path = Path(ref)
-    if not path.exists():
-        raise ArtifactNotFoundError(path, "no such file")
-    return path

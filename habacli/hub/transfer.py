@@ -24,10 +24,20 @@ from pathlib import Path
 from typing import Any
 
 from habacli import __version__
+from habacli.artifact.header import Header, local_path, parse_header
 from habacli.errors import ArtifactError, ArtifactNotFoundError, HubError, UsageError
-from habacli.hub.http import (_configure_session, _endpoint, _hub_errors, _offline, _retries, _secrets, _status,
-                              _timeout, _transient)
-from habacli.hub.refs import DEFAULT_FILENAME, HubRef, parse_hub_ref, parse_repo_spec, validate_repo_id
+from habacli.hub.http import (
+    _configure_session,
+    _endpoint,
+    _hub_errors,
+    _offline,
+    _retries,
+    _secrets,
+    _status,
+    _timeout,
+    _transient,
+)
+from habacli.hub.refs import DEFAULT_FILENAME, HubRef, is_hub_ref, parse_hub_ref, parse_repo_spec, validate_repo_id
 
 ARTIFACT_NAME = DEFAULT_FILENAME
 CARD_NAME = "README.md"
@@ -77,6 +87,7 @@ class PullResult:
 
 # -- the file checks -------------------------------------------------------------------------
 
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file, streamed."""
     h = hashlib.sha256()
@@ -119,8 +130,10 @@ def check_artifact_file(path: Path, *, name: str | None = None) -> Any:
 
 # -- push ------------------------------------------------------------------------------------
 
-def _build_files(artifact: Any, src: Path, tmp: Path, *, repo_id: str, with_images: bool,
-                 progress: Progress | None) -> dict[str, Path]:
+
+def _build_files(
+    artifact: Any, src: Path, tmp: Path, *, repo_id: str, with_images: bool, progress: Progress | None
+) -> dict[str, Path]:
     from habacli.artifact.codec import read_metadata
     from habacli.hub.card import facts_from_metadata, render_card
 
@@ -142,8 +155,9 @@ def _build_files(artifact: Any, src: Path, tmp: Path, *, repo_id: str, with_imag
         write_parquet(artifact, tmp / PARQUET_PATH)
         files[PARQUET_PATH] = tmp / PARQUET_PATH
     facts = facts_from_metadata(read_metadata(src), sha256=sha256_file(src))
-    card = render_card(facts, repo_id=repo_id, filename=ARTIFACT_NAME, with_images=with_images,
-                       preview=preview, source_name=src.name)
+    card = render_card(
+        facts, repo_id=repo_id, filename=ARTIFACT_NAME, with_images=with_images, preview=preview, source_name=src.name
+    )
     (tmp / CARD_NAME).write_text(card, encoding="utf-8")
     files[CARD_NAME] = tmp / CARD_NAME
     return files
@@ -170,8 +184,18 @@ def _landed(api: Any, repo_id: str, sha: str, files: dict[str, Path]) -> bool:
     return True
 
 
-def _commit(api: Any, repo_id: str, files: dict[str, Path], deletes: list[str], *, revision: str, parent: str,
-            message: str, description: str, progress: Progress | None) -> tuple[str, int]:
+def _commit(
+    api: Any,
+    repo_id: str,
+    files: dict[str, Path],
+    deletes: list[str],
+    *,
+    revision: str,
+    parent: str,
+    message: str,
+    description: str,
+    progress: Progress | None,
+) -> tuple[str, int]:
     """One atomic commit pinned to ``parent``, retried on transient failures. Returns (sha, attempts)."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
@@ -180,8 +204,15 @@ def _commit(api: Any, repo_id: str, files: dict[str, Path], deletes: list[str], 
         ops: list[Any] = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(f)) for p, f in files.items()]
         ops += [CommitOperationDelete(path_in_repo=d) for d in deletes]
         try:
-            info = api.create_commit(repo_id, ops, commit_message=message, commit_description=description,
-                                     repo_type="dataset", revision=revision, parent_commit=parent)
+            info = api.create_commit(
+                repo_id,
+                ops,
+                commit_message=message,
+                commit_description=description,
+                repo_type="dataset",
+                revision=revision,
+                parent_commit=parent,
+            )
             return info.oid, attempt + 1
         except Exception as e:
             if not (_transient(e) or (attempt > 0 and _status(e) == 412)):
@@ -195,27 +226,36 @@ def _commit(api: Any, repo_id: str, files: dict[str, Path], deletes: list[str], 
             if head != parent:
                 if _landed(api, repo_id, head, files):
                     return head, attempt + 1
-                raise HubError(f"push {repo_id}: another commit landed on {revision} during the push; "
-                               "nothing of this push was committed, run it again") from e
+                raise HubError(
+                    f"push {repo_id}: another commit landed on {revision} during the push; "
+                    "nothing of this push was committed, run it again"
+                ) from e
             if attempt == retries:
                 raise
-            wait = min(2.0 ** attempt, 8.0)
-            _say(progress, f"commit failed ({type(e).__name__}); retrying in {wait:g} s "
-                           f"[{attempt + 1}/{retries}]")
+            wait = min(2.0**attempt, 8.0)
+            _say(progress, f"commit failed ({type(e).__name__}); retrying in {wait:g} s [{attempt + 1}/{retries}]")
             time.sleep(wait)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def push(artifact: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str | None = None,
-         token: str | None = None, message: str | None = None, with_images: bool = False,
-         endpoint: str | None = None, progress: Progress | None = None) -> PushResult:
+def push(
+    artifact: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    message: str | None = None,
+    with_images: bool = False,
+    endpoint: str | None = None,
+    progress: Progress | None = None,
+) -> PushResult:
     """Upload ``artifact`` with its dataset card and preview to the dataset repo ``repo_id`` in one commit.
 
     The repo is created if needed (``private`` makes a new or existing repo private). ``revision`` is a
     branch (created from ``main`` if missing). The artifact is verified before anything is sent.
     """
     from habacli.artifact.codec import load_artifact
-    from habacli.hub.refs import resolve_artifact
 
     repo_id = validate_repo_id(repo_id)
     branch = revision or "main"
@@ -239,25 +279,45 @@ def push(artifact: str | os.PathLike, repo_id: str, *, private: bool = False, re
                 api.create_branch(repo_id, branch=branch, repo_type="dataset", exist_ok=True)
             parent = api.repo_info(repo_id, repo_type="dataset", revision=branch).sha
             tree = api.list_repo_tree(repo_id, repo_type="dataset", revision=parent, recursive=True)
-            stale = [f.path for f in tree if isinstance(f, RepoFile) and f.path.startswith("expanded/")
-                     and f.path not in files]
+            stale = [
+                f.path
+                for f in tree
+                if isinstance(f, RepoFile) and f.path.startswith("expanded/") and f.path not in files
+            ]
             msg = message or f"Upload a haba artifact (IPC {art.ipc}, {art.num_images} images)"
             _say(progress, f"committing {len(files)} file(s) to {repo_id}@{branch}")
-            sha, attempts = _commit(api, repo_id, files, stale, revision=branch, parent=parent, message=msg,
-                                    description=f"haba {__version__}; {ARTIFACT_NAME} sha256 {sha256_file(src)}",
-                                    progress=progress)
+            sha, attempts = _commit(
+                api,
+                repo_id,
+                files,
+                stale,
+                revision=branch,
+                parent=parent,
+                message=msg,
+                description=f"haba {__version__}; {ARTIFACT_NAME} sha256 {sha256_file(src)}",
+                progress=progress,
+            )
     return PushResult(repo_id, branch, sha, f"{url}/datasets/{repo_id}", tuple(sorted(files)), attempts)
 
 
 # -- pull ------------------------------------------------------------------------------------
+
 
 def _download(ref: HubRef, *, token: str | None, endpoint: str) -> tuple[Path, Path | None, str | None]:
     """Fetch the artifact (and the card) into the HF cache; return (artifact, card, commit sha)."""
     from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
     patterns = [ref.file, CARD_NAME]
-    folder = Path(snapshot_download(ref.repo_id, repo_type="dataset", revision=ref.revision,
-                                    allow_patterns=patterns, token=token, endpoint=endpoint))
+    folder = Path(
+        snapshot_download(
+            ref.repo_id,
+            repo_type="dataset",
+            revision=ref.revision,
+            allow_patterns=patterns,
+            token=token,
+            endpoint=endpoint,
+        )
+    )
     sha = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else None
     card = folder / CARD_NAME if (folder / CARD_NAME).is_file() else None
     path = folder / ref.file
@@ -266,19 +326,32 @@ def _download(ref: HubRef, *, token: str | None, endpoint: str) -> tuple[Path, P
     if ref.filename is not None or _offline():
         raise ArtifactNotFoundError(None, f"{ref}: no file {ref.file!r} in the repo at this revision")
     api = HfApi(endpoint=endpoint, token=token, library_name="haba", library_version=__version__)
-    names = [f for f in api.list_repo_files(ref.repo_id, repo_type="dataset", revision=sha or ref.revision)
-             if f.endswith(".safetensors")]
+    names = [
+        f
+        for f in api.list_repo_files(ref.repo_id, repo_type="dataset", revision=sha or ref.revision)
+        if f.endswith(".safetensors")
+    ]
     if len(names) != 1:
         have = ", ".join(names) if names else "none"
-        raise ArtifactNotFoundError(None, f"{ref}: no {ARTIFACT_NAME} in the repo (safetensors files: {have}); "
-                                          "name one as hf://datasets/ORG/NAME[@REV]/FILE")
-    got = hf_hub_download(ref.repo_id, names[0], repo_type="dataset", revision=sha or ref.revision,
-                          token=token, endpoint=endpoint)
+        raise ArtifactNotFoundError(
+            None,
+            f"{ref}: no {ARTIFACT_NAME} in the repo (safetensors files: {have}); "
+            "name one as hf://datasets/ORG/NAME[@REV]/FILE",
+        )
+    got = hf_hub_download(
+        ref.repo_id, names[0], repo_type="dataset", revision=sha or ref.revision, token=token, endpoint=endpoint
+    )
     return Path(got), card, sha
 
 
-def pull(spec: str, *, out: str | os.PathLike | None = None, token: str | None = None,
-         endpoint: str | None = None, progress: Progress | None = None) -> PullResult:
+def pull(
+    spec: str,
+    *,
+    out: str | os.PathLike | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+    progress: Progress | None = None,
+) -> PullResult:
     """Download ``ORG/NAME[@REV]`` (or an ``hf://datasets/...`` reference) through the HF cache and verify it.
 
     With ``out`` the artifact and the card are copied (atomically) into that folder. Works offline
@@ -300,7 +373,7 @@ def pull(spec: str, *, out: str | os.PathLike | None = None, token: str | None =
                 if not _transient(e) or attempt == _retries():
                     raise
                 _say(progress, f"download failed ({type(e).__name__}); retrying [{attempt + 1}/{_retries()}]")
-                time.sleep(min(2.0 ** attempt, 8.0))
+                time.sleep(min(2.0**attempt, 8.0))
         check_artifact_file(path, name=f"{ref.repo_id}/{path.name}")
     cache_path = path
     if out is not None:
@@ -324,6 +397,7 @@ def download_artifact(ref: str, *, token: str | None = None, endpoint: str | Non
 
 # -- remote header ---------------------------------------------------------------------------
 
+
 def _ranged(session: Any, url: str, headers: dict[str, str], start: int, end: int) -> tuple[bytes, int]:
     """Bytes [start, end] of a remote file (the server may ignore the Range) and the file size (-1 unknown)."""
     from huggingface_hub.utils import hf_raise_for_status
@@ -333,11 +407,10 @@ def _ranged(session: Any, url: str, headers: dict[str, str], start: int, end: in
     if r.status_code == 206:
         m = re.search(r"/(\d+)$", r.headers.get("Content-Range", ""))
         return r.content, int(m.group(1)) if m else -1
-    return r.content[start:end + 1], len(r.content)
+    return r.content[start : end + 1], len(r.content)
 
 
-def read_remote_header(ref: str, *, token: str | None = None,
-                       endpoint: str | None = None) -> tuple[bytes, int]:
+def read_remote_header(ref: str, *, token: str | None = None, endpoint: str | None = None) -> tuple[bytes, int]:
     """The first ``8 + N`` bytes (length + JSON header) of a Hub artifact and the file's size, read with two
     HTTP Range requests (8 bytes, then the header); the tensors are never downloaded."""
     from huggingface_hub import get_session, hf_hub_url
@@ -368,3 +441,21 @@ def read_remote_metadata(ref: str, *, token: str | None = None, endpoint: str | 
         return codec.read_metadata(download_artifact(ref, token=token, endpoint=endpoint))
     raw, size = read_remote_header(ref, token=token, endpoint=endpoint)
     return codec.parse_header(raw, size, name=ref).doc
+
+
+# -- references to local paths ---------------------------------------------------------------
+
+
+def resolve_artifact(ref: str | os.PathLike) -> Path:
+    """Return a local path for ``ref``, downloading Hub references through the HF cache."""
+    if is_hub_ref(ref):
+        return download_artifact(str(ref))
+    return local_path(ref)
+
+
+def remote_header(ref: str) -> Header | None:
+    """The parsed header of a Hub artifact via HTTP range requests (None when offline: use the cache)."""
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False"):
+        return None
+    raw, size = read_remote_header(ref)
+    return parse_header(raw, size, name=ref)

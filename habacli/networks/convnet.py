@@ -11,7 +11,17 @@ import torch
 from torch import nn
 
 from habacli.errors import ConfigError
-from habacli.networks.layers import POOLINGS, AvgPool2x2, DDNet, activation, can_pool, check_input, conv2d, conv_out, norm_layer
+from habacli.networks.layers import (
+    POOLINGS,
+    AvgPool2x2,
+    DDNet,
+    activation,
+    can_pool,
+    check_input,
+    conv2d,
+    conv_out,
+    norm_layer,
+)
 
 
 class ConvNet(DDNet):

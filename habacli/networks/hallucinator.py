@@ -47,8 +47,9 @@ INITS: tuple[str, ...] = ("official", "identity")
 IDENTITY_NOISE = 0.1
 
 
-def param_shapes(num: int, in_channels: int, out_channels: int, height: int, width: int,
-                 kernel_size: int = 3) -> dict[str, tuple[int, ...]]:
+def param_shapes(
+    num: int, in_channels: int, out_channels: int, height: int, width: int, kernel_size: int = 3
+) -> dict[str, tuple[int, ...]]:
     """The shape of every stacked parameter for the given architecture (mid = out channels)."""
     k, cm = kernel_size, out_channels
     h, w = height - k + 1, width - k + 1
@@ -90,8 +91,9 @@ def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator | 
     return torch.empty(shape).uniform_(-bound, bound, generator=generator)
 
 
-def _default_conv_init(weight_shape: tuple[int, ...], fan_in: int, bias_len: int,
-                       generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+def _default_conv_init(
+    weight_shape: tuple[int, ...], fan_in: int, bias_len: int, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
     """PyTorch's default conv init: kaiming_uniform(a=sqrt(5)) weight, uniform(1/sqrt(fan_in)) bias."""
     gain = math.sqrt(2.0 / (1 + 5))  # calculate_gain("leaky_relu", sqrt(5))
     bound_w = math.sqrt(3.0) * (gain / math.sqrt(fan_in))
@@ -112,8 +114,18 @@ class HallucinatorBank(nn.Module):
     bank are unchanged.
     """
 
-    def __init__(self, num: int, in_channels: int, out_channels: int, height: int, width: int,
-                 kernel_size: int = 3, *, generator: torch.Generator | None = None, init: str = "official"):
+    def __init__(
+        self,
+        num: int,
+        in_channels: int,
+        out_channels: int,
+        height: int,
+        width: int,
+        kernel_size: int = 3,
+        *,
+        generator: torch.Generator | None = None,
+        init: str = "official",
+    ):
         super().__init__()
         if num < 0:
             raise ConfigError(f"the number of hallucinators must be >= 0, got {num}")
@@ -122,8 +134,9 @@ class HallucinatorBank(nn.Module):
         if init not in INITS:
             raise ConfigError(f"hallucinator init must be one of {', '.join(INITS)}, got {init!r}")
         if kernel_size < 1 or min(height, width) < kernel_size:
-            raise ConfigError(f"images of {height}x{width} are too small for a {kernel_size}x{kernel_size} "
-                              "hallucinator")
+            raise ConfigError(
+                f"images of {height}x{width} are too small for a {kernel_size}x{kernel_size} hallucinator"
+            )
         self.num, self.in_channels, self.out_channels = num, in_channels, out_channels
         self.height, self.width, self.kernel_size = height, width, kernel_size
         shapes = param_shapes(num, in_channels, out_channels, height, width, kernel_size)
@@ -218,7 +231,7 @@ def apply_all(x: Tensor, params: dict[str, Tensor]) -> Tensor:
         # Same maths as groups=K, written as one dense transposed conv with a block-diagonal
         # weight: 2-4x faster forward+backward on CPU for the small K*c of HaBa.
         eye = torch.eye(num, dtype=dec_w.dtype, device=dec_w.device)
-        w = (dec_w.reshape(num, cm, 1, cout, ks, ks) * eye[:, None, :, None, None, None])
+        w = dec_w.reshape(num, cm, 1, cout, ks, ks) * eye[:, None, :, None, None, None]
         out = conv_transpose(h, w.reshape(num * cm, num * cout, ks, ks), dec_b)
     else:
         out = conv_transpose(h, dec_w.reshape(num * cm, cout, ks, ks), dec_b, groups=num)
@@ -237,11 +250,19 @@ def apply_pairs(x: Tensor, params: dict[str, Tensor], k: Tensor) -> Tensor:
     enc_w = params["enc_weight"][k]  # [N, c_m, c_in, ks, ks]
     _, cm, cin, ks, _ = enc_w.shape
     cout = params["dec_weight"].shape[2]
-    h = F.conv2d(x.reshape(1, n * cin, *x.shape[2:]), enc_w.reshape(n * cm, cin, ks, ks),
-                 params["enc_bias"][k].reshape(n * cm), groups=n)
+    h = F.conv2d(
+        x.reshape(1, n * cin, *x.shape[2:]),
+        enc_w.reshape(n * cm, cin, ks, ks),
+        params["enc_bias"][k].reshape(n * cm),
+        groups=n,
+    )
     h = torch.addcmul(params["shift"][k], h.reshape(n, cm, *h.shape[-2:]), params["scale"][k])
-    out = conv_transpose(h.reshape(1, n * cm, *h.shape[-2:]), params["dec_weight"][k].reshape(n * cm, cout, ks, ks),
-                         params["dec_bias"][k].reshape(n * cout), groups=n)
+    out = conv_transpose(
+        h.reshape(1, n * cm, *h.shape[-2:]),
+        params["dec_weight"][k].reshape(n * cm, cout, ks, ks),
+        params["dec_bias"][k].reshape(n * cout),
+        groups=n,
+    )
     return out.reshape(n, cout, *out.shape[-2:])
 
 

@@ -68,8 +68,12 @@ def _channel_sum(v: torch.Tensor) -> torch.Tensor:
 def is_nhwc(x: torch.Tensor) -> bool:
     """Whether ``x`` is a 4-d channels-last map on the CPU (and not also NCHW-contiguous, as 1x1 maps
     are). CUDA maps keep the stock kernels, which were never timed against these here."""
-    return (x.device.type == "cpu" and x.dim() == 4 and not x.is_contiguous()
-            and x.is_contiguous(memory_format=torch.channels_last))
+    return (
+        x.device.type == "cpu"
+        and x.dim() == 4
+        and not x.is_contiguous()
+        and x.is_contiguous(memory_format=torch.channels_last)
+    )
 
 
 def _pixels(x: torch.Tensor) -> torch.Tensor:
@@ -107,16 +111,18 @@ def _nhwc_affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> t
     return out
 
 
-def nhwc_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
-                       eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def nhwc_instance_norm(
+    x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Instance norm of a channels-last map: ``(y, mean, rstd)`` like ``torch.native_group_norm``."""
     mean, rstd = _nhwc_moments(x, eps)
     scale = gamma.to(rstd.dtype) * rstd
     return _nhwc_affine(x, scale, beta.to(rstd.dtype) - mean * scale), mean, rstd
 
 
-def _nhwc_backward(dy: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor, mean: torch.Tensor,
-                   rstd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _nhwc_backward(
+    dy: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``native_group_norm_backward`` for channels-last maps: dx = g r (dy - mean(dy) - x^ mean(dy x^))."""
     v, g = _pixels(x), _pixels(dy)
     m = v.shape[1]
@@ -130,9 +136,17 @@ def _nhwc_backward(dy: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor, mean:
     return dx, s_dyx.sum(0).to(gamma.dtype), s_dy.sum(0).to(gamma.dtype)
 
 
-def _closed_form(dy: torch.Tensor, x: torch.Tensor, gdx: torch.Tensor, gamma: torch.Tensor, mean: torch.Tensor,
-                 rstd: torch.Tensor, gdgamma: torch.Tensor, gdbeta: torch.Tensor,
-                 need: tuple[bool, bool, bool]) -> tuple[torch.Tensor | None, ...]:
+def _closed_form(
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    gdx: torch.Tensor,
+    gamma: torch.Tensor,
+    mean: torch.Tensor,
+    rstd: torch.Tensor,
+    gdgamma: torch.Tensor,
+    gdbeta: torch.Tensor,
+    need: tuple[bool, bool, bool],
+) -> tuple[torch.Tensor | None, ...]:
     """The double backward (module docstring): gradients on (dy, x, gamma) for upstream gradients
     (gdx, gdgamma, gdbeta), those flagged in ``need``; full-size results in dy's and x's dtypes.
 
@@ -156,8 +170,12 @@ def _closed_form(dy: torch.Tensor, x: torch.Tensor, gdx: torch.Tensor, gamma: to
     if need[1]:  # v = a1 dy + a2 Gx;  P(v) - g r^2 x^ mean(Gx u)
         a1, a2 = gg - gr * m_gx, -gr * m_dyx
         m_v, m_vx = a1 * m_dy + a2 * m_g, a1 * m_dyx + a2 * m_gx
-        grad_x = (torch.addcmul(-r * m_v, xhat, -r * (m_vx + gr * m_gu)).addcmul_(dy, r * a1)
-                  .addcmul_(gdx, r * a2).to(dtype_x))
+        grad_x = (
+            torch.addcmul(-r * m_v, xhat, -r * (m_vx + gr * m_gu))
+            .addcmul_(dy, r * a1)
+            .addcmul_(gdx, r * a2)
+            .to(dtype_x)
+        )
     if need[2]:  # sum over images and pixels of r Gx u
         grad_gamma = _channel_sum(r * m_gu) * x[0, 0].numel()
     return grad_dy, grad_x, grad_gamma
@@ -192,8 +210,11 @@ def _fused(*args: Any) -> tuple[torch.Tensor | None, ...]:
             return _fused_state["kernel"](*args)
         except Exception as e:  # noqa: BLE001 - any compile failure leaves the eager closed form, same values
             _fused_state["kernel"] = False
-            warnings.warn(f"--compile: the fused instance-norm double backward is unavailable ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}); using the eager closed form", stacklevel=2)
+            warnings.warn(
+                f"--compile: the fused instance-norm double backward is unavailable ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}); using the eager closed form",
+                stacklevel=2,
+            )
     return _closed_form(*args)
 
 
@@ -208,7 +229,8 @@ class _InstanceNormBackward(torch.autograd.Function):
             n, c = x.shape[:2]
             hw = x[0, 0].numel()
             dx, dgamma, dbeta = torch.ops.aten.native_group_norm_backward(
-                dy, x, mean, rstd, gamma, n, c, hw, c, [True, True, True])
+                dy, x, mean, rstd, gamma, n, c, hw, c, [True, True, True]
+            )
         ctx.save_for_backward(dy, x, gamma, mean, rstd)
         ctx.fused = fused
         return dx, dgamma, dbeta
@@ -242,8 +264,9 @@ class _InstanceNorm(torch.autograd.Function):
     def backward(ctx, dy):
         x, gamma, mean, rstd = ctx.saved_tensors
         layout = torch.channels_last if is_nhwc(x) else torch.contiguous_format
-        dx, dgamma, dbeta = _InstanceNormBackward.apply(dy.contiguous(memory_format=layout), x, gamma, mean, rstd,
-                                                        ctx.fused)
+        dx, dgamma, dbeta = _InstanceNormBackward.apply(
+            dy.contiguous(memory_format=layout), x, gamma, mean, rstd, ctx.fused
+        )
         return dx, dgamma, dbeta, None
 
 

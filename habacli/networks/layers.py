@@ -128,8 +128,13 @@ class AvgPool2x2(nn.AvgPool2d):
         super().__init__(2, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type == "cpu" and x.dim() == 4 and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0
-                and x.is_contiguous()):
+        if (
+            x.device.type == "cpu"
+            and x.dim() == 4
+            and x.shape[-1] % 2 == 0
+            and x.shape[-2] % 2 == 0
+            and x.is_contiguous()
+        ):
             return _Pool2x2.apply(x)
         return super().forward(x)
 

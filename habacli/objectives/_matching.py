@@ -101,8 +101,9 @@ def has_batchnorm(net: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
-def refresh_batchnorm(net: nn.Module, sample_class: Callable[[int, int], Tensor], num_classes: int,
-                      per_class: int = BN_IMAGES_PER_CLASS) -> None:
+def refresh_batchnorm(
+    net: nn.Module, sample_class: Callable[[int, int], Tensor], num_classes: int, per_class: int = BN_IMAGES_PER_CLASS
+) -> None:
     """DC's BatchNorm handling: one train-mode forward of ``per_class`` real images of every class
     (updates the running statistics), then BatchNorm layers in eval mode (frozen statistics)."""
     x = torch.cat([sample_class(c, per_class) for c in range(num_classes)])
@@ -118,8 +119,13 @@ def _class_targets(n: int, c: int, device: torch.device) -> Tensor:
     return torch.full((n,), c, dtype=torch.long, device=device)
 
 
-def real_gradients(net: nn.Module, params: Sequence[Tensor], x: Tensor, c: int,
-                   autocast: Callable[[], AbstractContextManager] | None = None) -> list[Tensor]:
+def real_gradients(
+    net: nn.Module,
+    params: Sequence[Tensor],
+    x: Tensor,
+    c: int,
+    autocast: Callable[[], AbstractContextManager] | None = None,
+) -> list[Tensor]:
     """Gradients of ``CE(net(x), c)`` w.r.t. ``params`` (detached; no graph is kept).
 
     ``autocast`` (e.g. ``engine.autocast``) wraps the forward pass, so an opt-in bf16 run computes
@@ -138,10 +144,18 @@ def synthetic_gradients(net: nn.Module, params: Sequence[Tensor], x: Tensor, c: 
     return list(torch.autograd.grad(loss, list(params), create_graph=True))
 
 
-def train_network(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, *,
-                  epochs: int, batch_size: int, generator: torch.Generator,
-                  augment: Callable[[Tensor], Tensor] | None = None,
-                  autocast: Callable[[], AbstractContextManager] | None = None) -> float:
+def train_network(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    y: Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+    augment: Callable[[Tensor], Tensor] | None = None,
+    autocast: Callable[[], AbstractContextManager] | None = None,
+) -> float:
     """Train ``net`` for ``epochs`` shuffled epochs on a fixed (detached) set (DC's inner loop).
 
     ``augment`` is applied per batch (DSA's per-sample mode for the DSA objective; None for DC).
@@ -156,7 +170,7 @@ def train_network(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y
         order = torch.randperm(n, generator=generator).to(x.device)
         total, seen = x.new_zeros((), dtype=torch.float32), 0
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             xb, yb = x[idx], y[idx]
             if augment is not None:
                 xb = augment(xb)

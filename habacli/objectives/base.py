@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import torch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from habacli.transforms.augment import DSA
     from habacli.data import DatasetSpec, RealData
+    from habacli.transforms.augment import DSA
 
 
 @dataclass

@@ -58,8 +58,9 @@ def resolve_config(config: dict[str, Any], ipc: int, objective: str = "dc") -> d
     known = set(GradientMatching.defaults)
     unknown = sorted(set(config) - known)
     if unknown:
-        raise ConfigError(f"unknown {objective} option(s) {', '.join(map(repr, unknown))} "
-                          f"(choose from: {', '.join(sorted(known))})")
+        raise ConfigError(
+            f"unknown {objective} option(s) {', '.join(map(repr, unknown))} (choose from: {', '.join(sorted(known))})"
+        )
     out = {**GradientMatching.defaults, **config}
     outer, inner = get_loops(ipc)
     if out["outer_loop"] is None:
@@ -103,8 +104,10 @@ class GradientMatching(Objective):
 
     def _augmentation(self) -> Any:
         if self.engine.dsa is None:
-            raise ConfigError(f"objective {self.name!r} needs DSA augmentation, which is switched off for this run "
-                              "(use objective 'dc' for gradient matching without augmentation)")
+            raise ConfigError(
+                f"objective {self.name!r} needs DSA augmentation, which is switched off for this run "
+                "(use objective 'dc' for gradient matching without augmentation)"
+            )
         return self.engine.dsa
 
     def run_iteration(self, it: int) -> dict[str, float]:
@@ -139,11 +142,18 @@ class GradientMatching(Objective):
             if ol == cfg["outer_loop"] - 1:
                 break
             x_all, y_all = syn.expand_all()
-            inner_losses.append(train_network(
-                net, opt_net, x_all, y_all, epochs=cfg["inner_loop"], batch_size=cfg["batch_train"],
-                generator=gen,
-                augment=(lambda x: self.augment(x, gen)) if self.augment is not None else None,
-            ))
+            inner_losses.append(
+                train_network(
+                    net,
+                    opt_net,
+                    x_all,
+                    y_all,
+                    epochs=cfg["inner_loop"],
+                    batch_size=cfg["batch_train"],
+                    generator=gen,
+                    augment=(lambda x: self.augment(x, gen)) if self.augment is not None else None,
+                )
+            )
         for p in net.parameters():  # synth_step's backward also reached the network
             p.grad = None
         out = stats.mean()

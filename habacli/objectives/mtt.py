@@ -40,8 +40,9 @@ from habacli.objectives.tesla import StudentStep, constant_memory_match, unrolle
 MEMORY_MODES = ("unrolled", "constant")
 
 
-def _num(config: dict[str, Any], key: str, *, integer: bool = False, minimum: float | None = None,
-         positive: bool = False) -> Any:
+def _num(
+    config: dict[str, Any], key: str, *, integer: bool = False, minimum: float | None = None, positive: bool = False
+) -> Any:
     value = config[key]
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok and integer:
@@ -61,7 +62,9 @@ def resolve_config(config: dict[str, Any], *, factorize: bool) -> dict[str, Any]
     """Validate an MTT config and resolve its ``auto`` values (momentum and clip of alpha)."""
     unknown = sorted(set(config) - set(MTT.defaults))
     if unknown:
-        raise ConfigError(f"unknown mtt option(s) {', '.join(map(repr, unknown))} (choose from: {', '.join(sorted(MTT.defaults))})")
+        raise ConfigError(
+            f"unknown mtt option(s) {', '.join(map(repr, unknown))} (choose from: {', '.join(sorted(MTT.defaults))})"
+        )
     c = {**MTT.defaults, **config}
     out = dict(c)
     out["syn_steps"] = _num(c, "syn_steps", integer=True, minimum=1)
@@ -71,7 +74,9 @@ def resolve_config(config: dict[str, Any], *, factorize: bool) -> dict[str, Any]
     out["auto_experts"] = _num(c, "auto_experts", integer=True, minimum=1)
     out["lr_teacher"] = _num(c, "lr_teacher", positive=True)
     out["lr_lr"] = _num(c, "lr_lr", positive=True)
-    out["lr_momentum"] = (0.9 if factorize else 0.5) if c["lr_momentum"] == "auto" else _num(c, "lr_momentum", minimum=0.0)
+    out["lr_momentum"] = (
+        (0.9 if factorize else 0.5) if c["lr_momentum"] == "auto" else _num(c, "lr_momentum", minimum=0.0)
+    )
     if not out["lr_momentum"] < 1.0:
         raise ConfigError(f"mtt option lr_momentum must be < 1, got {out['lr_momentum']}")
     if c["lr_min"] == "auto":
@@ -93,9 +98,14 @@ def experts_command(dataset: str, model: str, zca: bool, epochs: int, folder: Pa
     return f"haba experts {dataset} --model {model} --num {num} --epochs {epochs} {'--zca' if zca else '--no-zca'}{out}"
 
 
-def surrogate_loss(value: torch.Tensor, image_grads: list[tuple[torch.Tensor, int, torch.Tensor]],
-                   alpha: torch.Tensor, alpha_grad: torch.Tensor,
-                   images: Callable[[torch.Tensor | None, int], torch.Tensor], num_bases: int) -> torch.Tensor:
+def surrogate_loss(
+    value: torch.Tensor,
+    image_grads: list[tuple[torch.Tensor, int, torch.Tensor]],
+    alpha: torch.Tensor,
+    alpha_grad: torch.Tensor,
+    images: Callable[[torch.Tensor | None, int], torch.Tensor],
+    num_bases: int,
+) -> torch.Tensor:
     """A scalar with the value ``value`` whose gradient is the exact gradient of L.
 
     ``image_grads`` holds ``(basis indices, hallucinator k, dL/d images(idx, k))`` per student step.
@@ -176,10 +186,20 @@ class MTT(Objective):
                     f"{n * need} passes over the train set (MTT uses 100 experts: `{cmd}`)",
                     stacklevel=2,
                 )
-                train_experts(dataset, model=model, num=n, epochs=need, out=folder, zca=zca,
-                              seed=int(getattr(cfg, "seed", 0)), device=str(self.device),
-                              data_dir=getattr(e, "data_dir", None))
-        return open_buffer(folder, dataset=dataset, model=model, zca=zca, min_epochs=need, layout=self.layout, make_command=cmd)
+                train_experts(
+                    dataset,
+                    model=model,
+                    num=n,
+                    epochs=need,
+                    out=folder,
+                    zca=zca,
+                    seed=int(getattr(cfg, "seed", 0)),
+                    device=str(self.device),
+                    data_dir=getattr(e, "data_dir", None),
+                )
+        return open_buffer(
+            folder, dataset=dataset, model=model, zca=zca, min_epochs=need, layout=self.layout, make_command=cmd
+        )
 
     def _next_expert(self) -> int:
         if self.cursor >= len(self.order):
@@ -213,8 +233,11 @@ class MTT(Objective):
             state = gen.get_state()
             if e.dsa is not None:  # advance the stream exactly as one DSA call on this shape does
                 e.dsa(torch.zeros((len(idx), *shape), device=self.device), gen)
-            step = StudentStep(images=lambda idx=idx, k=k: syn.images(idx, k),
-                               augment=self._replay(state), labels=syn.labels[idx].to(self.device))
+            step = StudentStep(
+                images=lambda idx=idx, k=k: syn.images(idx, k),
+                augment=self._replay(state),
+                labels=syn.labels[idx].to(self.device),
+            )
             out.append((step, idx, k))
         return out
 
@@ -238,8 +261,10 @@ class MTT(Objective):
         rows = self.buffer.rows(expert, [start, start + c["expert_epochs"]], device=self.device)
         theta0, theta_star = rows[0], rows[1]
         if not float(((theta0 - theta_star) ** 2).sum()) > 0:
-            raise ExpertsError(f"expert {expert}: snapshots {start} and {start + c['expert_epochs']} are identical "
-                               "(a trajectory saved without copying its snapshots?)")
+            raise ExpertsError(
+                f"expert {expert}: snapshots {start} and {start + c['expert_epochs']} are identical "
+                "(a trajectory saved without copying its snapshots?)"
+            )
         steps = self._steps()
         # --amp bf16 runs the student steps' forward (and so their backward and double backward) in bf16;
         # theta, alpha and the matching loss stay fp32. fp16 has no loss scaling here: fp32 then.
@@ -252,11 +277,18 @@ class MTT(Objective):
             grads = constant_memory_match(self.net, self.layout, theta0, theta_star, self.alpha, student, autocast)
             value = grads.loss
             syn = self.engine.synthetic
-            loss = surrogate_loss(grads.loss, [(idx, k, g) for (_, idx, k), g in zip(steps, grads.images)],
-                                  self.alpha, grads.alpha, syn.images, syn.num_bases)
+            loss = surrogate_loss(
+                grads.loss,
+                [(idx, k, g) for (_, idx, k), g in zip(steps, grads.images)],
+                self.alpha,
+                grads.alpha,
+                syn.images,
+                syn.num_bases,
+            )
         if not torch.isfinite(value):
-            raise HabaError(f"MTT loss is {float(value)} at iteration {it} (alpha = {float(self.alpha):.3g}); "
-                            "lower lr_img or lr_lr")
+            raise HabaError(
+                f"MTT loss is {float(value)} at iteration {it} (alpha = {float(self.alpha):.3g}); lower lr_img or lr_lr"
+            )
         stats = dict(e.synth_step(loss))
         stats.update(loss_mtt=float(value), syn_lr=float(self.alpha.detach()), start_epoch=float(start))
         return stats
@@ -265,8 +297,11 @@ class MTT(Objective):
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """alpha, the shuffled expert order and the cursor into it."""
-        return {"alpha": self.alpha.detach().clone(), "expert_order": self.order.clone(),
-                "expert_cursor": torch.tensor([self.cursor], dtype=torch.int64)}
+        return {
+            "alpha": self.alpha.detach().clone(),
+            "expert_order": self.order.clone(),
+            "expert_cursor": torch.tensor([self.cursor], dtype=torch.int64),
+        }
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore :meth:`state_dict` (alpha in place: the engine's optimiser holds it)."""
@@ -275,8 +310,10 @@ class MTT(Objective):
         self.order = state["expert_order"].to("cpu", torch.int64)
         self.cursor = int(state["expert_cursor"].reshape(-1)[0])
         if len(self.order) and int(self.order.max()) >= self.buffer.num_experts:
-            raise ExpertsError(f"the checkpoint's expert order refers to {int(self.order.max()) + 1} experts but "
-                               f"{self.buffer.folder} holds {self.buffer.num_experts}")
+            raise ExpertsError(
+                f"the checkpoint's expert order refers to {int(self.order.max()) + 1} experts but "
+                f"{self.buffer.folder} holds {self.buffer.num_experts}"
+            )
 
     def artifact_fields(self) -> dict[str, Any]:
         """The learned lr, reused as the evaluation lr."""

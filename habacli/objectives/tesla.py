@@ -49,8 +49,14 @@ class StudentStep:
     labels: torch.Tensor
 
 
-def student_ce(net: torch.nn.Module, layout: ParamLayout, theta: torch.Tensor, x: torch.Tensor,
-               y: torch.Tensor, autocast: Callable = contextlib.nullcontext) -> torch.Tensor:
+def student_ce(
+    net: torch.nn.Module,
+    layout: ParamLayout,
+    theta: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    autocast: Callable = contextlib.nullcontext,
+) -> torch.Tensor:
     """Cross-entropy of ``net`` with flat parameters ``theta`` on ``(x, y)`` (functional_call)."""
     with autocast():
         out = functional_call(net, layout.views(theta), (x,))
@@ -59,9 +65,15 @@ def student_ce(net: torch.nn.Module, layout: ParamLayout, theta: torch.Tensor, x
     return F.cross_entropy(out, y)
 
 
-def unrolled_match(net: torch.nn.Module, layout: ParamLayout, theta0: torch.Tensor, theta_star: torch.Tensor,
-                   alpha: torch.Tensor, steps: Sequence[StudentStep],
-                   autocast: Callable = contextlib.nullcontext) -> torch.Tensor:
+def unrolled_match(
+    net: torch.nn.Module,
+    layout: ParamLayout,
+    theta0: torch.Tensor,
+    theta_star: torch.Tensor,
+    alpha: torch.Tensor,
+    steps: Sequence[StudentStep],
+    autocast: Callable = contextlib.nullcontext,
+) -> torch.Tensor:
     """The normalised trajectory-matching loss with the full N-step graph (MTT)."""
     theta = theta0.detach().clone().requires_grad_(True)
     for step in steps:
@@ -80,9 +92,15 @@ class MatchGradients:
     alpha: torch.Tensor  # dL/dalpha (detached scalar)
 
 
-def constant_memory_match(net: torch.nn.Module, layout: ParamLayout, theta0: torch.Tensor, theta_star: torch.Tensor,
-                          alpha: torch.Tensor, steps: Sequence[StudentStep],
-                          autocast: Callable = contextlib.nullcontext) -> MatchGradients:
+def constant_memory_match(
+    net: torch.nn.Module,
+    layout: ParamLayout,
+    theta0: torch.Tensor,
+    theta_star: torch.Tensor,
+    alpha: torch.Tensor,
+    steps: Sequence[StudentStep],
+    autocast: Callable = contextlib.nullcontext,
+) -> MatchGradients:
     """Loss and exact gradients (w.r.t. each step's images and alpha) in memory independent of N.
 
     Peak memory: one step's double-backward graph plus N flat parameter vectors.

@@ -10,8 +10,8 @@ from functools import lru_cache
 
 import torch
 
-from habacli.runtime.allocator import tune_host_allocator
 from habacli.errors import ConfigError
+from habacli.runtime.allocator import tune_host_allocator
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -42,8 +42,10 @@ def check_compile(device: torch.device) -> None:
         return
     cxx = os.environ.get("CXX") or "g++"
     if shutil.which(cxx) is None and shutil.which("clang++") is None:
-        raise ConfigError(f"--compile on the CPU needs a C++ compiler ({cxx} or clang++ on PATH): install one "
-                          "(e.g. apt-get install g++) or drop --compile")
+        raise ConfigError(
+            f"--compile on the CPU needs a C++ compiler ({cxx} or clang++ on PATH): install one "
+            "(e.g. apt-get install g++) or drop --compile"
+        )
 
 
 # CPU flags (Linux /proc/cpuinfo names) that mean a dtype's matmuls and convolutions run natively.

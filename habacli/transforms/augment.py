@@ -242,9 +242,7 @@ class DSA:
             x = op.apply(x, op.sample(x.shape[0], x.shape[2], x.shape[3], self.ranges, generator), self.ranges)
         return x
 
-    def siamese(
-        self, xs: Sequence[torch.Tensor], generator: torch.Generator | None = None
-    ) -> list[torch.Tensor]:
+    def siamese(self, xs: Sequence[torch.Tensor], generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """Apply ONE family and ONE parameter set to every sample of every tensor in ``xs``."""
         xs = list(xs)
         if not xs:

@@ -88,11 +88,11 @@ class ZCA:
             raise ConfigError("ZCA needs at least 2 images to fit")
         total = torch.zeros(d, dtype=torch.float64, device=flat.device)
         for i in range(0, n, _CHUNK):  # chunks bound the float64 copy's memory
-            total += _as_float(flat[i:i + _CHUNK]).double().sum(0)
+            total += _as_float(flat[i : i + _CHUNK]).double().sum(0)
         mean = total / n
         cov = torch.zeros(d, d, dtype=torch.float64, device=flat.device)
         for i in range(0, n, _CHUNK):
-            c = _as_float(flat[i:i + _CHUNK]).double() - mean
+            c = _as_float(flat[i : i + _CHUNK]).double() - mean
             cov.addmm_(c.T, c)
         cov /= n - 1
         evals, evecs = _eigh(cov)  # ascending
@@ -139,11 +139,17 @@ class ZCA:
     def from_tensors(cls, tensors: dict[str, Tensor]) -> ZCA:
         """Rebuild from :meth:`to_tensors`."""
         shape = tuple(int(v) for v in tensors["shape"].tolist()) if "shape" in tensors else None
-        return cls(tensors["mean"].double(), tensors["eigenvectors"].double(), tensors["eigenvalues"].double(),
-                   float(tensors["eps"].reshape(-1)[0]), shape)
+        return cls(
+            tensors["mean"].double(),
+            tensors["eigenvectors"].double(),
+            tensors["eigenvalues"].double(),
+            float(tensors["eps"].reshape(-1)[0]),
+            shape,
+        )
 
-    def compact(self, images: Tensor, tol: float = DEFAULT_TOLERANCE, *,
-                pixel_scale: Tensor | float = 1.0) -> CompactZCA:
+    def compact(
+        self, images: Tensor, tol: float = DEFAULT_TOLERANCE, *, pixel_scale: Tensor | float = 1.0
+    ) -> CompactZCA:
         """A truncated inverse that decodes ``images`` (whitened, ``[M, ...]``) within ``tol`` in pixel
         space of the full inverse. ``pixel_scale`` multiplies the error per value (e.g. the
         de-normalisation std broadcast to ``[D]``); stored tensors are float32 and the error is measured
@@ -182,8 +188,15 @@ class ZCA:
             else:
                 lo = mid + 1
         while True:  # the recorded bound is measured with the real compact inverse
-            best = CompactZCA(mean32.clone(), u32[:, :hi].clone(), s32[:hi].clone(), self.eps, tail_scale(hi),
-                              self.shape, tolerance=tol)
+            best = CompactZCA(
+                mean32.clone(),
+                u32[:, :hi].clone(),
+                s32[:hi].clone(),
+                self.eps,
+                tail_scale(hi),
+                self.shape,
+                tolerance=tol,
+            )
             best.error_bound = float(((best.invert(xz) - full).abs() * scale).max()) if xz.shape[0] else 0.0
             if best.error_bound <= tol or hi == d:
                 return best
@@ -228,17 +241,33 @@ class CompactZCA:
 
     def to_tensors(self) -> dict[str, Tensor]:
         """The artifact's ``zca.*`` tensors (float32)."""
-        return {"mean": self.mean.float().contiguous(), "basis": self.basis.float().contiguous(),
-                "eigenvalues": self.eigenvalues.float().contiguous()}
+        return {
+            "mean": self.mean.float().contiguous(),
+            "basis": self.basis.float().contiguous(),
+            "eigenvalues": self.eigenvalues.float().contiguous(),
+        }
 
     def to_metadata(self) -> dict:
         """The artifact's ``zca`` metadata object (formats/haba-artifact-v1.md)."""
-        return {"eps": self.eps, "rank": self.rank, "dim": self.dim, "tail_scale": self.tail_scale,
-                "tolerance": self.tolerance, "error_bound": self.error_bound}
+        return {
+            "eps": self.eps,
+            "rank": self.rank,
+            "dim": self.dim,
+            "tail_scale": self.tail_scale,
+            "tolerance": self.tolerance,
+            "error_bound": self.error_bound,
+        }
 
     @classmethod
     def from_parts(cls, tensors: dict[str, Tensor], meta: dict, shape: tuple[int, ...] | None = None) -> CompactZCA:
         """Rebuild from the artifact's ``zca.*`` tensors and ``zca`` metadata."""
-        return cls(tensors["mean"], tensors["basis"], tensors["eigenvalues"], float(meta["eps"]),
-                   float(meta["tail_scale"]), shape, float(meta.get("tolerance", DEFAULT_TOLERANCE)),
-                   float(meta.get("error_bound", 0.0)))
+        return cls(
+            tensors["mean"],
+            tensors["basis"],
+            tensors["eigenvalues"],
+            float(meta["eps"]),
+            float(meta["tail_scale"]),
+            shape,
+            float(meta.get("tolerance", DEFAULT_TOLERANCE)),
+            float(meta.get("error_bound", 0.0)),
+        )
