@@ -297,3 +297,35 @@ def test_real_process_prints_one_line(case: str, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "habacli", "info", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr and str(path) in proc.stderr
+
+
+# ----------------------------------------------------------------------------- length bytes are not magics
+def _padded_to(n: int, data: bytes = BASE) -> bytes:
+    """``data`` with its JSON header padded with spaces to exactly ``n`` bytes (still a valid artifact)."""
+    header, payload = split(data)
+    text = json.dumps(header).encode()
+    assert len(text) <= n
+    return struct.pack("<Q", n) + text + b" " * (n - len(text)) + payload
+
+
+@pytest.mark.parametrize("modulus, residue", [(256, 128), (65536, 640)])
+def test_header_length_that_looks_like_a_pickle_magic_loads(modulus: int, residue: int, tmp_path: Path) -> None:
+    """Bytes 0-7 are a length: N % 256 == 128 starts the file with 0x80, N % 65536 == 640 with 0x80 0x02
+    (pickle protocol 2); byte 8 is still '{', so the file is a safetensors artifact and must load."""
+    from habacli.hub.transfer import sniff_safetensors
+
+    n0 = len(json.dumps(split(BASE)[0]).encode())
+    n = n0 + (residue - n0) % modulus
+    data = _padded_to(n)
+    assert data[0] == 0x80 and n % modulus == residue
+    path = tmp_path / f"n{n}.safetensors"
+    path.write_bytes(data)
+    assert read_metadata(path)["ipc"] == read_metadata_bytes(BASE, tmp_path)["ipc"]
+    load_artifact(path)
+    assert sniff_safetensors(data[:16], len(data), str(path)) == n
+
+
+def read_metadata_bytes(data: bytes, tmp_path: Path) -> dict:
+    path = tmp_path / "base.safetensors"
+    path.write_bytes(data)
+    return read_metadata(path)

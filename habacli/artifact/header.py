@@ -62,7 +62,8 @@ class Header:
 # ----------------------------------------------------------------------------- header (no torch)
 def _parse_header(raw: bytes, file_size: int) -> tuple[dict, int]:
     """``raw`` starts at byte 0 of the file (at least 8 bytes). Returns (header JSON, N)."""
-    if raw[:2] in _PICKLE_MAGICS or raw[:4] in _PICKLE_MAGICS:
+    # bytes 0-7 are a length; a pickle/zip checkpoint is named only when byte 8 cannot open a JSON header
+    if (raw[:2] in _PICKLE_MAGICS or raw[:4] in _PICKLE_MAGICS) and raw[8:9] != b"{":
         raise _Problem("this is a PyTorch pickle/zip checkpoint, not safetensors (haba never unpickles)")
     (n,) = struct.unpack("<Q", raw[:8])
     if n > MAX_HEADER_BYTES:

@@ -108,7 +108,8 @@ def _git_blob_sha1(path: Path) -> str:
 def sniff_safetensors(head: bytes, size: int, name: str) -> int:
     """Check the first bytes of a would-be artifact; return the header length or raise :class:`ArtifactError`.
     Pickles and ``torch.save`` zips are named as such and refused (haba never unpickles)."""
-    if head[:1] == b"\x80" or head[:4] == b"PK\x03\x04":
+    # bytes 0-7 are a length that may start with 0x80 ("PK.." too): only byte 8 tells a header from a pickle
+    if (head[:1] == b"\x80" or head[:4] == b"PK\x03\x04") and head[8:9] != b"{":
         raise ArtifactError(name, "is a Python pickle or torch.save zip, not a haba artifact (haba never unpickles)")
     n = int.from_bytes(head[:8], "little")
     if len(head) < 9 or head[8:9] != b"{" or n < 2 or n > MAX_HEADER_BYTES or (size >= 0 and n > size - 8):
@@ -425,8 +426,13 @@ def read_remote_header(ref: str, *, token: str | None = None, endpoint: str | No
         headers = build_hf_headers(token=token, library_name="haba", library_version=__version__)
         session = get_session()
         first, size = _ranged(session, file_url, headers, 0, 7)
-        n = sniff_safetensors(first + b"{", size, name)
+        try:  # a plausible length: read the header, then sniff again with its real first byte
+            n = sniff_safetensors(first + b"{", size, name)
+        except ArtifactError:
+            sniff_safetensors(first, size, name)  # names a pickle/zip as such
+            raise
         rest, _ = _ranged(session, file_url, headers, 8, 8 + n - 1)
+        sniff_safetensors(first + rest[:1], size, name)
     if len(first) != 8 or len(rest) != n:
         raise ArtifactError(name, "truncated safetensors header")
     return first + rest, size
