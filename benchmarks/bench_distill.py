@@ -44,7 +44,7 @@ def _cifar_shaped(data_dir: str) -> None:
     import torch.nn.functional as F
 
     from habacli import data
-    from habacli.data.load import Split
+    from habacli.data.split import Split
 
     base_load = data.load_split
     spec = dataclasses.replace(data.get_spec("fashion_mnist", data_dir=data_dir), name="fashion_mnist_cifar_shaped",

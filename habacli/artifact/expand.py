@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from habacli.artifact.grid import DEFAULT_MAX_COLUMNS, grid_layout, render_grid
+from habacli.artifact.pixels import class_names, image_shape, to_uint8
 from habacli.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -139,14 +141,6 @@ def select_pairs(
     return torch.arange(num_bases).repeat_interleave(per_basis), picks.reshape(-1)
 
 
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Pixel-space float in [0, 1] -> uint8 as the format spec (section 4, step 5):
-    ``floor(255 p + 0.5)``, clamped."""
-    import torch
-
-    return x.mul(255.0).add_(0.5).floor_().clamp_(0, 255).to(torch.uint8)
-
-
 def decode_uint8(
     artifact: Any, basis: torch.Tensor, hall: torch.Tensor, *, device: str = "cpu", progress: Progress | None = None
 ) -> Iterator[tuple[int, torch.Tensor]]:
@@ -163,20 +157,6 @@ def decode_uint8(
             yield start, to_uint8(images.float()).cpu()
             if progress is not None:
                 progress("decoding", min(start + DECODE_CHUNK, total), total)
-
-
-def class_names(artifact: Any) -> list[str]:
-    """The artifact's class names by label (``'0'``, ``'1'``... when the spec has none)."""
-    spec = artifact.spec if isinstance(artifact.spec, dict) else artifact.spec.to_dict()
-    n = int(spec.get("num_classes") or (int(artifact.labels.max()) + 1 if artifact.labels.numel() else 0))
-    names = list(spec.get("class_names") or [])
-    return [str(x) for x in names] if len(names) == n else [str(i) for i in range(n)]
-
-
-def image_shape(artifact: Any) -> tuple[int, int, int]:
-    """``(C, H, W)`` of the decoded images (the dataset's channels; bases may have fewer)."""
-    spec = artifact.spec if isinstance(artifact.spec, dict) else artifact.spec.to_dict()
-    return int(spec["channels"]), int(spec["height"]), int(spec["width"])
 
 
 def _pil(img: torch.Tensor) -> PILImage.Image:
@@ -357,8 +337,6 @@ def expand(
             write_parquet(artifact, tmp / PARQUET_NAME, per_basis=per_basis, seed=seed, device=dev, progress=progress)
             files = [PARQUET_NAME]
         if grid:
-            from habacli.artifact.grid import DEFAULT_MAX_COLUMNS, grid_layout, render_grid
-
             cap = max_grid_columns or DEFAULT_MAX_COLUMNS
             render_grid(artifact, max_columns=cap).save(tmp / GRID_NAME, format="PNG")
             note = grid_layout(artifact, max_columns=cap).note

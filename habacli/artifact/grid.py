@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from habacli.artifact.pixels import class_names, image_shape, to_uint8
 from habacli.errors import ConfigError
 
 DEFAULT_MAX_COLUMNS = 50
@@ -55,8 +56,6 @@ def grid_layout(artifact: Any, *, max_columns: int = DEFAULT_MAX_COLUMNS) -> Gri
     """Decide the columns of :func:`render_grid` for ``artifact`` under ``max_columns``."""
     import torch
 
-    from habacli.artifact.expand import class_names
-
     if max_columns < 1:
         raise ConfigError(f"the grid needs at least 1 column, got {max_columns}")
     num_classes = len(class_names(artifact))
@@ -88,8 +87,6 @@ def render_grid(
     gap separates one basis's hallucinations from the next basis's."""
     import torch
     from PIL import Image, ImageDraw, ImageFont
-
-    from habacli.artifact.expand import class_names, image_shape, to_uint8
 
     lay = grid_layout(artifact, max_columns=max_columns)
     names = class_names(artifact)

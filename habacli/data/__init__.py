@@ -16,7 +16,7 @@ _LAZY = {
     "list_datasets": "habacli.data.spec",
     "get_spec": "habacli.data.load",
     "load_split": "habacli.data.load",
-    "Split": "habacli.data.load",
+    "Split": "habacli.data.split",
     "dataset_status": "habacli.data.status",
     "RealData": "habacli.data.real",
     "fit_zca": "habacli.data.whiten",
@@ -27,9 +27,10 @@ __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
     from habacli.data.cache import cache_dir  # noqa: F401
-    from habacli.data.load import Split, get_spec, load_split  # noqa: F401
+    from habacli.data.load import get_spec, load_split  # noqa: F401
     from habacli.data.real import RealData  # noqa: F401
     from habacli.data.spec import DATASETS, DatasetSpec, list_datasets  # noqa: F401
+    from habacli.data.split import Split  # noqa: F401
     from habacli.data.status import dataset_status  # noqa: F401
     from habacli.data.whiten import fit_zca  # noqa: F401
 

@@ -13,13 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from habacli.data import cache
 from habacli.data.layouts import LAYOUTS, Files, Layout
+from habacli.data.split import Split, cached_or_build, custom_spec, make_split
 from habacli.errors import ConfigError, DataNotFoundError
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from habacli.data.load import Split
     from habacli.data.spec import DatasetSpec
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -50,11 +51,11 @@ def pil_to_array(im: Any, channels: int, size: tuple[int, int] | None, mode: str
         if mode == "crop":
             s = max(h / im.height, w / im.width)
             rw, rh = max(w, round(im.width * s)), max(h, round(im.height * s))
-            im = im.resize((rw, rh), Image.BILINEAR)
+            im = im.resize((rw, rh), Image.Resampling.BILINEAR)
             left, top = (rw - w) // 2, (rh - h) // 2
             im = im.crop((left, top, left + w, top + h))
         else:
-            im = im.resize((w, h), Image.BILINEAR)
+            im = im.resize((w, h), Image.Resampling.BILINEAR)
     arr = np.asarray(im, dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
@@ -267,9 +268,6 @@ def load_imagefolder(
     name: str, split: str, *, image_size: int | None = None, channels: int | None = None, progress: Any = None
 ) -> Split:
     """``imagefolder:PATH`` -> :class:`Split`; classes are the sorted sub-folder names."""
-    from habacli.data import cache
-    from habacli.data.load import cached_or_build, custom_spec, make_split
-
     root = Path(name.split(":", 1)[1]).expanduser()
     if not root.is_dir():
         raise DataNotFoundError(

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from habacli.data.folder import target_size
+from habacli.data import cache
+from habacli.data.folder import GRAY_MODES, HOLDOUT_FRACTION, HOLDOUT_SEED, decode_files, holdout_mask, target_size
+from habacli.data.split import Split, cached_or_build, custom_spec, make_split
 from habacli.errors import DataNotFoundError
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from habacli.data.load import Split
     from habacli.data.spec import DatasetSpec
 
 TEST_SPLITS = ("test", "validation", "valid", "val")
@@ -145,8 +146,6 @@ def _arrays(
     import datasets
     import numpy as np
 
-    from habacli.data.folder import decode_files
-
     raw = ds.cast_column(image, datasets.Image(decode=False))
     cols = raw.select_columns([image, label]).to_dict()
     srcs = [r["bytes"] if r.get("bytes") else r["path"] for r in cols[image]]
@@ -154,8 +153,6 @@ def _arrays(
 
 
 def _detect(ds: Any, image: str, n: int = 64) -> tuple[int, set[tuple[int, int]]]:
-    from habacli.data.folder import GRAY_MODES
-
     gray, sizes = True, set()
     for im in ds.select(range(min(n, len(ds))))[image]:
         gray &= im.mode in GRAY_MODES
@@ -198,8 +195,6 @@ def _label_map(spec: DatasetSpec, names: list[str] | None) -> tuple[DatasetSpec,
 
 def load_builtin(spec: DatasetSpec, split: str, size: tuple[int, int] | None, *, local_hint: str = "") -> Split:
     """Load ``split`` of a registered dataset from its Hub copy (``spec.hub_id``)."""
-    from habacli.data.load import make_split
-
     hint = f"; to use local files instead: {local_hint}, then pass --data-dir DIR" if local_hint else ""
     dd = _load(spec.hub_id, spec.hub_config, spec.hub_revision, spec.name, hint)
     want = spec.hub_splits[0] if split == "train" else spec.hub_splits[1]
@@ -234,8 +229,6 @@ def parse_hf_name(name: str) -> tuple[str, str | None, bool]:
 
 
 def _fingerprint(path: str) -> list[Any]:
-    from habacli.data import cache
-
     p = Path(path)
     if p.is_file():
         return cache.files_fingerprint([p])
@@ -254,8 +247,6 @@ def load_hf(
 ) -> Split:
     """``hf:ORG/NAME[:config]`` (Hub, through the datasets cache) or ``hf:PATH`` (local parquet, imagefolder,
     ...). Test split: ``test``, else ``validation``/``valid``/``val``, else a stratified 20% hold-out."""
-    from habacli.data.load import cached_or_build
-
     path, config, local = parse_hf_name(name)
     payload: dict[str, Any] = {"kind": "hf", "path": path, "config": config, "size": image_size, "channels": channels}
     if local:
@@ -263,9 +254,6 @@ def load_hf(
 
     def build(which: str) -> Split:
         import numpy as np
-
-        from habacli.data.folder import HOLDOUT_FRACTION, HOLDOUT_SEED, holdout_mask
-        from habacli.data.load import custom_spec, make_split
 
         dd = _load(path, config, None, name)
         if "train" not in dd:

@@ -17,7 +17,7 @@ from habacli.data.spec import DatasetSpec
 from habacli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from habacli.data.load import Split
+    from habacli.data.split import Split
     from habacli.transforms.zca import ZCA
 
 _CHUNK = 4096

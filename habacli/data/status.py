@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from habacli.data import cache
-from habacli.data.layouts import probe_local
+from habacli.data.locate import probe_local
 from habacli.data.spec import DATASETS, DatasetSpec
 
 

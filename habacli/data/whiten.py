@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from habacli.data import cache
+from habacli.data.load import load_split
 
 if TYPE_CHECKING:
     import torch
@@ -47,8 +48,7 @@ def fit_zca(
     The result is cached under ``cache_dir()/zca`` keyed by the images' content and ``eps``, so a
     second call costs one load of the cached split plus a hash.
     """
-    from habacli.data.load import load_split
-    from habacli.transforms.zca import ZCA
+    from habacli.transforms.zca import ZCA  # lazy: torch
 
     split = load_split(name, "train", data_dir=data_dir, image_size=image_size, progress=progress)
     path = cache.zca_path(f"{cache.slug(split.spec.name)}-{_content_key(split.images, split.labels, extra=float(eps))}")
