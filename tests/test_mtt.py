@@ -230,14 +230,24 @@ def test_constant_memory_mode_matches_unrolled_run(tmp_path: Path, fashion_mnist
         assert sb["syn_lr"] == pytest.approx(sa["syn_lr"], rel=1e-3)
 
 
+def test_experts_of_exactly_the_needed_length(tmp_path: Path, fashion_mnist_dir: Path, experts: Path) -> None:
+    """start is drawn from 0..max_start_epoch-1, so 2-epoch experts serve max_start_epoch 2 + expert_epochs 1
+    (rows 0..2), and every start the run draws is one it can read."""
+    result, stats = _distill(tmp_path, fashion_mnist_dir, experts, iterations=6, max_start_epoch=2, expert_epochs=1)
+    starts = {int(s["start_epoch"]) for s in stats}
+    assert starts <= {0, 1} and len(starts) == 2
+    with pytest.raises(ExpertsError, match="trajectories have 2 epochs but this run needs 3"):
+        _distill(tmp_path / "more", fashion_mnist_dir, experts, iterations=1, max_start_epoch=3, expert_epochs=1)
+
+
 def test_missing_and_mismatched_experts(tmp_path: Path, fashion_mnist_dir: Path, experts: Path) -> None:
     from habacli.experts import open_buffer
     from habacli.experts.layout import ParamLayout
     from habacli.networks import get_network
 
-    with pytest.raises(ExpertsError, match="haba experts fashion_mnist --model convnet --num 100 --epochs 2 --no-zca"):
+    with pytest.raises(ExpertsError, match="haba experts fashion_mnist --model convnet --num 100 --epochs 1 --no-zca"):
         _distill(tmp_path, fashion_mnist_dir, tmp_path / "nothing-here", iterations=1)
-    with pytest.raises(ExpertsError, match="needs 5"):
+    with pytest.raises(ExpertsError, match="needs 4"):
         _distill(tmp_path, fashion_mnist_dir, experts, iterations=1, max_start_epoch=3, expert_epochs=2)
     with pytest.raises(ExpertsError, match="dataset 'fashion_mnist', not 'mnist'"):
         open_buffer(experts, dataset="mnist", model="convnet", zca=False, min_epochs=1)

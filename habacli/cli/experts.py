@@ -29,7 +29,7 @@ def experts_command(
         typer.Option(
             "--epochs",
             "-e",
-            help="Epochs per expert; a run only uses the first max_start_epoch + expert_epochs (MTT: 50).",
+            help="Epochs per expert; a run reads epochs up to max_start_epoch - 1 + expert_epochs (MTT: 50).",
         ),
     ] = 50,
     out: Annotated[

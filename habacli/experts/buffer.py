@@ -135,7 +135,7 @@ def open_buffer(
     if int(manifest.get("epochs", 0)) < min_epochs:
         raise ExpertsError(
             f"{where}: trajectories have {manifest.get('epochs')} epochs but this run needs {min_epochs} "
-            f"(max_start_epoch + expert_epochs){hint}"
+            f"(max_start_epoch - 1 + expert_epochs){hint}"
         )
     buffer = ExpertBuffer(folder, manifest, verify=verify)
     if layout is not None:

@@ -172,7 +172,9 @@ class MTT(Objective):
         dataset = e.spec.name
         model = getattr(e, "model_name", None) or getattr(cfg, "model", None) or default_network(e.spec)
         zca = bool(getattr(cfg, "zca", False))
-        need = c["max_start_epoch"] + c["expert_epochs"]
+        # start is drawn from 0..max_start_epoch-1 and the target is start + expert_epochs, so the
+        # last row read is max_start_epoch - 1 + expert_epochs (a trajectory of E epochs has rows 0..E).
+        need = c["max_start_epoch"] - 1 + c["expert_epochs"]
         choice = c["experts"]
         folder = default_experts_dir(dataset, model, zca) if choice in (None, "auto") else Path(choice)
         cmd = experts_command(dataset, model, zca, need, None if choice in (None, "auto") else folder)
