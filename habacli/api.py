@@ -29,14 +29,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from habacli.artifact.expand import ExpandResult
     from habacli.data import dataset_status as datasets
     from habacli.distill import distill
-    from habacli.evaluate.run import EvalResult, evaluate_random
+    from habacli.evaluate.run import EvalResult
     from habacli.experts import train_experts as experts
 
 _LAZY: dict[str, tuple[str, str]] = {
     "datasets": ("habacli.data", "dataset_status"),
     "distill": ("habacli.distill", "distill"),
     "experts": ("habacli.experts", "train_experts"),
-    "evaluate_random": ("habacli.evaluate.run", "evaluate_random"),
 }
 
 __all__ = [
@@ -75,6 +74,18 @@ def evaluate(artifact: Any, **options: Any) -> EvalResult:
     from habacli.evaluate.run import evaluate as evaluate_local  # lazy: torch
 
     return evaluate_local(_resolved(artifact), **options)
+
+
+def evaluate_random(dataset: str, ipc: int, *, zca: bool | None = None, **options: Any) -> EvalResult:
+    """The random-real-images baseline (:func:`habacli.evaluate.run.evaluate_random`) in the space the
+    dataset's distilled sets live in: ``zca=None`` takes the ``paper`` preset's choice for MTT at this
+    dataset and IPC (ZCA for CIFAR-10 at IPC 1 and 10, as the official MTT and HaBa scripts), so a
+    table's random row is comparable with its MTT rows."""
+    from habacli.distill.config import preset_zca  # lazy: keeps `import habacli.api` light
+    from habacli.evaluate.run import evaluate_random as evaluate_random_local  # lazy: torch
+
+    use_zca = preset_zca(dataset, ipc) if zca is None else bool(zca)
+    return evaluate_random_local(dataset, ipc, zca=use_zca, **options)
 
 
 def _resolved(artifact: Any) -> Any:

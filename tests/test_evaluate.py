@@ -212,6 +212,21 @@ def test_random_baseline_beats_chance(fashion_mnist_dir, short_test_set):
     assert r.settings["num_images"] == 100 and r.settings["baseline"] == "random"
 
 
+def test_random_baseline_in_zca_space(fashion_mnist_dir, short_test_set):
+    """--zca whitens the random images and the test set with the train-fitted ZCA (as MTT's sets are):
+    the draw is the same images as without ZCA, and the networks still learn from them."""
+    from habacli import api
+    from habacli.distill.config import preset_zca
+
+    kw = {"models": SMALL, "runs": 1, "epochs": 30, "seed": 0, "device": "cpu", "data_dir": fashion_mnist_dir}
+    r = evaluate_random("fashion_mnist", 10, zca=True, **kw)
+    assert r.settings["zca"] is True and r.models[SMALL].accuracies[0] > 0.5, r.models[SMALL].accuracies
+    plain = api.evaluate_random("fashion_mnist", 10, **kw)  # the preset: no ZCA for Fashion-MNIST
+    assert plain.settings["zca"] is False and plain.models[SMALL].accuracies != r.models[SMALL].accuracies
+    assert preset_zca("cifar10", 1) and preset_zca("cifar10", 10) and not preset_zca("cifar10", 50)
+    assert not preset_zca("fashion_mnist", 10)
+
+
 def test_random_baseline_draws_are_seeded(fashion_mnist_dir, short_test_set):
     kw = {"models": SMALL, "runs": 2, "epochs": 0, "device": "cpu", "data_dir": fashion_mnist_dir}
     a = evaluate_random("fashion_mnist", 1, seed=1, **kw).models[SMALL].accuracies
@@ -250,6 +265,7 @@ def test_cli_errors_are_one_line(fmnist, tmp_path, capsys):
         (["evaluate", str(fm), "--amp", "fp16"], "--amp"),
         (["evaluate", str(fm), "--expansion", "partial"], "unknown expansion"),
         (["evaluate", "fashion_mnist", "--baseline", "random"], "needs --ipc"),
+        (["evaluate", str(fm), "--zca"], "only apply to --baseline random"),
         (["evaluate", "fashion_mnst", "--baseline", "random", "--ipc", "1"], "did you mean 'fashion_mnist'"),
         (["evaluate", str(tmp_path / "missing.safetensors")], "no such file"),
     ]

@@ -42,6 +42,13 @@ def evaluate_command(
         str | None, typer.Option("--baseline", help="'random': evaluate IPC random real images of DATASET instead.")
     ] = None,
     ipc: Annotated[int | None, typer.Option("--ipc", help="Images per class for --baseline random.")] = None,
+    zca: Annotated[
+        bool | None,
+        typer.Option(
+            "--zca/--no-zca",
+            help="--baseline random: whiten with ZCA (default: as the dataset's paper preset for MTT at this IPC).",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Base seed.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     amp: Annotated[
@@ -81,6 +88,8 @@ def evaluate_command(
         raise ConfigError("--ipc only applies to --baseline random")
     if baseline == "random" and ipc is None:
         raise ConfigError("--baseline random needs --ipc N")
+    if baseline is None and zca is not None:
+        raise ConfigError("--zca/--no-zca only apply to --baseline random (an artifact records its own ZCA)")
     if baseline == "random" and (expansion != "sampled" or standardize_batches):
         raise ConfigError("--expansion and --standardize-batches do not apply to --baseline random")
 
@@ -127,7 +136,7 @@ def evaluate_command(
             bar.update(task, description=desc, completed=done, total=total)
 
         if baseline == "random":
-            result = api.evaluate_random(target, ipc, progress=progress, **kw)
+            result = api.evaluate_random(target, ipc, zca=zca, progress=progress, **kw)
         else:
             result = api.evaluate(
                 target, expansion=expansion, standardize_batches=standardize_batches, progress=progress, **kw

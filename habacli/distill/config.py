@@ -219,6 +219,12 @@ def resolve_preset(
     return merged
 
 
+def preset_zca(dataset: str, ipc: int, *, preset: str = "paper", objective: str = "mtt") -> bool:
+    """Whether ``preset`` whitens ``dataset`` with ZCA for ``objective`` at ``ipc`` (plain sets)."""
+    opts = resolve_preset(load_preset(preset), dataset=dataset, objective=objective, ipc=ipc, factorize=False)
+    return bool(opts.get("zca", False))
+
+
 # ----------------------------------------------------------------------------------- building
 
 

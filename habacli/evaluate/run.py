@@ -395,14 +395,17 @@ def evaluate_random(
     batch_size: int = 256,
     test_every: int | None = None,
     compile: bool = False,
+    zca: bool = False,
     progress: Progress | None = None,
 ) -> EvalResult:
     """The random baseline: ``ipc`` random real training images per class (a fresh draw per run,
-    seeded with ``seed + run``; the same draw for every model of that run), normalised with the
-    dataset's mean/std (no ZCA), trained and tested under the same protocol."""
+    seeded with ``seed + run``; the same draw for every model of that run), trained and tested under
+    the same protocol, in the space a distilled set of the dataset lives in: normalised with the
+    dataset's mean/std, or with ``zca`` whitened as MTT does (no mean/std normalisation, then ZCA
+    fitted on the train split, the test set whitened with the same ZCA)."""
     import torch
 
-    from habacli.data import get_spec, load_split
+    from habacli.data import fit_zca, get_spec, load_split
     from habacli.runtime.device import check_compile, pick_device, warn_if_emulated
 
     _check(runs, epochs, lr, batch_size, test_every)
@@ -423,11 +426,13 @@ def evaluate_random(
         raise ConfigError(
             f"--ipc {ipc} is more than the {int(counts.min())} training images of the smallest {spec.name} class"
         )
-    test = model_space_test(spec, mean=spec.mean, std=spec.std, zca=None, device=dev, data_dir=data_dir)
+    whitening = fit_zca(spec.name, data_dir=data_dir) if zca else None
+    mean, std = ((0.0,) * spec.channels, (1.0,) * spec.channels) if zca else (spec.mean, spec.std)
+    test = model_space_test(spec, mean=mean, std=std, zca=whitening, device=dev, data_dir=data_dir)
     order = torch.argsort(labels, stable=True)  # class-major indices, class c at offsets[c]..
     offsets = torch.cumsum(counts, 0) - counts
-    m = torch.tensor(spec.mean).view(1, -1, 1, 1)
-    s = torch.tensor(spec.std).view(1, -1, 1, 1)
+    m = torch.tensor(mean).view(1, -1, 1, 1)
+    s = torch.tensor(std).view(1, -1, 1, 1)
 
     def draw(run: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(int(seed) + run)
@@ -437,6 +442,8 @@ def evaluate_random(
         pos = keys.argsort(dim=1)[:, :ipc]
         idx = order[(offsets[:, None] + pos).reshape(-1)]
         x = (train_split.images[idx].float().div_(255.0) - m) / s
+        if whitening is not None:
+            x = whitening.apply(x)
         return x.to(dev), labels[idx].to(dev)
 
     results = _run_models(
@@ -467,7 +474,7 @@ def evaluate_random(
         "device": str(dev),
         "amp": amp,
         "dsa": dsa_strategy(spec),
-        "zca": False,
+        "zca": bool(zca),
         "ipc": ipc,
         "num_images": ipc * spec.num_classes,
         "images_per_epoch": ipc * spec.num_classes,
