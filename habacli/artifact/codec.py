@@ -55,6 +55,9 @@ def _validate_values(tensors: dict[str, Tensor], doc: dict) -> None:
     for name, t in tensors.items():
         if t.is_floating_point() and name in known and not bool(torch.isfinite(t).all()):
             raise _Problem(f"tensor {name!r} contains NaN or Inf")
+    eig = tensors.get(ZCA_PREFIX + "eigenvalues")
+    if eig is not None and ZCA_PREFIX + "eigenvalues" in known and eig.numel() and float(eig.min()) < 0:
+        raise _Problem(f"tensor 'zca.eigenvalues' holds a negative value ({float(eig.min()):g}): a covariance has none")
 
 
 # ----------------------------------------------------------------------------- the artifact
@@ -276,7 +279,10 @@ class HabaArtifact:
             x = self.zca.invert(x)
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        return (x * std + mean).clamp_(0.0, 1.0)
+        x = x * std + mean
+        if not bool(torch.isfinite(x).all()):  # finite parameters can still overflow float32 when decoded
+            raise ArtifactError(None, "decoding gives NaN or infinite pixel values (parameters overflow float32)")
+        return x.clamp_(0.0, 1.0)
 
     def decode(
         self, *, device: Any = "cpu", pixel: bool = True, indices: Tensor | None = None, batch_size: int = 8192

@@ -11,6 +11,7 @@ import os
 import re
 import struct
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ ITEMSIZE = {
     "F8_E5M2": 1,
 }
 _CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z")
+_VERSION = re.compile(r"[0-9]{1,9}\.[0-9]{1,9}")
 _PICKLE_MAGICS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
 
 
@@ -60,6 +62,45 @@ class Header:
 
 
 # ----------------------------------------------------------------------------- header (no torch)
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise _Problem(f"has the key {dup!r} twice (duplicate JSON keys are refused)")
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise _Problem(f"holds {name}, which is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Problem(f"holds the number {text[:20]}, which overflows a double")
+    return value
+
+
+def strict_json(text: str) -> Any:
+    """Parse JSON strictly (spec section 8.1/8.3): no duplicate keys at any depth, no NaN/Infinity
+    literals, no number that overflows a double, bounded nesting and integer size. Raises ``_Problem``."""
+    try:
+        value = json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite_float
+        )
+        json.dumps(value, ensure_ascii=False).encode("utf-8")  # a lone surrogate (\ud800) is not Unicode text
+        return value
+    except UnicodeEncodeError:
+        raise _Problem("is not valid JSON (a string holds a lone surrogate, which is not Unicode)") from None
+    except json.JSONDecodeError as e:
+        raise _Problem(f"is not valid JSON ({e})") from None
+    except RecursionError:
+        raise _Problem("is not valid JSON (nested too deeply)") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise _Problem(f"is not valid JSON ({str(e).splitlines()[0][:80]})") from None
+
+
 def _parse_header(raw: bytes, file_size: int) -> tuple[dict, int]:
     """``raw`` starts at byte 0 of the file (at least 8 bytes). Returns (header JSON, N)."""
     # bytes 0-7 are a length; a pickle/zip checkpoint is named only when byte 8 cannot open a JSON header
@@ -78,9 +119,11 @@ def _parse_header(raw: bytes, file_size: int) -> tuple[dict, int]:
     if text[:1] != b"{":
         raise _Problem("header does not start with '{': not a safetensors file")
     try:
-        header = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        header = strict_json(text.decode("utf-8"))
+    except UnicodeDecodeError as e:
         raise _Problem(f"header is not valid UTF-8 JSON ({e})") from None
+    except _Problem as e:
+        raise _Problem(f"header {e}") from None
     if not isinstance(header, dict):
         raise _Problem("header is not a JSON object")
     return header, n
@@ -95,7 +138,7 @@ def _check_layout(header: dict, n: int, file_size: int) -> dict[str, tuple[str, 
         if not isinstance(e, dict) or not {"dtype", "shape", "data_offsets"} <= e.keys():
             raise _Problem(f"tensor {name!r}: header entry needs dtype, shape and data_offsets")
         dtype, shape, offs = e["dtype"], e["shape"], e["data_offsets"]
-        if dtype not in ITEMSIZE:
+        if not isinstance(dtype, str) or dtype not in ITEMSIZE:
             raise _Problem(f"tensor {name!r}: unknown dtype {dtype!r}")
         if (
             not isinstance(shape, list)
@@ -131,15 +174,15 @@ def _parse_metadata(header: dict) -> tuple[dict[str, str], dict]:
     if meta.get("format") != FORMAT:
         raise _Problem(f"metadata format is {meta.get('format')!r}, not 'haba': not a haba artifact")
     version = meta.get("format_version", "")
-    major, _, minor = version.partition(".")
-    if not (major.isdigit() and minor.isdigit()):
+    if not _VERSION.fullmatch(version):
         raise _Problem(f"invalid format_version {version!r}")
+    major = version.partition(".")[0]
     if int(major) != 1:
         raise _Problem(f"unsupported format version {version} (this haba reads 1.x); upgrade haba")
     try:
-        doc = json.loads(meta.get("haba", ""))
-    except json.JSONDecodeError as e:
-        raise _Problem(f"the 'haba' metadata is not valid JSON ({e})") from None
+        doc = strict_json(meta.get("haba", ""))
+    except _Problem as e:
+        raise _Problem(f"the 'haba' metadata {e}") from None
     if not isinstance(doc, dict):
         raise _Problem("the 'haba' metadata is not a JSON object")
     return meta, doc
@@ -214,6 +257,19 @@ def _need(d: dict, key: str, kinds: type | tuple, where: str) -> Any:
     return v
 
 
+def _valid_created(text: str) -> bool:
+    """``YYYY-MM-DDTHH:MM:SS[.fff]Z`` naming a real instant (month 13, Feb 30, hour 24 refused; a leap second
+    ``:60`` is allowed as RFC 3339 allows it)."""
+    if not _CREATED.fullmatch(text):
+        return False
+    try:
+        stamp = text[:17] + ("59" if text[17:19] == "60" else text[17:19])
+        datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return False
+    return True
+
+
 def _pos(d: dict, key: str, where: str, minimum: int = 1) -> int:
     v = _need(d, key, int, where)
     if v < minimum:
@@ -275,7 +331,7 @@ def _validate_doc(doc: dict) -> None:
     lib = _need(doc, "library", dict, "")
     _need(lib, "name", str, "library")
     _need(lib, "version", str, "library")
-    if not _CREATED.fullmatch(_need(doc, "created", str, "")):
+    if not _valid_created(_need(doc, "created", str, "")):
         raise _Problem(f"metadata created {doc['created']!r} is not an RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SSZ)")
     sha = _need(doc, "payload_sha256", str, "")
     if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha):

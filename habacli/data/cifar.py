@@ -94,6 +94,8 @@ class _Array:
         import numpy as np
 
         dt = np.dtype(self.dtype.name if self.dtype else "u1")
+        if dt.kind not in "biuf":
+            raise DataNotFoundError(f"unexpected array dtype {dt.str!r} in a CIFAR python batch")
         if self.dtype and self.dtype.byteorder in "<>":
             dt = dt.newbyteorder(self.dtype.byteorder)
         arr = np.frombuffer(self.data, dtype=dt)
@@ -108,7 +110,7 @@ def _reconstruct(_cls: Any, _shape: Any = None, _dtype: Any = None) -> _Array:
 
 def _latin1_encode(text: Any, encoding: str = "latin1") -> bytes:
     """``_codecs.encode`` as Python 3 writes bytes in protocol-2 pickles; strings in, bytes out, nothing else."""
-    if not isinstance(text, str) or encoding.replace("-", "") != "latin1":
+    if not isinstance(text, str) or not isinstance(encoding, str) or encoding.replace("-", "") != "latin1":
         raise DataNotFoundError("unexpected _codecs.encode call in a CIFAR python batch")
     return text.encode("latin1")
 
@@ -144,9 +146,12 @@ def _read_python(spec: DatasetSpec, path: Path) -> tuple[np.ndarray, np.ndarray]
     key = "labels" if spec.layout == "cifar10" else "fine_labels"
     if "data" not in d or key not in d or not isinstance(d["data"], _Array):
         raise DataNotFoundError(f"{path} has no 'data' array and {key!r} list")
-    data = d["data"].to_numpy().astype(np.uint8, copy=False)
-    labels = np.asarray(d[key], dtype=np.int64)
-    return data.reshape(-1, 3, 32, 32), labels
+    try:
+        data = d["data"].to_numpy().astype(np.uint8, copy=False).reshape(-1, 3, 32, 32)
+        labels = np.asarray(d[key], dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError, OverflowError) as e:  # a dtype, shape or label list no CIFAR batch has
+        raise DataNotFoundError(f"{path} is not a CIFAR python batch ({type(e).__name__}: {str(e)[:80]!r})") from None
+    return data, labels
 
 
 def _read_binary(spec: DatasetSpec, path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -29,9 +29,9 @@ class RefusedGlobal(PickleDataError):
     """The stream names a global that is not in the ``allowed`` table."""
 
     def __init__(self, module: str, name: str):
-        super().__init__(
-            f"refusing to load {module}.{name} (only plain data and the expected array stand-ins are allowed)"
-        )
+        shown = f"{module}.{name}"
+        shown = shown if shown.isprintable() else ascii(shown)  # one line, whatever the stream holds
+        super().__init__(f"refusing to load {shown} (only plain data and the expected array stand-ins are allowed)")
 
 
 _SIZED = {  # opcode -> (struct format of the length prefix, result type)
@@ -221,5 +221,15 @@ def load_data_checked(data: bytes, allowed: Mapping[tuple[str, str], Callable[..
         return load_data(data, allowed)
     except PickleDataError:
         raise
-    except (ValueError, TypeError, IndexError, KeyError, RecursionError, struct.error, UnicodeDecodeError) as e:
+    except (
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        AttributeError,
+        OverflowError,
+        RecursionError,
+        struct.error,
+        UnicodeDecodeError,
+    ) as e:
         raise PickleDataError(f"malformed stream ({type(e).__name__})") from None

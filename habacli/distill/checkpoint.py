@@ -90,8 +90,14 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     if header.get("format") != FORMAT or _META_KEY not in header:
         raise ConfigError(f"{path}: not a haba checkpoint")
     if header.get("format_version") != str(FORMAT_VERSION):
-        raise ConfigError(f"{path}: unsupported checkpoint version {header.get('format_version')}")
-    return tensors, json.loads(header[_META_KEY])
+        raise ConfigError(f"{path}: unsupported checkpoint version {header.get('format_version')!r}")
+    try:
+        meta = json.loads(header[_META_KEY])
+    except (ValueError, RecursionError) as e:
+        raise ConfigError(f"{path}: damaged checkpoint metadata ({type(e).__name__})") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{path}: damaged checkpoint metadata (not a JSON object)")
+    return tensors, meta
 
 
 def generator_state(gen: torch.Generator) -> torch.Tensor:

@@ -17,8 +17,9 @@ HF_PREFIX = "hf://"
 DEFAULT_FILENAME = "haba.safetensors"
 """The artifact's path in a dataset repo written by ``haba push`` (and the default for pulls)."""
 
-_PART = re.compile(r"[A-Za-z0-9][\w.-]{0,95}")
-_REV = re.compile(r"[\w./%-]{1,200}")
+_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")  # ASCII only: \w would admit any Unicode letter
+_REV = re.compile(r"[A-Za-z0-9_./%-]{1,200}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,12 @@ def parse_hub_ref(ref: str) -> HubRef:
     repo_id = validate_repo_id(f"{parts[0]}/{name}")
     revision = _validate_revision(rev, ref) if "@" in parts[1] else None
     filename = "/".join(parts[2:]) or None
-    if filename is not None and (filename.startswith("/") or ".." in filename.split("/") or "" in filename.split("/")):
+    if filename is not None and (
+        filename.startswith("/")
+        or ".." in filename.split("/")
+        or "" in filename.split("/")
+        or _CONTROL.search(filename)
+    ):
         raise UsageError(f"invalid file path in Hub reference {ref!r}")
     return HubRef(repo_id, revision, filename)
 
