@@ -17,7 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ROOT / "formats"
 EXAMPLES = FORMATS / "examples"
-NAMES = ["fashion_haba_zca", "fashion_plain", "rgb_single_channel"]
+NAMES = ["fashion_haba_zca", "fashion_plain", "rgb_single_channel", "rgb_zca_soft"]
+NEGATIVE = EXAMPLES / "negative"
 _NP = {"F32": np.float32, "I64": np.int64, "U8": np.uint8}
 
 
@@ -123,6 +124,8 @@ def test_documents_follow_the_json_schema(name: str) -> None:
     broken = dict(doc, hallucinators={"count": 2})  # K >= 1 needs the architecture
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, schema)
+    with pytest.raises(jsonschema.ValidationError):  # month 13
+        jsonschema.validate(dict(doc, created="2026-13-01T00:00:00Z"), schema)
 
 
 def test_examples_cover_the_spec_cases() -> None:
@@ -134,6 +137,61 @@ def test_examples_cover_the_spec_cases() -> None:
     assert docs["fashion_plain"]["soft_labels"] is True
     rgb = docs["rgb_single_channel"]
     assert rgb["bases"]["channels"] == 1 and rgb["dataset"]["channels"] == 3
+    z3 = docs["rgb_zca_soft"]  # ZCA over 3 channels on top of a non-trivial mean/std, and soft labels
+    assert z3["dataset"]["channels"] == 3 and 0 < z3["zca"]["rank"] < z3["zca"]["dim"] == 192
+    assert len(set(z3["normalization"]["mean"])) == 3 and all(s != 1 for s in z3["normalization"]["std"])
+    assert z3["soft_labels"] is True and z3["hallucinators"]["count"] == 2
+
+
+def _negative_cases() -> list[dict]:
+    return json.loads((NEGATIVE / "expected.json").read_text())
+
+
+@pytest.mark.parametrize("case", _negative_cases(), ids=lambda c: c["file"].removesuffix(".safetensors"))
+def test_negative_example_gives_its_one_line_error(case: dict) -> None:
+    """Each malformed golden passes the stages before its own and is refused at its stage with exactly the
+    recorded one-line problem."""
+    from habacli.artifact.codec import load_artifact
+    from habacli.artifact.header import read_header
+    from habacli.errors import ArtifactError
+
+    path = NEGATIVE / case["file"]
+    stages = ["header", "verify", "decode"]
+    steps = {
+        "header": lambda: read_header(path),
+        "verify": lambda: load_artifact(path, verify=True),
+        "decode": lambda: load_artifact(path, verify=True).decode(pixel=True),
+    }
+    for stage in stages[: stages.index(case["stage"])]:
+        steps[stage]()  # the earlier stages accept it
+    with pytest.raises(ArtifactError) as err:
+        steps[case["stage"]]()
+    assert err.value.problem == case["error"] and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["decoding_overflows", "negative_zca_eigenvalue"])
+def test_expand_writes_no_image_from_a_broken_artifact(name: str, tmp_path: Path) -> None:
+    from habacli.artifact.expand import expand
+    from habacli.errors import ArtifactError
+
+    with pytest.raises(ArtifactError) as err:
+        expand(NEGATIVE / f"{name}.safetensors", tmp_path / "out", fmt="imagefolder")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_negative_examples_cover_the_edges() -> None:
+    names = {c["file"].removesuffix(".safetensors") for c in _negative_cases()}
+    assert {"duplicate_document_key", "negative_zca_eigenvalue", "created_month_13", "decoding_overflows"} <= names
+    assert sorted(p.name for p in NEGATIVE.glob("*.safetensors")) == sorted(f"{n}.safetensors" for n in names)
+
+
+def test_negative_generator_reproduces_the_files(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, str(EXAMPLES / "make_negative.py"), "--out", str(tmp_path)], check=True, capture_output=True
+    )
+    for p in NEGATIVE.iterdir():
+        assert (tmp_path / p.name).read_bytes() == p.read_bytes(), p.name
 
 
 def test_readme_lists_the_shipped_files() -> None:

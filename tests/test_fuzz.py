@@ -43,7 +43,7 @@ from habacli.hub.refs import HubRef, parse_hub_ref, parse_repo_spec, validate_re
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "formats" / "examples"
-GOLDENS = ["rgb_single_channel", "fashion_plain", "fashion_haba_zca"]
+GOLDENS = ["rgb_single_channel", "fashion_plain", "fashion_haba_zca", "rgb_zca_soft"]
 GOLD = {name: (EXAMPLES / f"{name}.safetensors").read_bytes() for name in GOLDENS}
 CASE_SECONDS = 20.0  # a hang, not a slow machine: the slowest case takes well under a second
 

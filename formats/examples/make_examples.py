@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from safetensors.torch import save
 
 from habacli.artifact import HabaArtifact, save_artifact
-from habacli.hallucinator import HallucinatorBank
-from habacli.zca import ZCA
+from habacli.networks.hallucinator import HallucinatorBank
+from habacli.transforms.zca import ZCA
 
 CREATED = "2026-01-01T00:00:00Z"
 VERSION = "0.1.0"
@@ -59,7 +59,7 @@ def spec(name: str, channels: int, size: int, class_names: list[str]) -> dict:
 
 
 def examples(x: torch.Tensor, y: torch.Tensor) -> dict[str, HabaArtifact]:
-    """The three example artifacts."""
+    """The four example artifacts."""
     g = torch.Generator().manual_seed(20221016)
     out = {}
 
@@ -95,6 +95,20 @@ def examples(x: torch.Tensor, y: torch.Tensor) -> dict[str, HabaArtifact]:
         bases, y[idx], perturbed_bank(2, 1, 3, 8, g), spec("example-rgb-8px", 3, 8, [f"c{i}" for i in range(5)]),
         mean, std, None, objective="dsa", objective_config={"single_channel": True}, ipc=1, seed=2,
         created=CREATED, library_version=VERSION)
+
+    # 4. RGB, ZCA with 3 channels on top of a non-trivial per-channel mean/std (decoding order: inverse ZCA,
+    #    then de-normalise), K = 2 hallucinators on full-channel bases, and soft labels.
+    rgb = torch.cat([x8, 0.6 * x8 + 0.2 * x8.roll(1, dims=-1), 1.0 - x8], dim=1)[:5000]
+    mean, std = (0.30, 0.25, 0.70), (0.35, 0.30, 0.40)
+    norm = (rgb - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    zca3 = ZCA.fit(norm, eps=0.1)
+    idx = first_per_class(y[:5000], 4, 2)
+    bases = zca3.apply(norm[idx]) + 0.2 * torch.randn(len(idx), 3, 8, 8, generator=g)
+    soft = torch.randn(len(idx), 4, generator=g) + 3.0 * F.one_hot(y[idx], 4)
+    out["rgb_zca_soft"] = HabaArtifact.build(
+        bases, y[idx], perturbed_bank(2, 3, 3, 8, g), spec("example-rgb-zca-8px", 3, 8, [f"c{i}" for i in range(4)]),
+        mean, std, zca3, objective="dsa", objective_config={"note": "golden: zca c=3, mean/std, soft labels"},
+        ipc=2, seed=3, soft_labels=soft, created=CREATED, library_version=VERSION)
     return out
 
 
@@ -133,7 +147,11 @@ def main() -> None:
               "(`images`: U8 [M, C, H, W], `labels`: I64 [M], basis-major), computed as in",
               "[the spec](../haba-artifact-v1.md) section 4. A conforming reader matches every value within 1 level.",
               "", "| file | bytes | image | bases | K | images | ZCA | payload SHA-256 |",
-              "|---|---|---|---|---|---|---|---|", *rows, ""]
+              "|---|---|---|---|---|---|---|---|", *rows, "",
+              "`negative/` holds malformed artifacts, generated from these by `python formats/examples/make_negative.py`;",
+              "`negative/expected.json` gives, for each, the stage that must refuse it (`header`: a header-only reader",
+              "such as `haba info`; `verify`: a reader that loads the payload, `haba info --verify`; `decode`: decoding,",
+              "`haba expand`) and the one-line problem haba prints after `<path>: `.", ""]
     (args.out / "README.md").write_text("\n".join(readme))
 
 

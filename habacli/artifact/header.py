@@ -410,6 +410,8 @@ def _validate_shapes(doc: dict, have: dict[str, tuple[str, tuple[int, ...]]]) ->
         if have[name][1] != shape:
             raise _Problem(f"tensor {name!r} has shape {list(have[name][1])}, expected {list(shape)}")
     for name in have:
+        if name == "soft_labels" and not doc["soft_labels"]:
+            raise _Problem("tensor 'soft_labels' is present but the metadata says soft_labels is false")
         if name.startswith((HAL_PREFIX, ZCA_PREFIX)) and name not in expected_shapes(doc):
             raise _Problem(f"tensor {name!r} is not allowed by the metadata")
     st, want = doc["storage"], storage_of(doc)
