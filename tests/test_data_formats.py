@@ -132,7 +132,7 @@ def test_unreachable_hub_fails_fast_and_offline(monkeypatch):
     t0 = time.perf_counter()
     with pytest.raises(DataNotFoundError) as e:
         load_split("hf:haba-test/not-cached-anywhere", "train")
-    assert time.perf_counter() - t0 < 10
+    assert time.perf_counter() - t0 < 60  # no retry loop with backoff (minutes); generous for a busy machine
     msg = str(e.value)
     assert "\n" not in msg and f"127.0.0.1:{port} cannot be reached" in msg
     assert constants.HF_HUB_OFFLINE is False and datasets.config.HF_HUB_OFFLINE is False
@@ -154,7 +154,7 @@ def test_hub_probe_is_bounded_even_when_the_resolver_hangs(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: time.sleep(30) or real(*a, **k))
     t0 = time.perf_counter()
     assert not hub._reachable("https://huggingface.co", timeout=0.5)
-    assert time.perf_counter() - t0 < 2
+    assert time.perf_counter() - t0 < 15  # gave up on its own timeout, not after the 30 s lookup
 
 
 # --- CIFAR ---------------------------------------------------------------------------------------

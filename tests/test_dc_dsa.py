@@ -298,7 +298,9 @@ def test_dsa_siamese_is_shared_by_real_and_synthetic_batches(fashion_mnist_dir, 
     # one siamese call per class per outer step, on [real batch, the class's synthetic batch] together
     assert len(spy.siamese_calls) == 2 * 10
     assert all(sizes == [16, 2] for sizes, _ in spy.siamese_calls)
-    # and what was augmented together is exactly what the gradients were computed on
+    # and what was augmented together is exactly what the gradients were computed on (one gradient pair per call:
+    # without this count an empty list would make the all() below true)
+    assert len(used_real) == len(used_syn) == len(spy.siamese_calls)
     assert all(r is out[0] and s is out[1] for r, s, (_, out) in zip(used_real, used_syn, spy.siamese_calls))
     # the inner loop (between the 2 outer steps) augments per sample: 3 epochs x ceil(40 / 16) batches
     assert spy.sample_calls == [16, 16, 8] * 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,13 @@ def test_this_machines_flags_are_read():
     flags = device_mod._cpu_flags()
     if flags is None:
         pytest.skip("no readable /proc/cpuinfo")
-    assert cpu_runs_natively("bf16") in (True, False)
+    # the flags come from /proc/cpuinfo as read independently here, and decide the answer
+    text = Path("/proc/cpuinfo").read_text(errors="replace")
+    mine = {f for line in text.splitlines() if line.split(":")[0].strip().lower() in ("flags", "features")
+            for f in line.partition(":")[2].split()}  # fmt: skip
+    assert flags == frozenset(mine)
+    assert cpu_runs_natively("bf16") is any(f in mine for f in device_mod._NATIVE_FLAGS["bf16"])
+    assert cpu_runs_natively("fp16") is any(f in mine for f in device_mod._NATIVE_FLAGS["fp16"])
 
 
 def test_emulated_bf16_warns_on_the_cpu_only(monkeypatch):

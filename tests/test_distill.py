@@ -44,7 +44,7 @@ def test_dm_factorised_writes_a_valid_artifact(tmp_path, fashion_mnist_dir):
     assert art.objective == "dm" and art.ipc == 2 and art.seed == 1
     assert art.objective_config["hallucinators"] == 3 and art.objective_config["objective_config"]["batch_real"] == 16
     history = art.extra["validation"]["history"]
-    assert [h["iteration"] for h in history] == [2] and 0.0 <= history[0]["val_acc"] <= 1.0
+    assert [h["iteration"] for h in history] == [2] and history[0]["val_acc"] > 0.1  # chance is 0.1
     assert res.best_val_acc == history[0]["val_acc"] and res.iterations == 2
     assert res.storage["hallucinator_values"] == 3 * (9 + 1 + 2 * 26 * 26 + 9 + 1)
     images, labels = art.decode(pixel=True)
@@ -191,9 +191,20 @@ def test_presets_are_valid_for_every_objective(objective, preset):
     for ipc in (1, 10, 50):
         for factorize in (True, False):
             for dataset in ("cifar10", "cifar100", "fashion_mnist"):
-                build_config(
+                cfg = build_config(
                     dataset, objective, ipc, factorize=factorize, preset=preset, objective_defaults=cls.defaults
                 )
+                # the preset resolved to a complete, self-consistent configuration of this run
+                assert (cfg.dataset, cfg.objective, cfg.ipc) == (dataset, objective, ipc)
+                assert cfg.factorize == factorize and cfg.iterations >= 1
+                # every value the preset sets for this run reached the configuration (fields or objective keys)
+                opts = resolve_preset(
+                    load_preset(preset), dataset=dataset, objective=objective, ipc=ipc, factorize=factorize
+                )
+                assert opts, f"preset {preset} sets nothing for {dataset}/{objective}/ipc{ipc}"
+                for key, value in opts.items():
+                    got = getattr(cfg, key) if hasattr(cfg, key) else cfg.objective_config[key]
+                    assert got == value, (key, got, value)
 
 
 def test_unknown_objective_suggests():
@@ -219,6 +230,7 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
         (["distill", "fashion_mnist", "--ipc", "1", "--set", "batch_reel=3"], "batch_reel"),
         (["distill", "fashion_mnist", "--ipc", "1", "--set", "hallucinator_init=eye"], "official, identity"),
         (["distill", "fashion_mnist", "--ipc", "1", "--budget", "matched"], "--budget matched"),
+        (["distill", "fashion_mnist", "--ipc", "1", "--amp", "fp16"], "--amp fp16 is not supported"),
     ],
 )
 def test_cli_bad_arguments_are_one_line_errors(capsys, tmp_path, fashion_mnist_dir, argv, needle):
@@ -227,21 +239,49 @@ def test_cli_bad_arguments_are_one_line_errors(capsys, tmp_path, fashion_mnist_d
     assert err.count("\n") == 1 and "Traceback" not in err and out == ""
 
 
-def test_cli_unwritable_out(capsys, tmp_path):
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["distill", "fashion_mnist", "--ipc", "abc"], "Invalid value for '--ipc'"),
+        (["distill", "fashion_mnist", "--ipc", "1", "--bogus"], "no such option --bogus (see"),
+        (["distill", "fashion_mnist", "--ipc", "1", "--ot", "x"], "did you mean --out?"),
+        (["distill"], "Missing argument 'dataset'"),
+        (["info"], "Missing argument 'artifact'"),
+        (["bogus"], "No such command 'bogus'"),
+    ],
+)
+def test_cli_parse_errors_are_one_line(capsys, argv, needle):
+    """README promises one-line errors: typer's boxed parse-error panel is replaced by one line."""
+    code, out, err = _cli(capsys, *argv)
+    assert code == 2 and out == "" and needle in err and err.startswith("error: ") and err.count("\n") == 1
+    assert "--bogus" not in argv or "did you mean" not in err  # --bogus is not close to --out
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "command-line parse errors included" in readme
+
+
+def test_cli_unwritable_out(capsys, tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     code, _, err = _cli(capsys, "distill", "fashion_mnist", "--ipc", "1", "--out", str(blocker / "a.safetensors"))
-    assert code == 2 and "--out" in err and err.count("\n") == 1
+    assert code == 2 and "cannot create folder" in err and err.count("\n") == 1
+    code, _, err = _cli(capsys, "distill", "fashion_mnist", "--ipc", "1", "--out", str(tmp_path))
+    assert code == 2 and "is a directory" in err and err.count("\n") == 1
     ro = tmp_path / "ro"
     ro.mkdir()
-    if _writable_anyway(ro):  # root ignores folder permissions: nothing more to check here
-        return
+    if _writable_anyway(ro):
+        # root (how CI runs) ignores folder permissions: make the probe file's creation fail as a read-only
+        # folder would, so the refusal is still exercised
+        def refuse(*_a, **_k):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr("habacli.distill.run.tempfile.mkstemp", refuse)
     ro.chmod(0o500)
     try:
         code, _, err = _cli(capsys, "distill", "fashion_mnist", "--ipc", "1", "--out", str(ro / "a.safetensors"))
     finally:
         ro.chmod(0o700)
-    assert code == 2 and "not writable" in err
+    assert code == 2 and "not writable" in err and err.count("\n") == 1
+    assert list(ro.iterdir()) == []
 
 
 def _writable_anyway(folder: Path) -> bool:

@@ -106,7 +106,7 @@ def test_train_and_test_reproducible_with_schedule(fmnist, monkeypatch):
     monkeypatch.setattr(protocol, "_sgd", lambda net, lr: lrs.append(lr) or real_sgd(net, lr))
     kw = {"spec": spec, "epochs": 4, "lr": 0.01, "seed": 3, "device": "cpu", "test_every": 2}
     a = train_and_test(SMALL, (xtr, ytr), (xte, yte), **kw)
-    assert 0.0 <= a.accuracy <= 1.0
+    assert a.accuracy > 0.3, a.accuracy  # 5 real images per class beat chance (0.1) by far
     assert len(a.train_loss_curve) == 5  # range(epochs + 1), as the reference
     assert lrs == [0.01, pytest.approx(0.001)]  # rebuilt once, after epoch epochs // 2 + 1
     assert [e for e, _ in a.test_curve] == [2, 4, 5] and a.test_curve[-1][1] == a.accuracy
@@ -159,7 +159,8 @@ def test_evaluate_artifact_reproducible(fmnist, fashion_mnist_dir, tmp_path, sho
     kw = {"models": SMALL, "runs": 2, "epochs": 2, "seed": 5, "device": "cpu", "data_dir": fashion_mnist_dir}
     r = evaluate(path, **kw)
     m = r.models[SMALL]
-    assert len(m.accuracies) == 2 and all(0.0 <= a <= 1.0 for a in m.accuracies)
+    # two epochs on 20 images: above chance (0.1) by > 3 sigma of a 1000-image test (~0.0095)
+    assert len(m.accuracies) == 2 and all(a > 0.13 for a in m.accuracies), m.accuracies
     assert m.mean == pytest.approx(np.mean(m.accuracies)) and m.std == pytest.approx(np.std(m.accuracies))
     s = r.settings
     assert (s["lr"], s["lr_source"], s["expansion"], s["images_per_epoch"], s["num_images"]) == (
@@ -200,7 +201,7 @@ def test_zca_artifact_whitens_test_with_train_fit(fmnist, fashion_mnist_dir):
     ref = zca.apply(test.images[:50].float() / 255)
     assert torch.allclose(x[:50], ref, atol=1e-4) and torch.equal(y, test.labels.long())
     r = evaluate(art, models=SMALL, runs=1, epochs=1, device="cpu", data_dir=fashion_mnist_dir)
-    assert r.settings["zca"] and r.notes == [] and 0.0 <= r.models[SMALL].mean <= 1.0
+    assert r.settings["zca"] and r.notes == [] and r.models[SMALL].mean > 0.13, r.models[SMALL].mean  # chance 0.1
 
 
 def test_random_baseline_beats_chance(fashion_mnist_dir, short_test_set):

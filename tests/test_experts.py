@@ -150,6 +150,8 @@ def test_bad_options(tmp_path: Path) -> None:
         train_experts(FMNIST, num=0)
     with pytest.raises(ConfigError, match="--amp"):
         train_experts(FMNIST, amp="int8")
+    with pytest.raises(ConfigError, match="--amp fp16 is not supported: haba has no loss scaling"):
+        train_experts(FMNIST, amp="fp16")
     with pytest.raises(UnknownNameError, match="fashion_mnist"):
         train_experts("fashon_mnist")
     with pytest.raises(ExpertsError, match="no expert files to merge"):

@@ -329,17 +329,17 @@ def test_pull_retries_transient_failures(hub_server, artifacts, monkeypatch):
 
 def test_push_timeout_gives_up_cleanly(hub_server, artifacts, monkeypatch):
     art, other = artifacts
-    monkeypatch.setenv("HABA_HUB_TIMEOUT", "0.5")
     monkeypatch.setenv("HABA_HUB_RETRIES", "0")
-    hub.push(art, "org/fm-timeout", token=hub_server.token, endpoint=hub_server.url)
-    head = hub_server.head("org/fm-timeout")
-    hub_server.inject("commit", delay=1.0, status=503)
+    hub.push(art, "org/fm-timeout", token=hub_server.token, endpoint=hub_server.url)  # default timeout: a busy
+    head = hub_server.head("org/fm-timeout")  # machine must not make the setup push time out
+    monkeypatch.setenv("HABA_HUB_TIMEOUT", "1.0")
+    hub_server.inject("commit", delay=4.0, status=503)  # 4x the timeout: a slow machine still times out first
     with pytest.raises(HubError, match="timed out") as e:
         hub.push(other, "org/fm-timeout", token=hub_server.token, endpoint=hub_server.url)
     assert "\n" not in str(e.value)
     import time
 
-    time.sleep(1.0)
+    time.sleep(3.5)  # until the delayed answer (a 503) has been sent: the repo never moved
     assert hub_server.head("org/fm-timeout") == head
 
 

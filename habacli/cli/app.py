@@ -67,7 +67,17 @@ def main(argv: list[str] | None = None) -> None:
     if not _debug():
         warnings.showwarning = _show_warning
     try:
-        app(args=argv, prog_name="haba")
+        # not standalone: click's parse errors come back here and print as one line, like haba's own
+        rv = app(args=argv, prog_name="haba", standalone_mode=False)
+    except typer.TyperException as e:  # typer's (vendored) click: parse errors, bad values, missing arguments
+        if _debug():
+            raise
+        if type(e).__name__ != "NoArgsIsHelpError":  # bare `haba`: the help was printed, exit 2 as before
+            sys.stderr.write(f"error: {usage_error_line(e)}\n")
+        sys.exit(getattr(e, "exit_code", 2))
+    except typer.Abort:
+        sys.stderr.write("error: aborted\n")
+        sys.exit(1)
     except HabaError as e:
         if _debug():
             raise
@@ -88,3 +98,21 @@ def main(argv: list[str] | None = None) -> None:
             raise
         sys.stderr.write(f"error: internal error ({type(e).__name__}: {e}); set HABA_DEBUG=1 for a traceback\n")
         sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)  # as click's standalone mode does
+
+
+def usage_error_line(e: Exception) -> str:
+    """A click parse error (bad value, unknown option, missing argument) as one line, with the command's
+    ``--help`` to look at. Unknown options suggest only close spellings (``--bogus`` suggests nothing)."""
+    import difflib
+
+    ctx = getattr(e, "ctx", None)
+    if type(e).__name__ == "NoSuchOption":
+        option = str(getattr(e, "option_name", ""))
+        names = [o for p in (ctx.command.params if ctx else []) for o in (*p.opts, *p.secondary_opts)]
+        close = difflib.get_close_matches(option, names, n=2, cutoff=0.75)
+        msg = f"no such option {option}" + (f"; did you mean {' or '.join(close)}?" if close else "")
+    else:
+        msg = e.format_message() if hasattr(e, "format_message") else str(e)
+    where = ctx.command_path if ctx is not None else "haba"
+    return " ".join(f"{msg} (see '{where} --help')".split())

@@ -175,7 +175,7 @@ def distill_command(
         str | None,
         typer.Option(
             "--amp",
-            help="off, bf16 or fp16: autocast the real-image forwards and HaBa's adversary passes; bf16 also MTT's student steps.",
+            help="off or bf16: autocast the real-image forwards, HaBa's adversary passes and MTT's student steps (fp16 is refused: no loss scaling).",
         ),
     ] = None,
     compile_: Annotated[

@@ -55,7 +55,8 @@ def experts_command(
     amp: Annotated[
         str | None,
         typer.Option(
-            "--amp", help="bf16 (or fp16 on a GPU): autocast the training forward/backward; snapshots stay float32."
+            "--amp",
+            help="bf16: autocast the training forward/backward; snapshots stay float32 (fp16 is refused: no loss scaling).",
         ),
     ] = None,
     subset: Annotated[

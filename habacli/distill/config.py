@@ -30,6 +30,7 @@ from habacli.errors import ConfigError, UnknownNameError
 
 PRESETS: tuple[str, ...] = ("paper", "quick")
 AMP_MODES: tuple[str, ...] = ("off", "bf16", "fp16")
+
 INIT_MODES: tuple[str, ...] = ("real", "noise")
 HALLUCINATOR_INITS: tuple[str, ...] = ("official", "identity")
 BUDGETS: tuple[str, ...] = ("paper", "matched")
@@ -99,7 +100,7 @@ class DistillConfig:
     # bookkeeping
     checkpoint_every: int = 100
     log_every: int = 10
-    amp: str = "off"  # off | bf16 | fp16: autocast for the real forwards, the adversary, bf16 MTT student steps
+    amp: str = "off"  # off | bf16 (fp16 is refused: no loss scaling): autocast for the real forwards, the adversary, bf16 MTT student steps
     compile: bool = False  # torch.compile the objective's network calls
     channels_last: bool = False
     objective_config: dict[str, Any] = field(default_factory=dict)
@@ -325,6 +326,10 @@ def validate(cfg: DistillConfig) -> None:
     )
     need(cfg.budget in BUDGETS, f"--budget must be one of {', '.join(BUDGETS)}, got {cfg.budget!r}")
     need(cfg.amp in AMP_MODES, f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
+    if cfg.amp == "fp16":
+        from habacli.runtime.device import FP16_REFUSED  # lazy: runtime.device imports torch
+
+        raise ConfigError(FP16_REFUSED)
     need(cfg.iterations >= 0, f"--iterations must be >= 0, got {cfg.iterations}")
     need(
         cfg.bases_per_class is None or cfg.bases_per_class >= 1,

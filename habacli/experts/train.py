@@ -182,8 +182,12 @@ def train_experts(
         raise ConfigError("--lr must be > 0 and --batch-size >= 1")
     if subset is not None and subset < 1:
         raise ConfigError(f"--subset must be >= 1, got {subset}")
-    if amp not in (None, "bf16", "fp16"):
-        raise ConfigError(f"--amp must be bf16 or fp16, got {amp!r}")
+    if amp == "fp16":
+        from habacli.runtime.device import FP16_REFUSED  # lazy: torch, as the imports below
+
+        raise ConfigError(FP16_REFUSED)
+    if amp not in (None, "bf16"):
+        raise ConfigError(f"--amp must be bf16, got {amp!r}")
     rank, world, local_rank = _world()
     shard_t = parse_shard(shard)
     if world > 1 and shard_t is not None:
@@ -205,8 +209,6 @@ def train_experts(
     if world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
-    if amp is not None and dev.type == "cpu" and amp == "fp16":
-        raise ConfigError("--amp fp16 needs a GPU; use --amp bf16 on the CPU")
     warn_if_emulated(dev, amp)
     group = False
     if world > 1:
