@@ -336,6 +336,7 @@ def check_expert(raw: bytes, tmp: Path) -> None:
 
 @FAST
 @given(mutated([EXPERT], head=200))
+@example(store.encode_expert(torch.zeros(3, 5), ["a", "list"]))  # metadata not an object: AttributeError escaped
 def test_expert_shard_reader_fuzz(tmp_path_factory, raw):
     check_expert(raw, tmp_path_factory.mktemp("e"))
 
@@ -345,6 +346,45 @@ def test_expert_shard_reader_fuzz(tmp_path_factory, raw):
 @given(mutated([EXPERT], head=200))
 def test_expert_shard_reader_fuzz_slow(tmp_path_factory, raw):
     check_expert(raw, tmp_path_factory.mktemp("e"))
+
+
+# ----------------------------------------------------------------------------- expert manifests
+MANIFEST = json.dumps(
+    {
+        "format": store.MANIFEST_FORMAT,
+        "config": {"dataset": "mnist", "model": "convnet", "epochs": 2},
+        "params": [["w", [5]]],
+        "experts": [{"index": 0, "file": store.expert_file(0), "sha256": "0" * 64}],
+    }
+).encode()
+MANIFEST_INPUTS = (
+    mutated([MANIFEST])
+    | JSON_VALUES.map(lambda v: json.dumps(v).encode())
+    | st.sampled_from([b"[" * 5000, b"9" * 5000, b"\xff\xfe", b""])
+)
+
+
+def check_manifest(raw: bytes, folder: Path) -> None:
+    (folder / store.MANIFEST).write_bytes(raw)
+    ok, got = expect_refusal_or(lambda: store.read_manifest(folder))
+    assert sorted(p.name for p in folder.iterdir()) == [store.MANIFEST]
+    if ok:
+        assert isinstance(got, dict) and isinstance(got["experts"], list)
+
+
+@FAST
+@given(MANIFEST_INPUTS)
+@example(b"[]")  # a manifest that is a JSON list: AttributeError escaped read_manifest
+@example(b"[" * 5000)  # nested too deeply: RecursionError
+def test_expert_manifest_reader_fuzz(tmp_path_factory, raw):
+    check_manifest(raw, tmp_path_factory.mktemp("m"))
+
+
+@pytest.mark.slow
+@SLOW
+@given(MANIFEST_INPUTS)
+def test_expert_manifest_reader_fuzz_slow(tmp_path_factory, raw):
+    check_manifest(raw, tmp_path_factory.mktemp("m"))
 
 
 # ----------------------------------------------------------------------------- CIFAR python batches

@@ -96,8 +96,10 @@ def read_header(path: Path) -> tuple[dict[str, Any], list[int]]:
         raise ExpertsError(f"{path}: not a haba expert file (no {META_KEY!r} metadata or 'trajectory' tensor)")
     try:
         meta = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ExpertsError(f"{path}: damaged expert metadata ({e})") from e
+    except (ValueError, RecursionError) as e:
+        raise ExpertsError(f"{path}: damaged expert metadata ({type(e).__name__})") from None
+    if not isinstance(meta, dict):
+        raise ExpertsError(f"{path}: damaged expert metadata (not a JSON object)")
     if meta.get("format") != FORMAT:
         raise ExpertsError(f"{path}: unsupported expert format {meta.get('format')!r} (expected {FORMAT})")
     if len(shape) != 2 or shape[0] != meta.get("epochs", -2) + 1 or shape[1] != meta.get("num_params"):
@@ -136,10 +138,14 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ExpertsError(f"{path}: damaged manifest ({e}); rebuild it with `haba experts ... --merge`") from e
-    if data.get("format") != MANIFEST_FORMAT or not isinstance(data.get("experts"), list):
-        raise ExpertsError(f"{path}: not a haba expert manifest (format {data.get('format')!r})")
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON or UTF-8, a 5000-digit integer
+        problem = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise ExpertsError(
+            f"{path}: damaged manifest ({problem}); rebuild it with `haba experts ... --merge`"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or not isinstance(data.get("experts"), list):
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ExpertsError(f"{path}: not a haba expert manifest (format {found!r})")
     return data
 
 
