@@ -25,6 +25,7 @@ from habacli.errors import ArtifactError, ArtifactNotFoundError
 EXAMPLES = Path(__file__).resolve().parents[1] / "formats" / "examples"
 BASE = (EXAMPLES / "rgb_single_channel.safetensors").read_bytes()  # K = 2, real Fashion-MNIST bases
 ZBASE = (EXAMPLES / "fashion_haba_zca.safetensors").read_bytes()  # with ZCA
+LBASE = (EXAMPLES / "fashion_lowres_channel.safetensors").read_bytes()  # format 1.1: 6x6 bases, per-channel
 _NP = {"F32": np.float32, "I64": np.int64, "F64": np.float64}
 
 
@@ -185,6 +186,13 @@ HEADER_CASES: dict[str, Callable[[], bytes]] = {
     "negative dimension": lambda: edit_entry("labels", shape=[-10]),
     "overlapping offsets": lambda: edit_entry("labels", data_offsets=[8, 88]),
     "too many tensors": many_tensors,
+    "1.1: bases larger than the images": lambda: edit_doc(_set("bases.height", 13), LBASE),
+    "1.1: bases height not an int": lambda: edit_doc(_set("bases.height", 6.5), LBASE),
+    "1.1: low-resolution bases declared full size": lambda: edit_doc(_set("bases.height", KeyError), LBASE),
+    "1.1: unknown modulation": lambda: edit_doc(_set("hallucinators.modulation", "global"), LBASE),
+    "1.1: per-channel tensors read as per-pixel (a 1.0 reader)": lambda: edit_doc(
+        _set("hallucinators.modulation", KeyError), LBASE
+    ),
     "torch zip checkpoint renamed": torch_zip_checkpoint,
     "legacy pickle renamed": lambda: pickle.dumps({"bases": [1.0, 2.0]}, protocol=2),
 }

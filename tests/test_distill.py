@@ -71,6 +71,42 @@ def test_dm_plain_writes_a_valid_artifact(tmp_path, fashion_mnist_dir):
     assert res.best_val_acc is None and art.extra["validation"]["history"] == []
 
 
+def test_low_resolution_bases_and_compact_hallucinators_fit_the_baselines_storage(tmp_path, fashion_mnist_dir):
+    """--base-scale 2 with per-channel modulation at IPC 1: 14x14 bases (3 per class) and 5 hallucinators of
+    22 values fit inside one 28x28 image per class, which the paper's hallucinators alone exceed; the
+    artifact is format 1.1 and decodes (upsample, then hallucinate) to 28x28 images."""
+    from habacli.artifact.header import read_header
+    from habacli.networks.hallucinator import apply_all, upsample_bases
+
+    out = tmp_path / "low.safetensors"
+    res = distill(
+        "fashion_mnist",
+        ipc=1,
+        baseline="dm",
+        out=out,
+        budget="matched",
+        iterations=2,
+        data_dir=fashion_mnist_dir,
+        preset="quick",
+        options={**TINY, "base_scale": 2, "hallucinator_modulation": "channel", "hallucinator_init": "identity"},
+    )
+    assert res.storage["bases_per_class"] == 3 and res.storage["hallucinator_values"] == 5 * 22
+    assert res.storage["total_values"] <= res.storage["baseline_values"] == 7840
+    assert read_header(out).meta["format_version"] == "1.1"
+    art = load_artifact(out)
+    assert tuple(art.bases.shape) == (30, 1, 14, 14) and tuple(art.hallucinators["scale"].shape) == (5, 1, 1, 1)
+    assert art.storage["total"] == res.storage["total_values"] and art.storage["ratio"] < 1
+    x, y = art.decode(pixel=False)
+    want = apply_all(upsample_bases(art.bases, 28, 28), art.hallucinators).transpose(0, 1).reshape(-1, 1, 28, 28)
+    assert x.shape == (150, 1, 28, 28) and torch.allclose(x, want, atol=1e-5)
+    assert y.tolist() == [c for c in range(10) for _ in range(15)]
+    # the paper budget buys base_scale^2 times as many bases for the same pixels
+    from habacli.distill.config import plan_budget
+
+    cfg = build_config("fashion_mnist", "dm", 10, overrides={"base_scale": 2})
+    assert plan_budget(cfg, num_classes=10, channels=1, height=28, width=28).bases_per_class == 40
+
+
 def test_dm_loss_decreases(fashion_mnist_dir, tmp_path):
     """The DM loss on FIXED probe networks and real batches drops after a short run (fixed seed)."""
     from habacli.distill.run import Run
@@ -231,6 +267,9 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
         (["distill", "fashion_mnist", "--ipc", "1", "--set", "hallucinator_init=eye"], "official, identity"),
         (["distill", "fashion_mnist", "--ipc", "1", "--budget", "matched"], "--budget matched"),
         (["distill", "fashion_mnist", "--ipc", "1", "--amp", "fp16"], "--amp fp16 is not supported"),
+        (["distill", "fashion_mnist", "--ipc", "1", "--base-scale", "3"], "--base-scale 3 must divide"),
+        (["distill", "fashion_mnist", "--ipc", "1", "--base-scale", "0"], "--base-scale must be >= 1"),
+        (["distill", "fashion_mnist", "--ipc", "1", "--set", "hallucinator_modulation=film"], "pixel, channel"),
     ],
 )
 def test_cli_bad_arguments_are_one_line_errors(capsys, tmp_path, fashion_mnist_dir, argv, needle):

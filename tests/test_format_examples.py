@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ROOT / "formats"
 EXAMPLES = FORMATS / "examples"
-NAMES = ["fashion_haba_zca", "fashion_plain", "rgb_single_channel", "rgb_zca_soft"]
+NAMES = ["fashion_haba_zca", "fashion_plain", "rgb_single_channel", "rgb_zca_soft", "fashion_lowres_channel"]
 NEGATIVE = EXAMPLES / "negative"
 _NP = {"F32": np.float32, "I64": np.int64, "U8": np.uint8}
 
@@ -37,9 +37,25 @@ def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray],
     return meta, tensors, payload
 
 
+def spec_upsample(b: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Section 4 step 0 (format 1.1), the formula as written: bilinear, half-pixel centres, edge clamp."""
+
+    def taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r = np.maximum((np.arange(size_out) + 0.5) * size_in / size_out - 0.5, 0.0)
+        lo = np.floor(r).astype(int)
+        return lo, np.minimum(lo + 1, size_in - 1), r - lo
+
+    p0, p1, lam = taps(b.shape[2], height)
+    q0, q1, mu = taps(b.shape[3], width)
+    rows = b[:, :, p0] * (1 - lam)[:, None] + b[:, :, p1] * lam[:, None]
+    return rows[:, :, :, q0] * (1 - mu) + rows[:, :, :, q1] * mu
+
+
 def spec_decode(doc: dict, t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Section 4, step by step, in float64."""
     bases, labels = t["bases"].astype(np.float64), t["labels"]
+    ds = doc["dataset"]
+    bases = spec_upsample(bases, ds["height"], ds["width"])  # a no-op for full-size bases
     n, k = bases.shape[0], doc["hallucinators"]["count"]
     if k == 0:
         y = bases[:, None]  # [n, 1, c, H, W]
@@ -82,7 +98,8 @@ def test_independent_reader_matches_reference(name: str) -> None:
     path = EXAMPLES / f"{name}.safetensors"
     assert path.stat().st_size < 100_000
     meta, tensors, payload = read_safetensors(path)
-    assert meta["format"] == "haba" and meta["format_version"] == "1.0"
+    assert meta["format"] == "haba"
+    assert meta["format_version"] == ("1.1" if name == "fashion_lowres_channel" else "1.0")
     doc = json.loads(meta["haba"])
     assert hashlib.sha256(payload).hexdigest() == doc["payload_sha256"]
     _, expected, _ = read_safetensors(EXAMPLES / f"{name}.expected.safetensors")
@@ -141,6 +158,9 @@ def test_examples_cover_the_spec_cases() -> None:
     assert z3["dataset"]["channels"] == 3 and 0 < z3["zca"]["rank"] < z3["zca"]["dim"] == 192
     assert len(set(z3["normalization"]["mean"])) == 3 and all(s != 1 for s in z3["normalization"]["std"])
     assert z3["soft_labels"] is True and z3["hallucinators"]["count"] == 2
+    low = docs["fashion_lowres_channel"]  # format 1.1: low-resolution bases, per-channel modulation
+    assert (low["bases"]["height"], low["bases"]["width"]) == (6, 6) < (low["dataset"]["height"], 12)
+    assert low["hallucinators"]["modulation"] == "channel" and low["storage"]["hallucinators"] == 2 * 22
 
 
 def _negative_cases() -> list[dict]:

@@ -190,3 +190,39 @@ def test_identity_init_keeps_the_contrast_of_real_images(fashion_mnist_dir) -> N
 def test_unknown_init_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="identity"):
         HallucinatorBank(2, 3, 3, 8, 8, init="zeros")
+
+
+@pytest.mark.parametrize("cin,cout", [(1, 1), (1, 3), (3, 3)])
+def test_per_channel_modulation_is_the_broadcast_of_per_pixel(cin: int, cout: int) -> None:
+    """A per-channel bank computes what a per-pixel bank with constant maps computes, in every form
+    (one, all, pairs), with the same draws; it rebuilds from its parameters given the image size."""
+    g = torch.Generator().manual_seed(3)
+    compact = HallucinatorBank(3, cin, cout, 20, 20, generator=torch.Generator().manual_seed(5), modulation="channel")
+    with torch.no_grad():
+        compact.scale.copy_(1 + 0.5 * torch.randn(compact.scale.shape, generator=g))
+        compact.shift.copy_(0.3 * torch.randn(compact.shift.shape, generator=g))
+    full = HallucinatorBank(3, cin, cout, 20, 20, generator=torch.Generator().manual_seed(5))
+    assert tuple(compact.scale.shape) == (3, cout, 1, 1) and torch.equal(compact.enc_weight, full.enc_weight)
+    with torch.no_grad():
+        full.scale.copy_(compact.scale.expand_as(full.scale))
+        full.shift.copy_(compact.shift.expand_as(full.shift))
+    x = torch.randn(6, cin, 20, 20, generator=g)
+    k = torch.tensor([0, 2, 1, 1, 0, 2])
+    assert torch.allclose(compact.all(x), full.all(x), atol=1e-5)
+    assert torch.allclose(compact.pairs(x, k), full.pairs(x, k), atol=1e-5)
+    assert torch.allclose(compact(x, 1), full(x, 1), atol=1e-5)
+    shapes = hal.param_shapes(3, cin, cout, 20, 20, modulation="channel")
+    assert compact.num_parameters() == sum(torch.Size(s).numel() for s in shapes.values())
+    rebuilt = HallucinatorBank.from_params(compact.params(), height=20, width=20)
+    assert rebuilt.modulation == "channel" and torch.allclose(rebuilt.all(x), compact.all(x))
+    with pytest.raises(ConfigError, match="modulation"):
+        HallucinatorBank(1, 1, 1, 8, 8, modulation="global")
+
+
+def test_upsample_bases_is_bilinear_with_half_pixel_centres() -> None:
+    """Format 1.1 step 0 on a hand-checkable case: a 2x2 basis to 4x4 (edges clamp, inner taps 1/4, 3/4)."""
+    b = torch.tensor([[[[0.0, 4.0], [8.0, 12.0]]]])
+    up = hal.upsample_bases(b, 4, 4)
+    assert torch.allclose(up[0, 0, 0], torch.tensor([0.0, 1.0, 3.0, 4.0]))
+    assert torch.allclose(up[0, 0, :, 0], torch.tensor([0.0, 2.0, 6.0, 8.0]))
+    assert hal.upsample_bases(up, 4, 4) is up

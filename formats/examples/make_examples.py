@@ -25,8 +25,18 @@ from habacli.transforms.zca import ZCA
 
 CREATED = "2026-01-01T00:00:00Z"
 VERSION = "0.1.0"
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 HERE = Path(__file__).resolve().parent
 
 
@@ -44,9 +54,11 @@ def first_per_class(y: torch.Tensor, classes: int, per_class: int) -> torch.Tens
     return torch.cat([torch.nonzero(y == c)[:per_class, 0] for c in range(classes)])
 
 
-def perturbed_bank(num: int, cin: int, cout: int, size: int, g: torch.Generator) -> HallucinatorBank:
+def perturbed_bank(
+    num: int, cin: int, cout: int, size: int, g: torch.Generator, modulation: str = "pixel", init: str = "official"
+) -> HallucinatorBank:
     """A seeded bank whose scale and shift are moved off their init, so every parameter matters."""
-    bank = HallucinatorBank(num, cin, cout, size, size, generator=g)
+    bank = HallucinatorBank(num, cin, cout, size, size, generator=g, modulation=modulation, init=init)
     with torch.no_grad():
         bank.scale.add_(0.3 * torch.randn(bank.scale.shape, generator=g))
         bank.shift.add_(0.2 * torch.randn(bank.shift.shape, generator=g))
@@ -54,12 +66,18 @@ def perturbed_bank(num: int, cin: int, cout: int, size: int, g: torch.Generator)
 
 
 def spec(name: str, channels: int, size: int, class_names: list[str]) -> dict:
-    return {"name": name, "channels": channels, "height": size, "width": size, "num_classes": len(class_names),
-            "class_names": class_names}
+    return {
+        "name": name,
+        "channels": channels,
+        "height": size,
+        "width": size,
+        "num_classes": len(class_names),
+        "class_names": class_names,
+    }
 
 
 def examples(x: torch.Tensor, y: torch.Tensor) -> dict[str, HabaArtifact]:
-    """The four example artifacts."""
+    """The five example artifacts."""
     g = torch.Generator().manual_seed(20221016)
     out = {}
 
@@ -69,22 +87,55 @@ def examples(x: torch.Tensor, y: torch.Tensor) -> dict[str, HabaArtifact]:
     idx = first_per_class(y, 10, 2)
     bases = zca.apply(x12[idx]) + 0.3 * torch.randn(len(idx), 1, 12, 12, generator=g)
     out["fashion_haba_zca"] = HabaArtifact.build(
-        bases, y[idx], perturbed_bank(3, 1, 1, 12, g), spec("fashion_mnist-12px", 1, 12, FASHION_CLASSES),
-        (0.0,), (1.0,), zca, objective="mtt",
-        objective_config={"syn_steps": 10, "expert_epochs": 2, "max_start_epoch": 2, "lr_img": 100.0,
-                          "lr_style": 100.0, "lambda_cos": 0.1, "hallucinators": 3},
-        ipc=2, seed=0, learned_lr=0.0123, created=CREATED, library_version=VERSION)
+        bases,
+        y[idx],
+        perturbed_bank(3, 1, 1, 12, g),
+        spec("fashion_mnist-12px", 1, 12, FASHION_CLASSES),
+        (0.0,),
+        (1.0,),
+        zca,
+        objective="mtt",
+        objective_config={
+            "syn_steps": 10,
+            "expert_epochs": 2,
+            "max_start_epoch": 2,
+            "lr_img": 100.0,
+            "lr_style": 100.0,
+            "lambda_cos": 0.1,
+            "hallucinators": 3,
+        },
+        ipc=2,
+        seed=0,
+        learned_lr=0.0123,
+        created=CREATED,
+        library_version=VERSION,
+    )
 
     # 2. plain (K = 0), mean/std normalisation, no ZCA, soft labels and an evaluation record.
     idx = first_per_class(y, 10, 1)
     bases = (x[idx] - 0.2861) / 0.3530
     soft = torch.randn(10, 10, generator=g) + 4.0 * F.one_hot(y[idx], 10)
     out["fashion_plain"] = HabaArtifact.build(
-        bases, y[idx], None, spec("fashion_mnist", 1, 28, FASHION_CLASSES), (0.2861,), (0.3530,), None,
-        objective="dm", objective_config={"iterations": 0, "init": "real"}, ipc=1, seed=1, soft_labels=soft,
-        extra={"evaluation": {"convnet": {"mean": 0.5, "std": 0.0, "runs": 1, "accuracies": [0.5], "epochs": 0,
-                                          "lr": 0.01}}},
-        created=CREATED, library_version=VERSION)
+        bases,
+        y[idx],
+        None,
+        spec("fashion_mnist", 1, 28, FASHION_CLASSES),
+        (0.2861,),
+        (0.3530,),
+        None,
+        objective="dm",
+        objective_config={"iterations": 0, "init": "real"},
+        ipc=1,
+        seed=1,
+        soft_labels=soft,
+        extra={
+            "evaluation": {
+                "convnet": {"mean": 0.5, "std": 0.0, "runs": 1, "accuracies": [0.5], "epochs": 0, "lr": 0.01}
+            }
+        },
+        created=CREATED,
+        library_version=VERSION,
+    )
 
     # 3. RGB dataset with single-channel bases (c_b = 1 -> c = 3), per-channel mean/std, no ZCA.
     x8 = F.avg_pool2d(x[:, :, 2:26, 2:26], 3)
@@ -92,9 +143,20 @@ def examples(x: torch.Tensor, y: torch.Tensor) -> dict[str, HabaArtifact]:
     mean, std = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
     bases = (x8[idx] - 0.48) / 0.2
     out["rgb_single_channel"] = HabaArtifact.build(
-        bases, y[idx], perturbed_bank(2, 1, 3, 8, g), spec("example-rgb-8px", 3, 8, [f"c{i}" for i in range(5)]),
-        mean, std, None, objective="dsa", objective_config={"single_channel": True}, ipc=1, seed=2,
-        created=CREATED, library_version=VERSION)
+        bases,
+        y[idx],
+        perturbed_bank(2, 1, 3, 8, g),
+        spec("example-rgb-8px", 3, 8, [f"c{i}" for i in range(5)]),
+        mean,
+        std,
+        None,
+        objective="dsa",
+        objective_config={"single_channel": True},
+        ipc=1,
+        seed=2,
+        created=CREATED,
+        library_version=VERSION,
+    )
 
     # 4. RGB, ZCA with 3 channels on top of a non-trivial per-channel mean/std (decoding order: inverse ZCA,
     #    then de-normalise), K = 2 hallucinators on full-channel bases, and soft labels.
@@ -106,17 +168,51 @@ def examples(x: torch.Tensor, y: torch.Tensor) -> dict[str, HabaArtifact]:
     bases = zca3.apply(norm[idx]) + 0.2 * torch.randn(len(idx), 3, 8, 8, generator=g)
     soft = torch.randn(len(idx), 4, generator=g) + 3.0 * F.one_hot(y[idx], 4)
     out["rgb_zca_soft"] = HabaArtifact.build(
-        bases, y[idx], perturbed_bank(2, 3, 3, 8, g), spec("example-rgb-zca-8px", 3, 8, [f"c{i}" for i in range(4)]),
-        mean, std, zca3, objective="dsa", objective_config={"note": "golden: zca c=3, mean/std, soft labels"},
-        ipc=2, seed=3, soft_labels=soft, created=CREATED, library_version=VERSION)
+        bases,
+        y[idx],
+        perturbed_bank(2, 3, 3, 8, g),
+        spec("example-rgb-zca-8px", 3, 8, [f"c{i}" for i in range(4)]),
+        mean,
+        std,
+        zca3,
+        objective="dsa",
+        objective_config={"note": "golden: zca c=3, mean/std, soft labels"},
+        ipc=2,
+        seed=3,
+        soft_labels=soft,
+        created=CREATED,
+        library_version=VERSION,
+    )
+
+    # 5. format 1.1: low-resolution bases (6x6 for 12x12 images, upsampled bilinearly before the
+    #    hallucinators) and per-channel modulation, K = 2, mean/std normalisation.
+    idx = first_per_class(y, 10, 2)
+    bases = (F.avg_pool2d(x12[idx], 2) - 0.2861) / 0.3530 + 0.3 * torch.randn(len(idx), 1, 6, 6, generator=g)
+    out["fashion_lowres_channel"] = HabaArtifact.build(
+        bases,
+        y[idx],
+        perturbed_bank(2, 1, 1, 12, g, modulation="channel", init="identity"),
+        spec("fashion_mnist-12px", 1, 12, FASHION_CLASSES),
+        (0.2861,),
+        (0.3530,),
+        None,
+        objective="dm",
+        objective_config={"base_scale": 2, "hallucinator_modulation": "channel"},
+        ipc=1,
+        seed=4,
+        created=CREATED,
+        library_version=VERSION,
+    )
     return out
 
 
 def reference_decoding(art: HabaArtifact) -> dict[str, torch.Tensor]:
     """The spec's 8-bit images (floor(255 p + 0.5)) and labels, in basis-major order."""
     images, labels = art.decode(pixel=True)
-    return {"images": torch.floor(images.double() * 255 + 0.5).to(torch.uint8).contiguous(),
-            "labels": labels.contiguous()}
+    return {
+        "images": torch.floor(images.double() * 255 + 0.5).to(torch.uint8).contiguous(),
+        "labels": labels.contiguous(),
+    }
 
 
 def main() -> None:
@@ -135,23 +231,32 @@ def main() -> None:
         (args.out / f"{name}.expected.safetensors").write_bytes(save(ref, metadata=meta))
         doc = art.to_document()
         zca = doc["zca"]
-        rows.append(f"| `{name}.safetensors` | {path.stat().st_size} | {doc['dataset']['channels']}x"
-                    f"{doc['dataset']['height']}x{doc['dataset']['width']} | {doc['bases']['count']} x "
-                    f"{doc['bases']['channels']} ch | {doc['hallucinators']['count']} | {doc['num_images']} | "
-                    + (f"rank {zca['rank']}/{zca['dim']}, bound {zca['error_bound'] * 255:.3f}/255" if zca else "none")
-                    + f" | `{art.payload_sha256[:16]}...` |")
+        rows.append(
+            f"| `{name}.safetensors` | {path.stat().st_size} | {doc['dataset']['channels']}x"
+            f"{doc['dataset']['height']}x{doc['dataset']['width']} | {doc['bases']['count']} x "
+            f"{doc['bases']['channels']} ch | {doc['hallucinators']['count']} | {doc['num_images']} | "
+            + (f"rank {zca['rank']}/{zca['dim']}, bound {zca['error_bound'] * 255:.3f}/255" if zca else "none")
+            + f" | `{art.payload_sha256[:16]}...` |"
+        )
         print(name, path.stat().st_size, "bytes", json.dumps(doc["storage"]))
-    readme = ["# Golden haba artifacts", "",
-              "Generated by `python formats/examples/make_examples.py` (do not edit by hand). Each",
-              "`<name>.safetensors` is a haba artifact v1.0; `<name>.expected.safetensors` holds its decoding",
-              "(`images`: U8 [M, C, H, W], `labels`: I64 [M], basis-major), computed as in",
-              "[the spec](../haba-artifact-v1.md) section 4. A conforming reader matches every value within 1 level.",
-              "", "| file | bytes | image | bases | K | images | ZCA | payload SHA-256 |",
-              "|---|---|---|---|---|---|---|---|", *rows, "",
-              "`negative/` holds malformed artifacts, generated from these by `python formats/examples/make_negative.py`;",
-              "`negative/expected.json` gives, for each, the stage that must refuse it (`header`: a header-only reader",
-              "such as `haba info`; `verify`: a reader that loads the payload, `haba info --verify`; `decode`: decoding,",
-              "`haba expand`) and the one-line problem haba prints after `<path>: `.", ""]
+    readme = [
+        "# Golden haba artifacts",
+        "",
+        "Generated by `python formats/examples/make_examples.py` (do not edit by hand). Each",
+        "`<name>.safetensors` is a haba artifact (v1.0; `fashion_lowres_channel` v1.1); `<name>.expected.safetensors` holds its decoding",
+        "(`images`: U8 [M, C, H, W], `labels`: I64 [M], basis-major), computed as in",
+        "[the spec](../haba-artifact-v1.md) section 4. A conforming reader matches every value within 1 level.",
+        "",
+        "| file | bytes | image | bases | K | images | ZCA | payload SHA-256 |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "`negative/` holds malformed artifacts, generated from these by `python formats/examples/make_negative.py`;",
+        "`negative/expected.json` gives, for each, the stage that must refuse it (`header`: a header-only reader",
+        "such as `haba info`; `verify`: a reader that loads the payload, `haba info --verify`; `decode`: decoding,",
+        "`haba expand`) and the one-line problem haba prints after `<path>: `.",
+        "",
+    ]
     (args.out / "README.md").write_text("\n".join(readme))
 
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from habacli.artifact.header import (  # noqa: F401 - re-exported: the codec's public header API
     FORMAT,
-    FORMAT_VERSION,
     HAL_KEYS,
     HAL_PREFIX,
     MAX_HEADER_BYTES,
@@ -31,6 +30,7 @@ from habacli.artifact.header import (  # noqa: F401 - re-exported: the codec's p
     _validate_doc,
     _validate_shapes,
     expected_shapes,
+    format_version_of,
     parse_header,
     read_header,
     read_metadata,
@@ -233,11 +233,22 @@ class HabaArtifact:
                 mid_channels=int(w.shape[1]),
                 out_channels=int(self.hallucinators["dec_weight"].shape[2]),
             )
+            if tuple(self.hallucinators["scale"].shape[-2:]) == (1, 1) and (
+                int(self.spec["height"]) - int(w.shape[-1]) + 1,
+                int(self.spec["width"]) - int(w.shape[-1]) + 1,
+            ) != (1, 1):
+                hal["modulation"] = "channel"  # format 1.1
+        bases: dict[str, Any] = {"count": n, "channels": int(self.bases.shape[1]) if self.bases.dim() > 1 else 0}
+        if self.bases.dim() == 4 and tuple(self.bases.shape[-2:]) != (
+            int(self.spec["height"]),
+            int(self.spec["width"]),
+        ):
+            bases.update(height=int(self.bases.shape[2]), width=int(self.bases.shape[3]))  # format 1.1
         doc = {
             "dataset": self.spec,
             "normalization": {"mean": list(self.mean), "std": list(self.std)},
             "zca": None if self.zca is None else self.zca.to_metadata(),
-            "bases": {"count": n, "channels": int(self.bases.shape[1]) if self.bases.dim() > 1 else 0},
+            "bases": bases,
             "hallucinators": hal,
             "soft_labels": self.soft_labels is not None,
             "ipc": self.ipc,
@@ -291,11 +302,12 @@ class HabaArtifact:
         under hallucinator ``k``), or only ``indices`` of that order. ``pixel=False``: model space."""
         import torch
 
-        from habacli.networks.hallucinator import apply_pairs, decode_all
+        from habacli.networks.hallucinator import apply_pairs, decode_all, upsample_bases
 
         kk = self.num_hallucinators
         params = {k: v.to(device) for k, v in self.hallucinators.items()}
         bases, labels = self.bases.to(device), self.labels.to(device)
+        bases = upsample_bases(bases, int(self.spec["height"]), int(self.spec["width"]))  # format 1.1, step 0
         with torch.no_grad():
             if indices is None:
                 per = max(1, batch_size // max(kk, 1))
@@ -339,7 +351,8 @@ def save_artifact(artifact: HabaArtifact, path: str | os.PathLike) -> Path:
     entries.pop("__metadata__", None)
     payload = memoryview(body)[8 + n :]
     sha = hashlib.sha256(payload).hexdigest()
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "haba": canonical_json(artifact.to_document(sha))}
+    doc = artifact.to_document(sha)
+    meta = {"format": FORMAT, "format_version": format_version_of(doc), "haba": canonical_json(doc)}
     text = json.dumps(
         {"__metadata__": meta, **{k: entries[k] for k in sorted(entries)}}, separators=(",", ":"), ensure_ascii=False
     ).encode("utf-8")

@@ -18,7 +18,9 @@ from typing import Any
 from habacli.errors import ArtifactError, ArtifactNotFoundError
 
 FORMAT = "haba"
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"  # the newest minor version this reader implements; writers use format_version_of
+#: Hallucinator modulations (format 1.1; "pixel" is 1.0's and the default).
+MODULATIONS = ("pixel", "channel")
 MAX_HEADER_BYTES = 100_000_000
 MAX_TENSORS = 1024
 MAX_RANK = 8
@@ -308,12 +310,17 @@ def _validate_doc(doc: dict) -> None:
     b = _need(doc, "bases", dict, "")
     _pos(b, "count", "bases", minimum=0)
     _pos(b, "channels", "bases")
+    for key in ("height", "width"):  # format 1.1: low-resolution bases
+        if key in b and _pos(b, key, "bases") > ds[key]:
+            raise _Problem(f"metadata bases.{key} {b[key]} is larger than the images' {ds[key]}")
     h = _need(doc, "hallucinators", dict, "")
     if _pos(h, "count", "hallucinators", minimum=0) > 0:
         if _need(h, "architecture", str, "hallucinators") != "haba-style-translator":
             raise _Problem(f"unknown hallucinator architecture {h['architecture']!r}")
         for key in ("kernel_size", "in_channels", "mid_channels", "out_channels"):
             _pos(h, key, "hallucinators")
+        if h.get("modulation", "pixel") not in MODULATIONS:
+            raise _Problem(f"unknown hallucinator modulation {h['modulation']!r} (known: {', '.join(MODULATIONS)})")
     _need(doc, "soft_labels", bool, "")
     _pos(doc, "ipc", "")
     _pos(doc, "num_images", "", minimum=0)
@@ -344,17 +351,18 @@ def expected_shapes(doc: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Tensor name -> (dtype, shape) that the metadata document requires (spec section 3)."""
     ds, b, h = doc["dataset"], doc["bases"], doc["hallucinators"]
     c, hh, ww, n, cb = ds["channels"], ds["height"], ds["width"], b["count"], b["channels"]
-    out = {"bases": ("F32", (n, cb, hh, ww)), "labels": ("I64", (n,))}
+    out = {"bases": ("F32", (n, cb, b.get("height", hh), b.get("width", ww))), "labels": ("I64", (n,))}
     if doc["soft_labels"]:
         out["soft_labels"] = ("F32", (n, ds["num_classes"]))
     k = h["count"]
     if k > 0:
         ks, cm = h["kernel_size"], h["mid_channels"]
+        mod = (hh - ks + 1, ww - ks + 1) if h.get("modulation", "pixel") == "pixel" else (1, 1)
         shapes = {
             "enc_weight": (k, cm, cb, ks, ks),
             "enc_bias": (k, cm),
-            "scale": (k, cm, hh - ks + 1, ww - ks + 1),
-            "shift": (k, cm, hh - ks + 1, ww - ks + 1),
+            "scale": (k, cm, *mod),
+            "shift": (k, cm, *mod),
             "dec_weight": (k, cm, c, ks, ks),
             "dec_bias": (k, c),
         }
@@ -363,6 +371,14 @@ def expected_shapes(doc: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
         d, r = doc["zca"]["dim"], doc["zca"]["rank"]
         out.update({"zca.mean": ("F32", (d,)), "zca.basis": ("F32", (d, r)), "zca.eigenvalues": ("F32", (r,))})
     return out
+
+
+def format_version_of(doc: dict) -> str:
+    """The format version a writer records for ``doc``: 1.1 when it uses a 1.1 feature (low-resolution
+    bases, per-channel modulation; spec section 11), else 1.0 (so such files stay 1.0-readable)."""
+    ds, b, h = doc["dataset"], doc["bases"], doc["hallucinators"]
+    lowres = b.get("height", ds["height"]) != ds["height"] or b.get("width", ds["width"]) != ds["width"]
+    return "1.1" if lowres or h.get("modulation", "pixel") != "pixel" else "1.0"
 
 
 def storage_of(doc: dict) -> dict[str, int | float]:

@@ -140,6 +140,14 @@ def distill_command(
     single_channel: Annotated[
         bool | None, typer.Option("--single-channel", help="1-channel bases.", show_default=False)
     ] = None,
+    base_scale: Annotated[
+        int | None,
+        typer.Option(
+            "--base-scale",
+            help="Bases at 1/N of the image size, upsampled before the hallucinators: N^2 times as many bases "
+            "for the same storage (IDC-style; format 1.1).",
+        ),
+    ] = None,
     init: Annotated[
         str | None, typer.Option("--init", help="real (images of the class, model space) or noise.")
     ] = None,
@@ -228,6 +236,7 @@ def distill_command(
         ("compile", compile_),
         ("experts", experts),
         ("memory", mtt_memory),
+        ("base_scale", base_scale),
     ):
         if value is not None:
             options[key] = value

@@ -29,11 +29,20 @@ def _rows(doc: dict[str, Any], info: Any) -> list[tuple[str, str]]:
         ("dataset", f"{ds['name']}: {ds['channels']}x{ds['height']}x{ds['width']}, {ds['num_classes']} classes"),
         ("objective", f"{doc['objective']['name']}" + (" + HaBa" if k else " (plain, not factorised)")),
         ("ipc", str(doc["ipc"])),
-        ("bases", f"{b['count']} x {b['channels']} channel(s) ({per_class:g} per class)"),
+        (
+            "bases",
+            f"{b['count']} x {b['channels']} channel(s) ({per_class:g} per class)"
+            + (
+                f", {b.get('height', ds['height'])}x{b.get('width', ds['width'])} upsampled to the image size"
+                if (b.get("height", ds["height"]), b.get("width", ds["width"])) != (ds["height"], ds["width"])
+                else ""
+            ),
+        ),
         (
             "hallucinators",
             f"{k} x {h['architecture']} ({h['kernel_size']}x{h['kernel_size']}, {h['in_channels']}->"
-            f"{h['mid_channels']}->{h['out_channels']} channels)"
+            f"{h['mid_channels']}->{h['out_channels']} channels"
+            + (", per-channel scale and shift)" if h.get("modulation", "pixel") == "channel" else ")")
             if k
             else "0 (identity)",
         ),

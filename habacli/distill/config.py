@@ -33,6 +33,8 @@ AMP_MODES: tuple[str, ...] = ("off", "bf16", "fp16")
 
 INIT_MODES: tuple[str, ...] = ("real", "noise")
 HALLUCINATOR_INITS: tuple[str, ...] = ("official", "identity")
+#: Hallucinator modulations (mirrors habacli.networks.hallucinator.MODULATIONS, kept torch-free here).
+MODULATIONS: tuple[str, ...] = ("pixel", "channel")
 BUDGETS: tuple[str, ...] = ("paper", "matched")
 
 #: Options that may change when a run is resumed (they do not change the optimisation path).
@@ -62,7 +64,9 @@ class DistillConfig:
     factorize: bool = True  # False: the plain baseline (K = 0), same artifact format
     hallucinators: int = 5  # K, shared by all classes
     hallucinator_init: str = "official"  # official (PyTorch default convs) | identity (near-identity, opt-in)
+    hallucinator_modulation: str = "pixel"  # pixel (the paper's FiLM maps) | channel (compact; format 1.1)
     single_channel: bool = False  # 1-channel bases (the hallucinators map them to the data's channels)
+    base_scale: int = 1  # bases at 1/base_scale of the image size, bilinear-upsampled (IDC-style; format 1.1)
     init: str = "real"  # bases from real images of their class (model space) or N(0, 1) noise
     budget: str = "paper"  # paper: ipc bases/class + hallucinators on top; matched: fit in C*ipc*c*h*w
     bases_per_class: int | None = None  # explicit override of the budget rule
@@ -324,6 +328,11 @@ def validate(cfg: DistillConfig) -> None:
         cfg.hallucinator_init in HALLUCINATOR_INITS,
         f"hallucinator_init must be one of {', '.join(HALLUCINATOR_INITS)}, got {cfg.hallucinator_init!r}",
     )
+    need(
+        cfg.hallucinator_modulation in MODULATIONS,
+        f"hallucinator_modulation must be one of {', '.join(MODULATIONS)}, got {cfg.hallucinator_modulation!r}",
+    )
+    need(cfg.base_scale >= 1, f"--base-scale must be >= 1, got {cfg.base_scale}")
     need(cfg.budget in BUDGETS, f"--budget must be one of {', '.join(BUDGETS)}, got {cfg.budget!r}")
     need(cfg.amp in AMP_MODES, f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
     if cfg.amp == "fp16":
@@ -381,9 +390,12 @@ class Budget:
         return {**dataclasses.asdict(self), "total_values": self.total_values, "overhead": self.overhead}
 
 
-def hallucinator_values(num: int, in_channels: int, channels: int, height: int, width: int, kernel: int = 3) -> int:
-    """Stored values of ``num`` hallucinators (research/haba.md section 1.2: 5 568 each for 32x32 RGB)."""
-    hh, ww = height - kernel + 1, width - kernel + 1
+def hallucinator_values(
+    num: int, in_channels: int, channels: int, height: int, width: int, kernel: int = 3, modulation: str = "pixel"
+) -> int:
+    """Stored values of ``num`` hallucinators (research/haba.md section 1.2: 5 568 each for 32x32 RGB;
+    per-channel modulation keeps one scale and shift per channel)."""
+    hh, ww = (height - kernel + 1, width - kernel + 1) if modulation == "pixel" else (1, 1)
     per = channels * in_channels * kernel * kernel + channels  # enc
     per += 2 * channels * hh * ww  # scale, shift
     per += channels * channels * kernel * kernel + channels  # dec
@@ -394,9 +406,12 @@ def plan_budget(cfg: DistillConfig, *, num_classes: int, channels: int, height: 
     """Bases per class and stored values for ``cfg`` (``matched`` errors when nothing fits)."""
     c_b = 1 if cfg.single_channel else channels
     k = cfg.num_hallucinators
-    halluc = hallucinator_values(k, c_b, channels, height, width) if k else 0
+    halluc = hallucinator_values(k, c_b, channels, height, width, modulation=cfg.hallucinator_modulation) if k else 0
     baseline = num_classes * cfg.ipc * channels * height * width
-    per_basis = c_b * height * width
+    r = cfg.base_scale
+    if height % r or width % r:
+        raise ConfigError(f"--base-scale {r} must divide the image size {height}x{width}")
+    per_basis = c_b * (height // r) * (width // r)
     if cfg.bases_per_class is not None:
         n = cfg.bases_per_class
     elif cfg.budget == "matched":
@@ -408,8 +423,8 @@ def plan_budget(cfg: DistillConfig, *, num_classes: int, channels: int, height: 
                 f"{baseline} values at IPC {cfg.ipc}; use --budget paper, fewer hallucinators, "
                 f"--single-channel or a larger --ipc"
             )
-    else:
-        n = cfg.ipc
+    else:  # the paper's budget: the baseline's pixels for the bases (r^2 times as many at 1/r size)
+        n = cfg.ipc * r * r
     return Budget(
         bases_per_class=n,
         base_channels=c_b,

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from habacli.errors import ConfigError
-from habacli.networks.hallucinator import HallucinatorBank, apply_one, decode_all
+from habacli.networks.hallucinator import HallucinatorBank, apply_one, decode_all, upsample_bases
 
 
 class SyntheticSet(nn.Module):
@@ -28,8 +28,16 @@ class SyntheticSet(nn.Module):
     With ``bank=None`` (K = 0) this is a plain synthetic image set and ``images`` returns the bases.
     """
 
-    def __init__(self, bases: Tensor, num_classes: int, bank: HallucinatorBank | None = None):
+    def __init__(
+        self,
+        bases: Tensor,
+        num_classes: int,
+        bank: HallucinatorBank | None = None,
+        size: tuple[int, int] | None = None,
+    ):
         super().__init__()
+        #: The images' (H, W); bases of another size are low-resolution and upsampled first (format 1.1).
+        self.size = tuple(bases.shape[-2:]) if size is None else (int(size[0]), int(size[1]))
         n_total = bases.shape[0]
         if num_classes < 1 or n_total % num_classes:
             raise ConfigError(f"{n_total} bases cannot be split evenly over {num_classes} classes")
@@ -43,6 +51,10 @@ class SyntheticSet(nn.Module):
             torch.arange(num_classes, device=bases.device).repeat_interleave(self.bases_per_class),
             persistent=False,
         )
+
+    def upsampled(self, bases: Tensor) -> Tensor:
+        """``bases`` at the images' size (bilinear for low-resolution bases; differentiable)."""
+        return upsample_bases(bases, *self.size)
 
     @property
     def num_bases(self) -> int:
@@ -58,7 +70,7 @@ class SyntheticSet(nn.Module):
 
     def images(self, idx: Tensor | None = None, k: int | None = None) -> Tensor:
         """Differentiable model-space images of bases ``idx`` (all when None) under hallucinator ``k``."""
-        b = self.bases if idx is None else self.bases[idx]
+        b = self.upsampled(self.bases if idx is None else self.bases[idx])
         if self.bank is None:
             return b
         if k is None:
@@ -75,7 +87,7 @@ class SyntheticSet(nn.Module):
     def class_batch(self, c: int, k: int | None = None) -> Tensor:
         """The images of class ``c`` under hallucinator ``k``."""
         n = self.bases_per_class
-        b = self.bases[c * n : (c + 1) * n]
+        b = self.upsampled(self.bases[c * n : (c + 1) * n])
         return b if self.bank is None else apply_one(b, self.bank.params(), int(k if k is not None else 0))
 
     def random_k(self, generator: torch.Generator) -> int:
@@ -95,8 +107,8 @@ class SyntheticSet(nn.Module):
     def expand_all(self) -> tuple[Tensor, Tensor]:
         """Every basis x hallucinator image (basis-major, model space, no grad) with labels."""
         if self.bank is None:
-            return self.bases.detach().clone(), self.labels.clone()
-        x = decode_all(self.bases.detach(), {k: v.detach() for k, v in self.bank.params().items()})
+            return self.upsampled(self.bases.detach()).clone(), self.labels.clone()
+        x = decode_all(self.upsampled(self.bases.detach()), {k: v.detach() for k, v in self.bank.params().items()})
         return x, self.labels.repeat_interleave(self.num_hallucinators)
 
 

@@ -174,8 +174,11 @@ class Run:
         n, c_b = self.budget.bases_per_class, self.budget.base_channels
         if cfg.init == "real":
             bases, _ = self.real.init_bases(n, self.generator, single_channel=cfg.single_channel)
+            if cfg.base_scale > 1:  # low-resolution bases start as the real images' r x r block means
+                bases = torch.nn.functional.avg_pool2d(bases, cfg.base_scale)
         else:
-            bases = torch.randn((spec.num_classes * n, c_b, spec.height, spec.width), generator=self.generator)
+            shape = (spec.num_classes * n, c_b, spec.height // cfg.base_scale, spec.width // cfg.base_scale)
+            bases = torch.randn(shape, generator=self.generator)
         bank = (
             HallucinatorBank(
                 cfg.num_hallucinators,
@@ -185,11 +188,12 @@ class Run:
                 spec.width,
                 generator=self.generator,
                 init=cfg.hallucinator_init,
+                modulation=cfg.hallucinator_modulation,
             )
             if cfg.num_hallucinators
             else None
         )
-        synthetic = SyntheticSet(bases.to(self.device), spec.num_classes, bank)
+        synthetic = SyntheticSet(bases.to(self.device), spec.num_classes, bank, size=(spec.height, spec.width))
         self.model_name = cfg.model or default_network(spec)
         self.engine = Engine(
             config=cfg,
@@ -242,7 +246,7 @@ class Run:
         from habacli.transforms.augment import dsa_for
 
         cfg, syn = self.cfg, self.engine.synthetic
-        bases = syn.bases.detach().clone()
+        bases = syn.upsampled(syn.bases.detach()).clone()
         params = syn.hallucinator_state()
         labels = syn.labels.clone()
         k_total = syn.num_hallucinators

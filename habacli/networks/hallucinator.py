@@ -47,12 +47,23 @@ INITS: tuple[str, ...] = ("official", "identity")
 IDENTITY_NOISE = 0.1
 
 
+#: How the FiLM-like ``scale`` and ``shift`` act: per mid channel and position (the paper's), or per
+#: mid channel only (format 1.1: a compact hallucinator, 1 % of the values for 28 px images).
+MODULATIONS: tuple[str, ...] = ("pixel", "channel")
+
+
 def param_shapes(
-    num: int, in_channels: int, out_channels: int, height: int, width: int, kernel_size: int = 3
+    num: int,
+    in_channels: int,
+    out_channels: int,
+    height: int,
+    width: int,
+    kernel_size: int = 3,
+    modulation: str = "pixel",
 ) -> dict[str, tuple[int, ...]]:
     """The shape of every stacked parameter for the given architecture (mid = out channels)."""
     k, cm = kernel_size, out_channels
-    h, w = height - k + 1, width - k + 1
+    h, w = (height - k + 1, width - k + 1) if modulation == "pixel" else (1, 1)
     return {
         "enc_weight": (num, cm, in_channels, k, k),
         "enc_bias": (num, cm),
@@ -61,6 +72,15 @@ def param_shapes(
         "dec_weight": (num, cm, out_channels, k, k),
         "dec_bias": (num, out_channels),
     }
+
+
+def upsample_bases(bases: Tensor, height: int, width: int) -> Tensor:
+    """Low-resolution bases ``[N, c, h, w]`` resized to ``height x width`` by bilinear interpolation with
+    half-pixel centres (format 1.1, spec section 4 step 0); bases already of that size are returned as is.
+    Differentiable, so bases can be learned at low resolution."""
+    if tuple(bases.shape[-2:]) == (height, width):
+        return bases
+    return F.interpolate(bases, size=(height, width), mode="bilinear", align_corners=False, antialias=False)
 
 
 def near_identity_(bank: HallucinatorBank, noise: float = IDENTITY_NOISE) -> HallucinatorBank:
@@ -125,6 +145,7 @@ class HallucinatorBank(nn.Module):
         *,
         generator: torch.Generator | None = None,
         init: str = "official",
+        modulation: str = "pixel",
     ):
         super().__init__()
         if num < 0:
@@ -139,7 +160,10 @@ class HallucinatorBank(nn.Module):
             )
         self.num, self.in_channels, self.out_channels = num, in_channels, out_channels
         self.height, self.width, self.kernel_size = height, width, kernel_size
-        shapes = param_shapes(num, in_channels, out_channels, height, width, kernel_size)
+        if modulation not in MODULATIONS:
+            raise ConfigError(f"hallucinator modulation must be one of {', '.join(MODULATIONS)}, got {modulation!r}")
+        self.modulation = modulation
+        shapes = param_shapes(num, in_channels, out_channels, height, width, kernel_size, modulation)
         k = kernel_size
         enc_w, enc_b, dec_w, dec_b = [], [], [], []
         for _ in range(num):  # init only; the forward pass never loops over K
@@ -164,11 +188,17 @@ class HallucinatorBank(nn.Module):
             near_identity_(self)
 
     @classmethod
-    def from_params(cls, params: dict[str, Tensor]) -> HallucinatorBank:
-        """Rebuild a bank from stacked parameters (e.g. an artifact's hallucinators)."""
+    def from_params(
+        cls, params: dict[str, Tensor], *, height: int | None = None, width: int | None = None
+    ) -> HallucinatorBank:
+        """Rebuild a bank from stacked parameters (e.g. an artifact's hallucinators). The image size
+        follows from per-pixel ``scale``; per-channel modulation needs ``height`` and ``width``."""
         num, cm, cin, k, _ = params["enc_weight"].shape
         h, w = params["scale"].shape[-2:]
-        bank = cls(0, int(cin), int(cm), int(h) + int(k) - 1, int(w) + int(k) - 1, int(k))
+        height = int(h) + int(k) - 1 if height is None else height
+        width = int(w) + int(k) - 1 if width is None else width
+        pixel = (int(h), int(w)) == (height - int(k) + 1, width - int(k) + 1)
+        bank = cls(0, int(cin), int(cm), height, width, int(k), modulation="pixel" if pixel else "channel")
         bank.num = int(num)
         for name in PARAM_NAMES:
             setattr(bank, name, nn.Parameter(params[name].detach().clone()))
@@ -224,8 +254,8 @@ def apply_all(x: Tensor, params: dict[str, Tensor]) -> Tensor:
         return x.new_empty((0, n, cout, *x.shape[2:]))
     # All K encoders read the same input: one conv with K*c_m output channels.
     h = F.conv2d(x, enc_w.reshape(num * cm, cin, ks, ks), params["enc_bias"].reshape(num * cm))
-    hh, ww = h.shape[-2:]
-    h = torch.addcmul(params["shift"].reshape(1, num * cm, hh, ww), h, params["scale"].reshape(1, num * cm, hh, ww))
+    mod = params["scale"].shape[-2:]  # (hh, ww), or (1, 1) for per-channel modulation (broadcast)
+    h = torch.addcmul(params["shift"].reshape(1, num * cm, *mod), h, params["scale"].reshape(1, num * cm, *mod))
     dec_w, dec_b = params["dec_weight"], params["dec_bias"].reshape(num * cout)
     if num * cm <= BLOCK_DIAGONAL_MAX_CHANNELS:
         # Same maths as groups=K, written as one dense transposed conv with a block-diagonal
