@@ -44,9 +44,8 @@ def test_dm_factorised_writes_a_valid_artifact(tmp_path, fashion_mnist_dir):
     assert art.objective == "dm" and art.ipc == 2 and art.seed == 1
     assert art.objective_config["hallucinators"] == 3 and art.objective_config["objective_config"]["batch_real"] == 16
     history = art.extra["validation"]["history"]
-    assert [h["iteration"] for h in history] == [2] and history[0][
-        "val_acc"
-    ] > 0.2  # chance 0.1 (3,000 held-out images; 0.35 here)
+    # chance is 0.1 on 3,000 held-out images; 0.35 measured
+    assert [h["iteration"] for h in history] == [2] and history[0]["val_acc"] > 0.2
     assert res.best_val_acc == history[0]["val_acc"] and res.iterations == 2
     assert res.storage["hallucinator_values"] == 3 * (9 + 1 + 2 * 26 * 26 + 9 + 1)
     images, labels = art.decode(pixel=True)
