@@ -43,7 +43,7 @@ from habacli.hub.refs import HubRef, parse_hub_ref, parse_repo_spec, validate_re
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "formats" / "examples"
-GOLDENS = ["rgb_single_channel", "fashion_plain", "fashion_haba_zca", "rgb_zca_soft"]
+GOLDENS = ["rgb_single_channel", "fashion_plain", "fashion_haba_zca", "rgb_zca_soft", "fashion_lowres_channel"]
 GOLD = {name: (EXAMPLES / f"{name}.safetensors").read_bytes() for name in GOLDENS}
 CASE_SECONDS = 20.0  # a hang, not a slow machine: the slowest case takes well under a second
 
@@ -260,7 +260,7 @@ _DEFECTS = [
 
 
 @FAST
-@given(st.one_of(mutated([GOLD["rgb_single_channel"]], head=900), structured()))
+@given(st.one_of(mutated([GOLD["rgb_single_channel"], GOLD["fashion_lowres_channel"]], head=900), structured()))
 @example(_DEFECTS[0])
 @example(_DEFECTS[1])
 @example(_DEFECTS[2])
