@@ -28,13 +28,14 @@ def bench(objective: str, ipc: int, factorize: bool, *, iterations: int, data_di
     import torch
 
     from habacli.distill.config import build_config
-    from habacli.distill.run import Run, objective_class
+    from habacli.distill.run import Run
+    from habacli.objectives import get_objective
     from habacli.networks.instancenorm import fused_double_backward
     from habacli.objectives import dc as dc_module
     from habacli.objectives._matching import get_loops
 
     torch.set_num_threads(threads)
-    cls = objective_class(objective)
+    cls = get_objective(objective)
     overrides = {"checkpoint_every": 0, "eval_every": 0, "device": "cpu", "amp": amp, "hallucinators": hallucinators,
                  "compile": compile}
     if model:

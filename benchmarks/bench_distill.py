@@ -81,9 +81,10 @@ def child(args: dict) -> dict:
     if args["shape"] == "cifar":
         _cifar_shaped(args["data_dir"])
     from habacli.distill.config import build_config
-    from habacli.distill.run import Run, objective_class
+    from habacli.distill.run import Run
+    from habacli.objectives import get_objective
 
-    cls = objective_class(args["objective"])
+    cls = get_objective(args["objective"])
     overrides = {"checkpoint_every": 0, "eval_every": 0, "device": "cpu", "amp": args["amp"],
                  "channels_last": args["channels_last"], **args["set"]}
     if args["objective"] in ("dm", "dc", "dsa"):

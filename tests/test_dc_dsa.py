@@ -10,9 +10,10 @@ import torch
 
 from habacli.artifact.codec import load_artifact
 from habacli.distill.config import build_config
-from habacli.distill.run import Run, distill, objective_class
+from habacli.distill.run import Run, distill
 from habacli.errors import ConfigError
 from habacli.objectives import dc as dc_module
+from habacli.objectives import get_objective
 from habacli.objectives._matching import (
     get_loops,
     gradient_distance,
@@ -37,7 +38,7 @@ def _threads():
 
 
 def _run(fashion_mnist_dir, objective: str, ipc: int, **overrides) -> Run:
-    cls = objective_class(objective)
+    cls = get_objective(objective)
     cfg = build_config(
         FMNIST,
         objective,

@@ -11,9 +11,10 @@ import torch
 from habacli.artifact.codec import load_artifact
 from habacli.cli import main
 from habacli.distill.config import build_config, load_preset, resolve_preset
-from habacli.distill.run import distill, objective_class
+from habacli.distill.run import distill
 from habacli.errors import ConfigError, UnknownNameError
 from habacli.networks import get_network
+from habacli.objectives import get_objective
 
 TINY = {"batch_real": 16, "checkpoint_every": 0, "eval_every": 0, "device": "cpu", "val_fraction": 0.05}
 
@@ -112,7 +113,7 @@ def test_dm_loss_decreases(fashion_mnist_dir, tmp_path):
     """The DM loss on FIXED probe networks and real batches drops after a short run (fixed seed)."""
     from habacli.distill.run import Run
 
-    cls = objective_class("dm")
+    cls = get_objective("dm")
     cfg = build_config(
         "fashion_mnist",
         "dm",
@@ -204,7 +205,7 @@ def test_haba_dm_keeps_hallucinated_images_in_range(fashion_mnist_dir, lr_style,
     lr_style = lr_img) multiplies their weights by ~1e4 in one step: images of 1e9 and more."""
     from habacli.distill.run import Run
 
-    cls = objective_class("dm")
+    cls = get_objective("dm")
     over = {**TINY, "hallucinators": 3, "seed": 0}
     if lr_style is not None:
         over["lr_style"] = lr_style
@@ -222,7 +223,7 @@ def test_haba_dm_keeps_hallucinated_images_in_range(fashion_mnist_dir, lr_style,
 @pytest.mark.parametrize("preset", ["paper", "quick"])
 def test_presets_are_valid_for_every_objective(objective, preset):
     try:
-        cls = objective_class(objective)
+        cls = get_objective(objective)
     except ModuleNotFoundError:
         pytest.skip(f"objective {objective} not installed yet")
     for ipc in (1, 10, 50):
@@ -246,7 +247,7 @@ def test_presets_are_valid_for_every_objective(objective, preset):
 
 def test_unknown_objective_suggests():
     with pytest.raises(UnknownNameError, match="did you mean 'dm'"):
-        objective_class("dmm")
+        get_objective("dmm")
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -375,7 +376,7 @@ def test_cli_json_summary(capsys, tmp_path, fashion_mnist_dir):
 def _dm_run(fashion_mnist_dir, **overrides):
     from habacli.distill.run import Run
 
-    cls = objective_class("dm")
+    cls = get_objective("dm")
     cfg = build_config(
         "fashion_mnist",
         "dm",
@@ -452,3 +453,54 @@ def test_compile_without_a_cpu_compiler_is_a_one_line_error(capsys, tmp_path, fa
         code, _, err = _cli(capsys, *argv)
         assert code == 2 and "needs a C++ compiler" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_lone_validation_point_is_skipped(capsys, tmp_path, fashion_mnist_dir):
+    """Issue 23: `haba distill fashion_mnist --ipc 1 --baseline dc --iterations 3` (paper preset) has one
+    validation point, the last iteration: nothing to choose between, so the run ends after its iterations
+    instead of a 5 x 1000-epoch validation. One iteration and small real batches keep the test short."""
+    out = tmp_path / "dc.safetensors"
+    argv = ["distill", "fashion_mnist", "--ipc", "1", "--baseline", "dc", "--iterations", "1", "--device", "cpu"]
+    argv += ["--set", "batch_real=16", "--checkpoint-every", "0"]
+    code, stdout, err = _cli(capsys, *argv, "--data-dir", str(fashion_mnist_dir), "--out", str(out))
+    assert code == 0 and "wrote" in stdout and "best val acc" not in stdout
+    assert "no validation (a single validation point" in err
+    assert load_artifact(out).extra["validation"]["history"] == []
+
+
+def test_validation_shows_its_progress_and_what_is_to_come(tmp_path, fashion_mnist_dir):
+    events = []
+    res = distill(
+        "fashion_mnist",
+        ipc=1,
+        baseline="dm",
+        out=tmp_path / "v.safetensors",
+        hallucinators=2,
+        iterations=2,
+        data_dir=fashion_mnist_dir,
+        preset="quick",
+        options={**TINY, "eval_every": 1, "eval_epochs": 1, "eval_runs": 2},
+        progress=events.append,
+    )
+    assert [h["iteration"] for h in res.history] == [1, 2]
+    start = next(e for e in events if e.kind == "start")
+    assert "validation: 2 x 2 run(s) x 2 epochs" in start.message
+    its = [e.message for e in events if e.kind == "iteration"]
+    assert its == ["validation to come: 2 x 2 run(s) x 2 epochs", "validation to come: 1 x 2 run(s) x 2 epochs"]
+    steps = [(e.description, e.done, e.total) for e in events if e.kind == "validating"]
+    assert steps[-1] == ("validation at it 2", 4, 4) and ("validation at it 1", 2, 4) in steps
+
+
+def test_validation_points():
+    from habacli.distill.run import Run
+
+    def points(**kw):
+        run = Run.__new__(Run)
+        run.cfg = build_config("fashion_mnist", "dm", 1, preset="quick", overrides={**TINY, **kw})
+        return run.validation_points
+
+    assert points(iterations=3, eval_every=500, validate_single=False) == []  # a lone final point
+    assert points(iterations=3, eval_every=500) == [3]  # eval_every given: asked for
+    assert points(iterations=10, eval_every=4) == [4, 8, 10]
+    assert points(iterations=10, eval_every=4, eval_start=5) == [8, 10]
+    assert points(iterations=10, eval_every=0) == []

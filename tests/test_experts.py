@@ -80,8 +80,8 @@ def test_resume_mid_expert_is_bit_identical(tmp_path: Path, experts: Path, fashi
     class Stop(Exception):
         pass
 
-    def stop_after_first_epoch(event: dict) -> None:
-        if event["kind"] == "epoch" and event["epoch"] == 1:
+    def stop_after_first_epoch(event) -> None:
+        if event.kind == "epoch" and event.done == 1:
             raise Stop
 
     out = tmp_path / "buf"

@@ -16,9 +16,10 @@ from habacli.distill.factorization import (
     sim_loss,
     supcon_loss,
 )
-from habacli.distill.run import Run, objective_class
+from habacli.distill.run import Run
 from habacli.errors import ConfigError
 from habacli.networks.hallucinator import HallucinatorBank, decode_all
+from habacli.objectives import get_objective
 
 
 def _set(k: int = 3, classes: int = 4, n: int = 2, c: int = 1) -> SyntheticSet:
@@ -130,7 +131,7 @@ def test_budget_rules():
 @pytest.fixture(scope="module")
 def run(fashion_mnist_dir):
     torch.set_num_threads(2)
-    cls = objective_class("dm")
+    cls = get_objective("dm")
     cfg = build_config(
         "fashion_mnist",
         "dm",

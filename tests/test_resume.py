@@ -86,7 +86,7 @@ def test_ctrl_c_saves_and_resumes_exactly(tmp_path, fashion_mnist_dir, uninterru
     out = tmp_path / "int.safetensors"
 
     def progress(event):
-        if event.kind == "iteration" and event.iteration == N - 1:
+        if event.kind == "iteration" and event.done == N - 1:
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted, match="--resume"):

@@ -15,17 +15,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from habacli._shapes import MODULATIONS, PARAM_NAMES, hallucinator_shapes
 from habacli.errors import ArtifactError, ArtifactNotFoundError
 
 FORMAT = "haba"
 FORMAT_VERSION = "1.1"  # the newest minor version this reader implements; writers use format_version_of
-#: Hallucinator modulations (format 1.1; "pixel" is 1.0's and the default).
-MODULATIONS = ("pixel", "channel")
 MAX_HEADER_BYTES = 100_000_000
 MAX_TENSORS = 1024
 MAX_RANK = 8
 HAL_PREFIX, ZCA_PREFIX = "hallucinators.", "zca."
-HAL_KEYS = ("enc_weight", "enc_bias", "scale", "shift", "dec_weight", "dec_bias")
+HAL_KEYS = PARAM_NAMES
 ITEMSIZE = {
     "F32": 4,
     "I64": 8,
@@ -356,16 +355,9 @@ def expected_shapes(doc: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
         out["soft_labels"] = ("F32", (n, ds["num_classes"]))
     k = h["count"]
     if k > 0:
-        ks, cm = h["kernel_size"], h["mid_channels"]
-        mod = (hh - ks + 1, ww - ks + 1) if h.get("modulation", "pixel") == "pixel" else (1, 1)
-        shapes = {
-            "enc_weight": (k, cm, cb, ks, ks),
-            "enc_bias": (k, cm),
-            "scale": (k, cm, *mod),
-            "shift": (k, cm, *mod),
-            "dec_weight": (k, cm, c, ks, ks),
-            "dec_bias": (k, c),
-        }
+        shapes = hallucinator_shapes(
+            k, cb, c, hh, ww, h["kernel_size"], mid_channels=h["mid_channels"], modulation=h.get("modulation", "pixel")
+        )
         out.update({HAL_PREFIX + key: ("F32", s) for key, s in shapes.items()})
     if doc["zca"] is not None:
         d, r = doc["zca"]["dim"], doc["zca"]["rank"]

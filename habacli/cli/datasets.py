@@ -8,6 +8,9 @@ from typing import Annotated
 
 import typer
 
+from habacli.cli.options import DataDirOption, JsonOption
+from habacli.cli.progress import ProgressRenderer
+
 
 def _size(d: dict) -> str:
     return f"{d['channels']}x{d['height']}x{d['width']}"
@@ -21,7 +24,7 @@ def datasets(
             "hf:ORG/NAME[:config] are read and described."
         ),
     ] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Also look for local copies here.")] = None,
+    data_dir: DataDirOption = None,
     image_size: Annotated[int | None, typer.Option("--image-size", help="Resize custom datasets to this side.")] = None,
     load: Annotated[
         bool,
@@ -30,7 +33,7 @@ def datasets(
             help="Load NAME's train and test splits now (decode once into haba's cache) and print their sizes.",
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List the datasets haba knows (channels x size, classes, Hub id) and whether each is available locally."""
     from habacli.data.spec import DATASETS, is_custom
@@ -87,22 +90,18 @@ def datasets(
 
 
 def _load(name: str | None, data_dir: Path | None, image_size: int | None, as_json: bool) -> None:
-    import sys
-
     from habacli.data import load_split
     from habacli.errors import ConfigError
 
     if not name:
         raise ConfigError("--load needs a dataset NAME")
     out = {}
-    for split in ("train", "test"):
-        s = load_split(
-            name,
-            split,
-            data_dir=data_dir,
-            image_size=image_size,
-            progress=None if as_json else (lambda m: sys.stderr.write(m + "\n")),
-        )
+    with ProgressRenderer(quiet=as_json) as progress:
+        splits = {
+            split: load_split(name, split, data_dir=data_dir, image_size=image_size, progress=progress)
+            for split in ("train", "test")
+        }
+    for split, s in splits.items():
         out[split] = {
             "images": len(s),
             "shape": list(s.images.shape[1:]),

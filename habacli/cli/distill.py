@@ -9,6 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
+from habacli.cli.options import DataDirOption, DeviceOption, JsonOption, QuietOption
+from habacli.cli.progress import ProgressRenderer
+
 EPILOG = (
     "Examples:\n\n"
     "  haba distill fashion_mnist --ipc 1 --baseline dm --preset quick --out fm-dm-ipc1.safetensors\n\n"
@@ -35,86 +38,6 @@ def _parse_set(items: list[str] | None) -> dict[str, Any]:
         except tomllib.TOMLDecodeError:
             out[key] = raw.strip()
     return out
-
-
-class _Renderer:
-    """Progress on stderr: a rich bar on a terminal, else a plain line every ``log_every`` iterations."""
-
-    def __init__(self, quiet: bool, log_every: int | None):
-        from rich.console import Console
-
-        self.err = Console(stderr=True)
-        self.quiet = quiet
-        self.tty = self.err.is_terminal
-        self.log_every = log_every
-        self.bar: Any = None
-        self.task: Any = None
-        self.t0 = 0.0
-        self.start_it = 0
-
-    def __enter__(self) -> _Renderer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-    def _fmt(self, stats: dict[str, float]) -> str:
-        keys = [k for k in ("loss_dd", "loss_cos", "loss_adv") if k in stats] or list(stats)[:3]
-        return " ".join(f"{k}={stats[k]:.4g}" for k in keys)
-
-    def __call__(self, event: Any) -> None:
-        import time
-
-        if self.quiet:
-            return
-        if event.kind == "start":
-            self.t0, self.start_it = time.perf_counter(), event.iteration
-            if self.log_every is None:
-                self.log_every = 10
-            if self.tty:
-                from rich.progress import (
-                    BarColumn,
-                    MofNCompleteColumn,
-                    Progress,
-                    TextColumn,
-                    TimeElapsedColumn,
-                    TimeRemainingColumn,
-                )
-
-                self.bar = Progress(
-                    TextColumn("distill"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TextColumn("{task.fields[loss]}"),
-                    TextColumn("{task.fields[speed]}"),
-                    TimeElapsedColumn(),
-                    TimeRemainingColumn(),
-                    console=self.err,
-                    transient=False,
-                )
-                self.bar.start()
-                self.task = self.bar.add_task(
-                    "distill", total=event.total, completed=event.iteration, loss="", speed=""
-                )
-            else:
-                self.err.print(f"distill: {event.message}; iterations {event.iteration}/{event.total}", highlight=False)
-        elif event.kind == "iteration":
-            done = event.iteration - self.start_it
-            rate = done / max(time.perf_counter() - self.t0, 1e-9)
-            if self.bar is not None:
-                self.bar.update(
-                    self.task, completed=event.iteration, loss=self._fmt(event.stats), speed=f"{rate:.2f} it/s"
-                )
-            elif event.iteration % (self.log_every or 10) == 0 or event.iteration == event.total:
-                eta = (event.total - event.iteration) / rate if rate > 0 else float("inf")
-                self.err.print(
-                    f"it {event.iteration}/{event.total} {self._fmt(event.stats)} {rate:.2f} it/s eta {eta:.0f}s",
-                    highlight=False,
-                )
-        elif event.kind == "validation":
-            line = f"validation at it {event.iteration}: acc {event.stats['val_acc'] * 100:.2f}% {event.message}"
-            (self.bar.console if self.bar is not None else self.err).print(line, highlight=False)
 
 
 def distill_command(
@@ -159,8 +82,8 @@ def distill_command(
         int | None, typer.Option("--iterations", "-n", help="Outer iterations (default: the preset's).")
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of every random draw (default 0).")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the real data lives.")] = None,
+    device: DeviceOption = None,
+    data_dir: DataDirOption = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of options (CLI > file > preset).")] = None,
     preset: Annotated[
         str, typer.Option("--preset", help="paper (published hyper-parameters) or quick (minutes on a CPU).")
@@ -214,8 +137,8 @@ def distill_command(
         list[str] | None,
         typer.Option("--set", help="Any other option, KEY=VALUE (repeatable), e.g. --set batch_real=64."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Distill DATASET into bases and hallucinators (HaBa) with a DC, DSA, DM or MTT objective."""
     from habacli import api
@@ -242,7 +165,7 @@ def distill_command(
             options[key] = value
     if out is None:
         out = Path(f"{dataset.replace(':', '_').replace('/', '_')}-{baseline}-ipc{ipc}.safetensors")
-    with _Renderer(quiet or as_json and not sys.stderr.isatty(), log_every) as render:
+    with ProgressRenderer(quiet=quiet or as_json and not sys.stderr.isatty(), log_every=log_every) as render:
         result = api.distill(
             dataset,
             ipc=ipc,

@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from habacli.cli.options import DataDirOption, DeviceOption, JsonOption, QuietOption
+from habacli.cli.progress import ProgressRenderer
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -50,13 +53,13 @@ def evaluate_command(
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Base seed.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
     amp: Annotated[
         str | None, typer.Option("--amp", help="bf16: autocast training and the test pass (opt-in).")
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch size.")] = 256,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the real data lives.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
     curve: Annotated[Path | None, typer.Option("--curve", help="Write a learning-curve PNG here.")] = None,
     test_every: Annotated[
         int | None, typer.Option("--test-every", help="Also test every N epochs (for --curve).")
@@ -75,7 +78,7 @@ def evaluate_command(
             help="torch.compile each network: a one-off compile (seconds to a minute) for faster steps; pays off on long protocols.",
         ),
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Train fresh networks from scratch on a distilled set and report test accuracy (mean ± std)."""
     from habacli.errors import ConfigError
@@ -93,20 +96,11 @@ def evaluate_command(
     if baseline == "random" and (expansion != "sampled" or standardize_batches):
         raise ConfigError("--expansion and --standardize-batches do not apply to --baseline random")
 
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.console import Console  # lazy: rich only when a command runs
 
     from habacli import api
 
     err = Console(stderr=True)
-    show = not quiet and err.is_terminal
     kw = {
         "models": models,
         "runs": runs,
@@ -120,21 +114,7 @@ def evaluate_command(
         "test_every": test_every,
         "compile": compile_,
     }
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not show,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("loading", total=None)
-
-        def progress(desc: str, done: int, total: int) -> None:
-            bar.update(task, description=desc, completed=done, total=total)
-
+    with ProgressRenderer(quiet=quiet, transient=True) as progress:
         if baseline == "random":
             result = api.evaluate_random(target, ipc, zca=zca, progress=progress, **kw)
         else:

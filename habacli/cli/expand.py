@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from habacli.cli.options import DeviceOption, JsonOption
+
 FORMATS = ("imagefolder", "safetensors", "parquet")  # habacli.artifact.expand.FORMATS (kept torch-free here)
 
 
@@ -24,8 +26,8 @@ def expand_command(
     grid_columns: Annotated[int, typer.Option("--grid-columns", help="Column cap of the contact sheet.")] = 50,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the --per-basis draw.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out.")] = False,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "cpu",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    device: DeviceOption = "cpu",
+    as_json: JsonOption = False,
 ) -> None:
     """Expand an artifact: every basis x hallucinator pair becomes one labelled image."""
     from habacli.errors import UnknownNameError

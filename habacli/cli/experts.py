@@ -10,6 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
+from habacli.cli.options import DataDirOption, DeviceOption, JsonOption, QuietOption
+from habacli.cli.progress import ProgressRenderer
+
 
 def experts_command(
     dataset: Annotated[str, typer.Argument(help="Dataset to train the experts on (see `haba datasets`).")],
@@ -46,8 +49,8 @@ def experts_command(
         typer.Option("--zca/--no-zca", help="ZCA-whiten the data (default: on for cifar10/cifar100, off otherwise)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Run seed; expert i's seed derives from (seed, i).")] = 0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda (torchrun: cuda:LOCAL_RANK).")] = "auto",
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the real data lives.")] = None,
+    device: DeviceOption = "auto",
+    data_dir: DataDirOption = None,
     shard: Annotated[
         str | None,
         typer.Option("--shard", help="i/n: train only experts with index % n == i (machines without torchrun)."),
@@ -74,14 +77,14 @@ def experts_command(
     merge: Annotated[
         bool, typer.Option("--merge", help="Only rebuild manifest.json from the expert files in --out.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Train MTT expert trajectories: SGD (lr 0.01, no momentum), DSA, a parameter snapshot per epoch.
 
     Resumable: finished experts are skipped and an interrupted expert continues from its last epoch.
     Under torchrun (`python -m torch.distributed.run --nproc_per_node N -m habacli experts ...`) rank r
-    trains the experts with index % N == r and rank 0 writes the manifest.
+    trains the experts with index % N == r (on cuda:LOCAL_RANK with --device auto) and rank 0 writes the manifest.
     """
     from rich.console import Console
 
@@ -89,7 +92,6 @@ def experts_command(
 
     err = Console(stderr=True)
     rank = int(os.environ.get("RANK", "0") or 0)
-    show = not quiet and rank == 0
     tag = f"[rank {rank}] " if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else ""
     kw: dict[str, Any] = {
         "model": model,
@@ -107,20 +109,7 @@ def experts_command(
         "batch_size": batch_size,
         "merge": merge,
     }
-    if show and err.is_terminal:
-        result = _with_bar(api, dataset, kw, err)
-    else:
-
-        def progress(e: dict[str, Any]) -> None:
-            if not quiet and e["kind"] == "epoch":
-                err.print(
-                    f"{tag}expert {e['index']}: epoch {e['epoch']}/{e['epochs']}, test acc "
-                    f"{e['test_accuracy']:.4f}, {e['images_per_second']:.0f} img/s",
-                    highlight=False,
-                )
-            elif not quiet and e["kind"] == "skip":
-                err.print(f"{tag}expert {e['index']}: already done, skipped", highlight=False)
-
+    with ProgressRenderer(quiet=quiet or (rank != 0 and err.is_terminal), prefix=tag) as progress:
         result = api.experts(dataset, progress=progress, **kw)
     manifest = result.manifest or {}
     summary = {
@@ -148,52 +137,6 @@ def experts_command(
             f"skipped {len(result.skipped)})",
             highlight=False,
         )
-
-
-def _with_bar(api: Any, dataset: str, kw: dict[str, Any], err: Any) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-    ) as bar:
-        total = bar.add_task("experts", total=None)
-        epoch_task = bar.add_task("epochs", total=None, visible=False)
-
-        def progress(e: dict[str, Any]) -> None:
-            kind = e["kind"]
-            if kind == "start":
-                bar.update(total, total=len(e["experts"]), completed=0)
-            elif kind in ("skip", "expert_done"):
-                bar.advance(total)
-            elif kind == "expert":
-                bar.update(
-                    epoch_task,
-                    description=f"expert {e['index']}",
-                    total=e["epochs"],
-                    completed=e["start_epoch"],
-                    visible=True,
-                )
-            elif kind == "epoch":
-                bar.update(
-                    epoch_task,
-                    completed=e["epoch"],
-                    description=f"expert {e['index']} (acc {e['test_accuracy']:.3f}, {e['images_per_second']:.0f} img/s)",
-                )
-
-        return api.experts(dataset, progress=progress, **kw)
 
 
 def register(app: typer.Typer) -> None:

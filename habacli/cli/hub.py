@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from habacli.cli.options import JsonOption, QuietOption
+
 _TOKEN_HELP = (
     "Hugging Face token (default: huggingface_hub's own: the HF_TOKEN env var, then the file "
     "`hf auth login` writes). Never printed."
@@ -58,8 +60,8 @@ def push_command(
             help="Also upload the expanded images as parquet (enables the Hub's dataset viewer and load_dataset).",
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress messages.")] = False,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Upload an artifact, its dataset card and a preview grid to a Hub dataset repo in one atomic commit."""
     from habacli import api
@@ -92,8 +94,8 @@ def pull_command(
         Path | None, typer.Option("--out", "-o", help="Also copy the artifact and its card into this folder.")
     ] = None,
     token: Annotated[str | None, typer.Option("--token", help=_TOKEN_HELP, show_default=False)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress messages.")] = False,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Download an artifact through the Hugging Face cache (works offline once cached) and verify it."""
     from habacli import api

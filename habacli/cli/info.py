@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from habacli.cli.options import JsonOption
+
 
 def _bytes(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
@@ -86,9 +88,7 @@ def info(
     artifact: Annotated[
         str, typer.Argument(help="An artifact: a .safetensors path or hf://datasets/ORG/NAME\\[@REV]\\[/FILE].")
     ],
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the metadata (format, version, document) as JSON.")
-    ] = False,
+    as_json: JsonOption = False,
     verify: Annotated[
         bool, typer.Option("--verify", help="Also read the payload: checksum, label range, finite values.")
     ] = False,

@@ -17,6 +17,7 @@ from habacli.data import cache
 from habacli.data.layouts import LAYOUTS, Files, Layout
 from habacli.data.split import Split, cached_or_build, custom_spec, make_split
 from habacli.errors import ConfigError, DataNotFoundError
+from habacli.runtime.progress import ProgressFn
 
 if TYPE_CHECKING:
     import numpy as np
@@ -265,7 +266,12 @@ def _detect(files: list[Path], sample: int = 256) -> tuple[int, set[tuple[int, i
 
 
 def load_imagefolder(
-    name: str, split: str, *, image_size: int | None = None, channels: int | None = None, progress: Any = None
+    name: str,
+    split: str,
+    *,
+    image_size: int | None = None,
+    channels: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> Split:
     """``imagefolder:PATH`` -> :class:`Split`; classes are the sorted sub-folder names."""
     root = Path(name.split(":", 1)[1]).expanduser()

@@ -23,6 +23,7 @@ from habacli.data import cache
 from habacli.data.folder import GRAY_MODES, HOLDOUT_FRACTION, HOLDOUT_SEED, decode_files, holdout_mask, target_size
 from habacli.data.split import Split, cached_or_build, custom_spec, make_split
 from habacli.errors import DataNotFoundError
+from habacli.runtime.progress import ProgressFn
 
 if TYPE_CHECKING:
     import numpy as np
@@ -243,7 +244,12 @@ def _fingerprint(path: str) -> list[Any]:
 
 
 def load_hf(
-    name: str, split: str, *, image_size: int | None = None, channels: int | None = None, progress: Any = None
+    name: str,
+    split: str,
+    *,
+    image_size: int | None = None,
+    channels: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> Split:
     """``hf:ORG/NAME[:config]`` (Hub, through the datasets cache) or ``hf:PATH`` (local parquet, imagefolder,
     ...). Test split: ``test``, else ``validation``/``valid``/``val``, else a stratified 20% hold-out."""

@@ -10,8 +10,9 @@ from habacli.data import cache, hf
 from habacli.data.folder import load_imagefolder, tiny_wnids
 from habacli.data.locate import Found, expected_files, find_local
 from habacli.data.spec import DatasetSpec, builtin_spec, is_custom
-from habacli.data.split import SPLITS, Progress, Split, cached_or_build, make_split
+from habacli.data.split import SPLITS, Split, cached_or_build, make_split
 from habacli.errors import ConfigError, DataNotFoundError
+from habacli.runtime.progress import ProgressFn
 
 __all__ = ["Split", "get_spec", "load_split"]
 
@@ -27,7 +28,11 @@ def _check_size(image_size: int | None) -> None:
 
 
 def _builtin_split(
-    spec: DatasetSpec, split: str, data_dir: str | os.PathLike | None, image_size: int | None, progress: Progress
+    spec: DatasetSpec,
+    split: str,
+    data_dir: str | os.PathLike | None,
+    image_size: int | None,
+    progress: ProgressFn | None,
 ) -> Split:
     size = (int(image_size), int(image_size)) if image_size else None
     if size == (spec.height, spec.width):
@@ -71,7 +76,7 @@ def load_split(
     data_dir: str | os.PathLike | None = None,
     image_size: int | None = None,
     channels: int | None = None,
-    progress: Progress = None,
+    progress: ProgressFn | None = None,
 ) -> Split:
     """Load ``split`` of dataset ``name`` as uint8 tensors (decoded once, then cached as safetensors).
 

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from habacli.data import cache
 from habacli.data.spec import DatasetSpec
+from habacli.runtime.progress import ProgressFn, note
 
 if TYPE_CHECKING:
     import torch
 
 SPLITS = ("train", "test")
-Progress = Callable[[str], None] | None  # one line per stage (e.g. "decoding ... (first load)")
 
 
 @dataclass(frozen=True)
@@ -76,15 +76,14 @@ def _to_cache(path: Path, split: Split) -> None:
 
 
 def cached_or_build(
-    name: str, split: str, payload: dict[str, Any], build: Callable[[], Split], progress: Progress = None
+    name: str, split: str, payload: dict[str, Any], build: Callable[[], Split], progress: ProgressFn | None = None
 ) -> Split:
     """Serve ``name``/``split`` from the cache under ``payload``'s key, else ``build()`` and store it."""
     path = cache.split_path(name, split, cache.cache_key({"name": name, "split": split, **payload}))
     hit = _from_cache(path)
     if hit is not None:
         return hit
-    if progress:
-        progress(f"decoding {name} {split} (first load; cached afterwards)")
+    note(progress, "data", f"decoding {name} {split} (first load; cached afterwards)")
     result = build()
     _to_cache(path, result)
     return result

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from habacli.data import cache
 from habacli.data.load import load_split
+from habacli.runtime.progress import ProgressFn, note
 
 if TYPE_CHECKING:
     import torch
@@ -41,7 +41,7 @@ def fit_zca(
     data_dir: str | os.PathLike | None = None,
     eps: float = 0.1,
     image_size: int | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> ZCA:
     """Fit ZCA on the train split of ``name`` (pixel space [0, 1], flattened ``C*H*W``).
 
@@ -55,8 +55,7 @@ def fit_zca(
     hit = cache.load_tensors(path)
     if hit is not None:
         return ZCA.from_tensors(hit[0])
-    if progress:
-        progress(f"fitting ZCA on {name} train ({len(split)} images, eps {eps})")
+    note(progress, "data", f"fitting ZCA on {name} train ({len(split)} images, eps {eps})")
     zca = ZCA.fit(split.images, eps=eps)
     try:
         cache.save_tensors(path, zca.to_tensors(), {"dataset": split.spec.name, "eps": eps})

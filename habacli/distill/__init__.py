@@ -2,6 +2,6 @@
 engine (:mod:`.engine`), the synthetic set and contrastive game (:mod:`.factorization`) and checkpoints
 (:mod:`.checkpoint`). Importing this package is torch-free."""
 
-from habacli.distill.run import DistillResult, ProgressEvent, Run, distill, objective_class
+from habacli.distill.run import DistillResult, ProgressEvent, Run, distill
 
-__all__ = ["DistillResult", "ProgressEvent", "Run", "distill", "objective_class"]
+__all__ = ["DistillResult", "ProgressEvent", "Run", "distill"]

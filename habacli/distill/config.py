@@ -26,15 +26,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from habacli._shapes import MODULATIONS, hallucinator_values
 from habacli.errors import ConfigError, UnknownNameError
+from habacli.runtime.amp import check_amp
 
 PRESETS: tuple[str, ...] = ("paper", "quick")
-AMP_MODES: tuple[str, ...] = ("off", "bf16", "fp16")
-
 INIT_MODES: tuple[str, ...] = ("real", "noise")
 HALLUCINATOR_INITS: tuple[str, ...] = ("official", "identity")
-#: Hallucinator modulations (mirrors habacli.networks.hallucinator.MODULATIONS, kept torch-free here).
-MODULATIONS: tuple[str, ...] = ("pixel", "channel")
 BUDGETS: tuple[str, ...] = ("paper", "matched")
 
 #: Options that may change when a run is resumed (they do not change the optimisation path).
@@ -47,6 +45,7 @@ RESUMABLE_KEYS: frozenset[str] = frozenset(
         "eval_epochs",
         "eval_runs",
         "eval_lr",
+        "validate_single",
         "checkpoint_every",
         "log_every",
         "compile",
@@ -101,6 +100,9 @@ class DistillConfig:
     eval_runs: int = 1
     eval_lr: float | None = None  # None: the objective's learned lr, else 0.01
     eval_model: str | None = None
+    # a lone validation point (e.g. only the last iteration) has nothing to choose between: it runs only
+    # when asked (this flag, or eval_every given by the caller or a config file rather than a preset)
+    validate_single: bool = False
     # bookkeeping
     checkpoint_every: int = 100
     log_every: int = 10
@@ -260,6 +262,8 @@ def build_config(
     for source in (preset_opts, file_opts, overrides):
         merged.update(source)
     merged.update(dataset=dataset, objective=objective, ipc=ipc, factorize=factorize)
+    if "validate_single" not in merged and ("eval_every" in overrides or "eval_every" in file_opts):
+        merged["validate_single"] = True  # validation was asked for, not inherited from a preset
     keys = engine_keys()
     engine_opts = {k: v for k, v in merged.items() if k in keys}
     obj_opts = {k: v for k, v in merged.items() if k not in keys}
@@ -334,11 +338,7 @@ def validate(cfg: DistillConfig) -> None:
     )
     need(cfg.base_scale >= 1, f"--base-scale must be >= 1, got {cfg.base_scale}")
     need(cfg.budget in BUDGETS, f"--budget must be one of {', '.join(BUDGETS)}, got {cfg.budget!r}")
-    need(cfg.amp in AMP_MODES, f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
-    if cfg.amp == "fp16":
-        from habacli.runtime.device import FP16_REFUSED  # lazy: runtime.device imports torch
-
-        raise ConfigError(FP16_REFUSED)
+    cfg.amp = check_amp(cfg.amp) or "off"  # the one --amp check; "none" and "" are spelt "off"
     need(cfg.iterations >= 0, f"--iterations must be >= 0, got {cfg.iterations}")
     need(
         cfg.bases_per_class is None or cfg.bases_per_class >= 1,
@@ -388,18 +388,6 @@ class Budget:
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "total_values": self.total_values, "overhead": self.overhead}
-
-
-def hallucinator_values(
-    num: int, in_channels: int, channels: int, height: int, width: int, kernel: int = 3, modulation: str = "pixel"
-) -> int:
-    """Stored values of ``num`` hallucinators (research/haba.md section 1.2: 5 568 each for 32x32 RGB;
-    per-channel modulation keeps one scale and shift per channel)."""
-    hh, ww = (height - kernel + 1, width - kernel + 1) if modulation == "pixel" else (1, 1)
-    per = channels * in_channels * kernel * kernel + channels  # enc
-    per += 2 * channels * hh * ww  # scale, shift
-    per += channels * channels * kernel * kernel + channels  # dec
-    return num * per
 
 
 def plan_budget(cfg: DistillConfig, *, num_classes: int, channels: int, height: int, width: int) -> Budget:

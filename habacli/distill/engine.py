@@ -19,8 +19,9 @@ and 4 are skipped. All randomness comes from :attr:`Engine.generator` (checkpoin
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -29,7 +30,9 @@ from habacli.distill.config import DistillConfig
 from habacli.distill.factorization import SyntheticSet, adversary_loss, cos_loss
 from habacli.errors import ConfigError
 from habacli.networks import default_network, get_network
-from habacli.objectives.base import Objective, ParamGroup
+from habacli.objectives.base import Objective, ParamGroup, RunSettings
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _sgd(params: list[Tensor], lr: float, momentum: float) -> torch.optim.SGD | None:
@@ -52,8 +55,20 @@ class Engine:
         model_name: str,
         dsa: Any | None,
         contrast_dsa: Any | None,
+        data_dir: str | os.PathLike | None = None,
     ):
         self.config = config
+        self.settings = RunSettings(
+            ipc=config.ipc,
+            model=model_name,
+            factorize=config.factorize,
+            zca=config.zca,
+            seed=config.seed,
+            data_dir=data_dir,
+            amp=config.amp,
+            compile=config.compile,
+            channels_last=config.channels_last,
+        )
         self.spec = spec
         self.real = real
         self.synthetic = synthetic.to(device)
@@ -101,11 +116,11 @@ class Engine:
         dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
-    def compile(self, fn: Callable) -> Callable:
+    def compile(self, fn: F) -> F:
         """``torch.compile(fn)`` under ``--compile``, else ``fn``."""
         if not self.config.compile:
             return fn
-        return torch.compile(fn, dynamic=False)
+        return cast(F, torch.compile(fn, dynamic=False))
 
     # ------------------------------------------------------------------ optimisers
 

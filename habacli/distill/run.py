@@ -17,27 +17,19 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from habacli.distill.config import DistillConfig, build_config, plan_budget
 from habacli.errors import ConfigError, Interrupted, UsageError
+from habacli.objectives import get_objective
+from habacli.runtime.progress import Progress, ProgressFn
 
-
-@dataclass
-class ProgressEvent:
-    """What the library tells a progress callback (the CLI renders it)."""
-
-    kind: str  # "start" | "iteration" | "validation" | "checkpoint" | "done"
-    iteration: int  # iterations completed
-    total: int
-    stats: dict[str, float] = field(default_factory=dict)
-    message: str = ""
-
-
-ProgressFn = Callable[[ProgressEvent], None]
+#: The loop's events are :class:`habacli.runtime.progress.Progress` (description ``distill``; kinds start,
+#: iteration, validating, validation, checkpoint, done); ``ProgressEvent`` is the old name.
+ProgressEvent = Progress
 
 
 @dataclass
@@ -136,7 +128,14 @@ def _derive_seed(*parts: int) -> int:
 class Run:
     """One distillation run: data, engine, objective, loop state."""
 
-    def __init__(self, cfg: DistillConfig, objective_cls: type, *, data_dir: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        cfg: DistillConfig,
+        objective_cls: type,
+        *,
+        data_dir: str | os.PathLike | None = None,
+        progress: ProgressFn | None = None,
+    ):
         import torch
 
         from habacli.data import RealData, fit_zca, get_spec, load_split
@@ -149,16 +148,20 @@ class Run:
 
         self.cfg = cfg
         self.device = pick_device(cfg.device)
-        _check_amp(cfg.amp, self.device)
         warn_if_emulated(self.device, cfg.amp)
         if cfg.compile:
             check_compile(self.device)
         self.generator = seed_everything(cfg.seed)
         spec = get_spec(cfg.dataset, data_dir=data_dir, image_size=cfg.image_size)
-        plan_budget(cfg, num_classes=spec.num_classes, channels=spec.channels, height=spec.height, width=spec.width)
-        split = load_split(cfg.dataset, "train", data_dir=data_dir, image_size=cfg.image_size)
-        self.spec = split.spec if getattr(split, "spec", None) is not None else spec
-        self.zca = fit_zca(cfg.dataset, data_dir=data_dir, image_size=cfg.image_size) if cfg.zca else None
+        # the budget first: a bad --budget fails before the data is decoded
+        self.budget = plan_budget(
+            cfg, num_classes=spec.num_classes, channels=spec.channels, height=spec.height, width=spec.width
+        )
+        split = load_split(cfg.dataset, "train", data_dir=data_dir, image_size=cfg.image_size, progress=progress)
+        self.spec = split.spec
+        self.zca = (
+            fit_zca(cfg.dataset, data_dir=data_dir, image_size=cfg.image_size, progress=progress) if cfg.zca else None
+        )
         self.real = RealData.build(
             split, device=self.device, zca=self.zca, val_fraction=cfg.val_fraction, seed=cfg.seed
         )
@@ -168,9 +171,6 @@ class Run:
                 "--single-channel needs hallucinators to map bases to the data's channels: "
                 "drop --no-factorize or --single-channel"
             )
-        self.budget = plan_budget(
-            cfg, num_classes=spec.num_classes, channels=spec.channels, height=spec.height, width=spec.width
-        )
         n, c_b = self.budget.bases_per_class, self.budget.base_channels
         if cfg.init == "real":
             bases, _ = self.real.init_bases(n, self.generator, single_channel=cfg.single_channel)
@@ -205,8 +205,8 @@ class Run:
             model_name=self.model_name,
             dsa=dsa_for(spec) if cfg.dsa else None,
             contrast_dsa=dsa_for(spec) if cfg.contrast_dsa else None,
+            data_dir=data_dir,  # MTT's --experts auto trains experts on the same data
         )
-        self.engine.data_dir = data_dir  # MTT's --experts auto trains experts on the same data
         self.objective = objective_cls(self.engine, dict(cfg.objective_config))
         self.engine.attach(self.objective)
         self.iteration = 0
@@ -236,9 +236,10 @@ class Run:
 
     # ------------------------------------------------------------------ validation and artifacts
 
-    def validate(self) -> float:
+    def validate(self, progress: ProgressFn | None = None) -> float:
         """Mean accuracy on the held-out validation split of fresh networks trained on the
-        sampled expansion (each basis under one random hallucinator per epoch)."""
+        sampled expansion (each basis under one random hallucinator per epoch); ``progress`` gets
+        ``validating`` events over runs x epochs."""
         import torch
 
         from habacli.evaluate.run import train_and_test
@@ -259,7 +260,14 @@ class Run:
         x_val, y_val = self.real.val.all_model()
         lr = cfg.eval_lr or self.objective.artifact_fields().get("learned_lr") or 0.01
         accs = []
+        what, per_run = f"validation at it {self.iteration}", cfg.eval_epochs + 1
+        total = cfg.eval_runs * per_run
         for r in range(cfg.eval_runs):
+
+            def tick(e: Progress, base: int = r * per_run) -> None:
+                if progress is not None:
+                    progress(Progress("validating", what, base + e.done, total))
+
             res = train_and_test(
                 cfg.eval_model or self.model_name,
                 train if k_total else (bases, labels),
@@ -271,6 +279,7 @@ class Run:
                 seed=_derive_seed(cfg.seed, self.iteration, r),
                 device=self.device,
                 amp="bf16" if cfg.amp == "bf16" else None,
+                progress=tick,
             )
             accs.append(float(getattr(res, "accuracy", res)))
         return sum(accs) / len(accs)
@@ -326,11 +335,12 @@ class Run:
         emit = progress or (lambda e: None)
         self._t0 = time.perf_counter()
         emit(
-            ProgressEvent(
+            Progress(
                 "start",
+                "distill",
                 start,
                 cfg.iterations,
-                message=f"{cfg.objective} run, {self.budget.bases_per_class} bases/class",
+                message=f"{cfg.objective} run, {self.budget.bases_per_class} bases/class; {self._validation_plan()}",
             )
         )
         window = IterationStats()
@@ -348,12 +358,12 @@ class Run:
                     window.add(stats)
                     last = dict(stats)
                     it = self.iteration
-                    emit(ProgressEvent("iteration", it, cfg.iterations, last))
-                    if self._validation_due(it):
+                    emit(Progress("iteration", "distill", it, cfg.iterations, last, self._validation_left(it)))
+                    if it in self.validation_points:
                         self._validate_and_keep(out, emit)
                     if self._due(cfg.checkpoint_every, it) and it < cfg.iterations:
                         self.save_checkpoint(ckpt)
-                        emit(ProgressEvent("checkpoint", it, cfg.iterations, message=str(ckpt)))
+                        emit(Progress("checkpoint", "distill", it, message=f"checkpoint at it {it}: {ckpt}"))
                     if guard.requested:
                         raise KeyboardInterrupt
                 if cfg.eval_every and cfg.iterations == start == 0 and not self.history:
@@ -376,7 +386,7 @@ class Run:
         else:
             self.write_artifact(out, self.synthetic_state(), best_iteration=None)
         wall = self._elapsed()
-        emit(ProgressEvent("done", self.iteration, cfg.iterations, window.mean(), message=str(out)))
+        emit(Progress("done", "distill", self.iteration, cfg.iterations, window.mean(), message=str(out)))
         return DistillResult(
             artifact_path=out,
             checkpoint_path=ckpt if cfg.checkpoint_every else None,
@@ -391,56 +401,56 @@ class Run:
             last_stats=last,
         )
 
-    def _validation_due(self, it: int) -> bool:
+    @property
+    def validation_points(self) -> list[int]:
+        """The iterations validated after: every ``eval_every`` from ``eval_start`` and the last one;
+        none when that is a single point (nothing to choose between) unless ``validate_single``."""
         cfg = self.cfg
-        if not cfg.eval_every or it < cfg.eval_start:
-            return False
-        return it % cfg.eval_every == 0 or it == cfg.iterations
+        if not cfg.eval_every:
+            return []
+        first = max(cfg.eval_start, 1)
+        points = list(range(-(-first // cfg.eval_every) * cfg.eval_every, cfg.iterations + 1, cfg.eval_every))
+        if cfg.iterations >= first and (not points or points[-1] != cfg.iterations):
+            points.append(cfg.iterations)
+        return points if len(points) > 1 or cfg.validate_single else []
+
+    def _validation_cost(self, points: int) -> str:
+        cfg = self.cfg
+        return f"{points} x {cfg.eval_runs} run(s) x {cfg.eval_epochs + 1} epochs"
+
+    def _validation_plan(self) -> str:
+        """What the run will spend on validation (printed before it starts)."""
+        points = self.validation_points
+        if points:
+            return f"validation: {self._validation_cost(len(points))} on the held-out split"
+        if self.cfg.eval_every:
+            return "no validation (a single validation point has nothing to choose between; --set validate_single=true)"
+        return "no validation"
+
+    def _validation_left(self, it: int) -> str:
+        """How much validation is still to come after iteration ``it``."""
+        left = sum(1 for p in self.validation_points if p >= it)
+        return f"validation to come: {self._validation_cost(left)}" if left else ""
 
     def _validate_and_keep(self, out: Path, emit: ProgressFn) -> None:
         t = time.perf_counter()
-        acc = self.validate()
+        acc = self.validate(emit)
         self.history.append({"iteration": self.iteration, "val_acc": acc, "seconds": round(time.perf_counter() - t, 2)})
         improved = self.best is None or acc > self.best["acc"]
         if improved:
             self.best = {"acc": acc, "iteration": self.iteration, "state": self.synthetic_state()}
             self.write_artifact(out, self.best["state"], best_iteration=self.iteration)
+        best = " (new best)" if improved else ""
         emit(
-            ProgressEvent(
+            Progress(
                 "validation",
+                "distill",
                 self.iteration,
-                self.cfg.iterations,
+                None,
                 {"val_acc": acc},
-                message="new best" if improved else "",
+                message=f"validation at it {self.iteration}: acc {acc * 100:.2f}%{best}",
             )
         )
-
-
-def _check_amp(amp: str, device: Any) -> None:
-    """``--amp fp16`` needs a device with float16 autocast."""
-    import torch
-
-    if amp == "fp16" and device.type == "cpu":
-        try:
-            with torch.autocast("cpu", dtype=torch.float16):
-                torch.ones(2, 2) @ torch.ones(2, 2)
-        except (RuntimeError, AssertionError) as e:
-            raise ConfigError(f"--amp fp16 is not supported on the CPU here ({e}); use --amp bf16") from None
-
-
-def objective_class(name: str) -> type:
-    """The objective registered as ``name``, importing only its own module (unknown names suggest)."""
-    import importlib
-
-    from habacli.errors import UnknownNameError
-    from habacli.objectives import OBJECTIVE_MODULES, OBJECTIVES
-
-    key = str(name).lower()
-    if key not in OBJECTIVE_MODULES:
-        raise UnknownNameError("objective", str(name), OBJECTIVE_MODULES)
-    if key not in OBJECTIVES:
-        importlib.import_module(OBJECTIVE_MODULES[key])
-    return OBJECTIVES.get(key)
 
 
 def distill(
@@ -479,7 +489,7 @@ def distill(
 
     if ipc is None or int(ipc) < 1:
         raise ConfigError(f"--ipc must be >= 1, got {ipc}")
-    obj_cls = objective_class(baseline)
+    obj_cls = get_objective(baseline)
     overrides = dict(options or {})
     overrides.update(
         hallucinators=hallucinators,
@@ -506,5 +516,5 @@ def distill(
     ckpt_path = Path(checkpoint) if checkpoint is not None else checkpoint_path_for(out_path)
     if resume and not ckpt_path.is_file():
         raise ConfigError(f"--resume: no checkpoint at {ckpt_path}")
-    run = Run(cfg, obj_cls, data_dir=data_dir)
+    run = Run(cfg, obj_cls, data_dir=data_dir, progress=progress)
     return run.execute(out_path, ckpt_path, resume=resume, progress=progress)

@@ -18,15 +18,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from habacli.errors import ConfigError
+from habacli.runtime.amp import check_amp
+from habacli.runtime.progress import Progress, ProgressFn
 
 TrainSet = tuple[Tensor, Tensor] | Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
-Progress = Callable[[str, int, int], None]
 
 MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
 TEST_BATCH = 500
 HABA_TEST_BATCH = 128  # the official loader's test batch, used only with standardize_batches
-AMP_MODES = ("bf16",)
 
 
 @dataclass
@@ -44,13 +44,9 @@ def spec_shape(spec: Any) -> dict[str, int]:
     return {k: int(get(k)) for k in ("channels", "num_classes", "height", "width")}
 
 
-def check_amp(amp: str | None) -> str | None:
-    """Validate an ``--amp`` value (None or ``bf16``)."""
-    if amp in (None, "", "none", "off"):
-        return None
-    if amp not in AMP_MODES:
-        raise ConfigError(f"--amp must be one of {', '.join(AMP_MODES)} (or omitted), got {amp!r}")
-    return amp
+def eval_amp(amp: str | None) -> str | None:
+    """Validate an ``--amp`` value for evaluation (None or ``bf16``)."""
+    return check_amp(amp)
 
 
 def use_channels_last(device: torch.device) -> bool:
@@ -131,7 +127,7 @@ def train_and_test(
     amp: str | None = None,
     test_every: int | None = None,
     standardize_batches: bool = False,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
     compile: bool = False,
 ) -> TrainResult:
     """Train a fresh ``model_name`` on ``train`` and return its accuracy on ``test``.
@@ -155,7 +151,7 @@ def train_and_test(
         raise ConfigError(f"the batch size must be >= 1, got {batch_size}")
     if test_every is not None and test_every < 1:
         raise ConfigError(f"--test-every must be >= 1, got {test_every}")
-    amp = check_amp(amp)
+    amp = eval_amp(amp)
     device = torch.device(device)
     generator = torch.Generator().manual_seed(int(seed))
     net = get_network(model_name, generator=generator, **spec_shape(spec)).to(device)
@@ -208,7 +204,7 @@ def train_and_test(
                 )
             )
         if progress is not None:
-            progress(model_name, ep + 1, total_epochs)
+            progress(Progress("epoch", model_name, ep + 1, total_epochs))
     accuracy = test_accuracy(
         model, x_test, y_test, channels_last=cl_test, standardize_batches=standardize_batches, amp=amp
     )

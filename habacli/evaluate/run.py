@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from habacli.errors import ConfigError
-from habacli.evaluate.protocol import TrainResult, check_amp, train_and_test
+from habacli.evaluate.protocol import TrainResult, eval_amp, train_and_test
+from habacli.runtime.progress import Progress, ProgressFn
 
 __all__ = ["EvalResult", "ModelResult", "TrainResult", "evaluate", "evaluate_random", "train_and_test"]
 
 EXPANSIONS = ("sampled", "full")
 DEFAULT_LR = 0.01
 STD_DEFINITION = "population std over runs (ddof=0, numpy default)"
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -188,7 +188,7 @@ def _run_models(
     device: Any,
     amp: str | None,
     test_every: int | None,
-    progress: Progress | None,
+    progress: ProgressFn | None,
     train_for_run: Callable[[int], Any] | None = None,
     standardize_batches: bool = False,
     compile: bool = False,
@@ -203,11 +203,9 @@ def _run_models(
         res = ModelResult(name, [])
         for r in range(runs):
 
-            def tick(
-                _label: str, ep: int, _total: int, _base: int = done, _what: str = f"{name} run {r + 1}/{runs}"
-            ) -> None:
+            def tick(e: Progress, _base: int = done, _what: str = f"{name} run {r + 1}/{runs}") -> None:
                 if progress is not None:
-                    progress(_what, _base + ep, total)
+                    progress(Progress("epoch", "evaluate", _base + e.done, total, message=_what))
 
             t = train_and_test(
                 name,
@@ -250,7 +248,7 @@ def evaluate(
     test_every: int | None = None,
     standardize_batches: bool = False,
     compile: bool = False,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> EvalResult:
     """Evaluate an artifact (path, ``hf://`` reference or loaded artifact) under the standard protocol.
 
@@ -271,7 +269,7 @@ def evaluate(
     from habacli.runtime.device import check_compile, pick_device, warn_if_emulated
 
     _check(runs, epochs, lr, batch_size, test_every)
-    amp = check_amp(amp)
+    amp = eval_amp(amp)
     if expansion not in EXPANSIONS:
         from habacli.errors import UnknownNameError
 
@@ -396,7 +394,7 @@ def evaluate_random(
     test_every: int | None = None,
     compile: bool = False,
     zca: bool = False,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> EvalResult:
     """The random baseline: ``ipc`` random real training images per class (a fresh draw per run,
     seeded with ``seed + run``; the same draw for every model of that run), trained and tested under
@@ -409,7 +407,7 @@ def evaluate_random(
     from habacli.runtime.device import check_compile, pick_device, warn_if_emulated
 
     _check(runs, epochs, lr, batch_size, test_every)
-    amp = check_amp(amp)
+    amp = eval_amp(amp)
     if ipc < 1:
         raise ConfigError(f"--ipc must be >= 1, got {ipc}")
     start = time.perf_counter()

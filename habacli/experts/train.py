@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +32,6 @@ from habacli.experts.store import (
     PartialState,
     check_config,
     config_of,
-    expert_file,
     list_expert_files,
     read_header,
     read_partial,
@@ -42,11 +40,12 @@ from habacli.experts.store import (
     write_expert,
     write_partial,
 )
+from habacli.runtime.amp import check_amp
+from habacli.runtime.progress import Progress, ProgressFn
 
 #: datasets whose paper setting whitens with ZCA (MTT/HaBa on CIFAR); every other dataset does not
 ZCA_DATASETS = frozenset({"cifar10", "cifar100"})
 ZCA_EPS = 0.1
-Progress = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -159,7 +158,7 @@ def train_experts(
     batch_size: int = 256,
     dsa: bool = True,
     merge: bool = False,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> ExpertsResult:
     """Train experts ``0..num-1`` (this worker's share) into ``out`` and rebuild the manifest.
 
@@ -182,12 +181,7 @@ def train_experts(
         raise ConfigError("--lr must be > 0 and --batch-size >= 1")
     if subset is not None and subset < 1:
         raise ConfigError(f"--subset must be >= 1, got {subset}")
-    if amp == "fp16":
-        from habacli.runtime.device import FP16_REFUSED  # lazy: torch, as the imports below
-
-        raise ConfigError(FP16_REFUSED)
-    if amp not in (None, "bf16"):
-        raise ConfigError(f"--amp must be bf16, got {amp!r}")
+    amp = check_amp(amp)
     rank, world, local_rank = _world()
     shard_t = parse_shard(shard)
     if world > 1 and shard_t is not None:
@@ -270,25 +264,23 @@ def train_experts(
         autocast = _autocast(dev, amp)
         images_seen, train_seconds = 0, 0.0
         emit(
-            {
-                "kind": "start",
-                "experts": mine,
-                "num": num,
-                "epochs": epochs,
-                "out": str(folder),
-                "rank": rank,
-                "world": world,
-            }
+            Progress(
+                "start", "experts", 0, len(mine), message=f"{len(mine)} of {num} experts x {epochs} epochs -> {folder}"
+            )
         )
+        finished = 0
         for i in mine:
             if i in existing:
                 check_config(existing[i], config_of(read_header(existing[i])[0]), config)
                 result.skipped.append(i)
-                emit({"kind": "skip", "index": i})
+                finished += 1
+                emit(Progress("skip", "experts", finished, len(mine), message=f"expert {i}: already done, skipped"))
                 continue
             seen, secs, resumed = _train_one(
                 i, folder, config, layout, make, augment, x_train, y_train, x_test, y_test, dev, autocast, emit
             )
+            finished += 1
+            emit(Progress("expert_done", "experts", finished, len(mine), message=f"expert {i} done"))
             images_seen += seen
             train_seconds += secs
             result.trained.append(i)
@@ -315,7 +307,7 @@ def train_experts(
 
             dist.destroy_process_group()
     result.seconds = time.perf_counter() - t_start
-    emit({"kind": "done", "trained": result.trained, "skipped": result.skipped, "seconds": result.seconds})
+    emit(Progress("done", "experts", len(result.trained) + len(result.skipped), None))
     return result
 
 
@@ -339,7 +331,7 @@ def _train_one(index, folder, config, layout, make, augment, x_train, y_train, x
         done = 0
         trajectory[0] = layout.flatten(net).cpu()
         accs = [_accuracy(net, x_test, y_test, autocast, amp=config.get("amp"))]
-    emit({"kind": "expert", "index": index, "epochs": epochs, "start_epoch": done})
+    emit(Progress("expert", f"expert {index}", done, epochs))
     opt = torch.optim.SGD(net.parameters(), lr=config["lr"], momentum=0.0, weight_decay=0.0)
     seen, secs = 0, 0.0
     for epoch in range(done + 1, epochs + 1):
@@ -366,18 +358,17 @@ def _train_one(index, folder, config, layout, make, augment, x_train, y_train, x
         accs.append(_accuracy(net, x_test, y_test, autocast, amp=config.get("amp")))
         if epoch < epochs:
             write_partial(folder, index, meta, PartialState(trajectory[: epoch + 1].clone(), g.get_state(), accs))
+        rate = n / max(epoch_secs, 1e-9)
         emit(
-            {
-                "kind": "epoch",
-                "index": index,
-                "epoch": epoch,
-                "epochs": epochs,
-                "test_accuracy": accs[-1],
-                "loss": float(loss.detach()),
-                "images_per_second": n / max(epoch_secs, 1e-9),
-            }
+            Progress(
+                "epoch",
+                f"expert {index}",
+                epoch,
+                epochs,
+                {"test_accuracy": accs[-1], "loss": float(loss.detach()), "images_per_second": rate},
+                message=f"test acc {accs[-1]:.4f}, {rate:.0f} img/s",
+            )
         )
     write_expert(folder, index, trajectory, {**meta, "test_accuracy": accs})
     remove_partial(folder, index)
-    emit({"kind": "expert_done", "index": index, "test_accuracy": accs[-1], "file": expert_file(index)})
     return seen, secs, partial is not None

@@ -27,10 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from habacli._shapes import MODULATIONS, PARAM_NAMES
+from habacli._shapes import hallucinator_shapes as param_shapes
 from habacli.errors import ConfigError
 
 #: Parameter names, in the order of :meth:`HallucinatorBank.state_dict` and of the artifact.
-PARAM_NAMES: tuple[str, ...] = ("enc_weight", "enc_bias", "scale", "shift", "dec_weight", "dec_bias")
 
 #: The architecture's name as written in artifacts (formats/haba-artifact-v1.md).
 ARCHITECTURE = "haba-style-translator"
@@ -47,31 +48,8 @@ INITS: tuple[str, ...] = ("official", "identity")
 IDENTITY_NOISE = 0.1
 
 
-#: How the FiLM-like ``scale`` and ``shift`` act: per mid channel and position (the paper's), or per
-#: mid channel only (format 1.1: a compact hallucinator, 1 % of the values for 28 px images).
-MODULATIONS: tuple[str, ...] = ("pixel", "channel")
-
-
-def param_shapes(
-    num: int,
-    in_channels: int,
-    out_channels: int,
-    height: int,
-    width: int,
-    kernel_size: int = 3,
-    modulation: str = "pixel",
-) -> dict[str, tuple[int, ...]]:
-    """The shape of every stacked parameter for the given architecture (mid = out channels)."""
-    k, cm = kernel_size, out_channels
-    h, w = (height - k + 1, width - k + 1) if modulation == "pixel" else (1, 1)
-    return {
-        "enc_weight": (num, cm, in_channels, k, k),
-        "enc_bias": (num, cm),
-        "scale": (num, cm, h, w),
-        "shift": (num, cm, h, w),
-        "dec_weight": (num, cm, out_channels, k, k),
-        "dec_bias": (num, out_channels),
-    }
+#: How the FiLM-like ``scale`` and ``shift`` act (``habacli._shapes.MODULATIONS``): per mid channel and
+#: position (the paper's), or per mid channel only (format 1.1: a compact hallucinator).
 
 
 def upsample_bases(bases: Tensor, height: int, width: int) -> Tensor:

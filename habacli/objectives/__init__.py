@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 
 from habacli._registry import Registry
+from habacli.errors import UnknownNameError
 from habacli.objectives.base import Engine, Objective, ParamGroup, SyntheticView
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")
@@ -28,9 +29,14 @@ def _load_all() -> None:
 
 
 def get_objective(name: str) -> type[Objective]:
-    """The objective class registered as ``name`` (suggests close names when unknown)."""
-    _load_all()
-    return OBJECTIVES.get(name)
+    """The objective class registered as ``name``, importing only its own module (unknown names raise
+    :class:`~habacli.errors.UnknownNameError` with suggestions, without importing any objective)."""
+    key = str(name).lower()
+    if key not in OBJECTIVE_MODULES:
+        raise UnknownNameError("objective", str(name), OBJECTIVE_MODULES)
+    if key not in OBJECTIVES:
+        importlib.import_module(OBJECTIVE_MODULES[key])
+    return OBJECTIVES.get(key)
 
 
 def list_objectives() -> list[str]:

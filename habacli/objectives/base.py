@@ -9,14 +9,36 @@ adversary. With ``--no-factorize`` the same objective runs as the plain baseline
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import torch
 
 if TYPE_CHECKING:  # pragma: no cover
     from habacli.data import DatasetSpec, RealData
     from habacli.transforms.augment import DSA
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What an objective knows of its run besides the synthetic set; the engine builds it once from the
+    run's configuration (objectives never read :class:`~habacli.distill.config.DistillConfig`)."""
+
+    ipc: int  # the baseline's images per class (DC/DSA pick their loops from it)
+    model: str  # the run's network (MTT's experts must match it)
+    factorize: bool  # False: the plain baseline (K = 0)
+    zca: bool  # model space is ZCA-whitened
+    seed: int
+    data_dir: str | os.PathLike | None = None  # where the real data lives (MTT's --experts auto trains on it)
+    amp: str = "off"  # off | bf16 (habacli.runtime.amp.check_amp)
+    compile: bool = False
+    channels_last: bool = False
 
 
 @dataclass
@@ -70,8 +92,13 @@ class Engine(Protocol):
     synthetic: SyntheticView
     dsa: DSA | None  # None when augmentation is off
     generator: torch.Generator  # the run's only source of randomness (checkpointed)
-    config: Any  # habacli.distill.config.DistillConfig
-    autocast: Any  # a context-manager factory: with engine.autocast(): ... (no-op unless --amp)
+    settings: RunSettings
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """``with engine.autocast(): ...`` autocasts under ``--amp`` (a no-op otherwise)."""
+
+    def compile(self, fn: F) -> F:
+        """``fn`` under ``torch.compile`` with ``--compile``, else ``fn`` itself."""
 
     def make_network(self, name: str | None = None) -> torch.nn.Module:
         """A freshly initialised network (default: the run's model) on the device, seeded from

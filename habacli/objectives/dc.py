@@ -45,9 +45,8 @@ _INT_KEYS: dict[str, int] = {"outer_loop": 1, "inner_loop": 0, "batch_real": 1, 
 
 
 def _ipc(engine: Engine) -> int:
-    """The run's images-per-class budget (the engine's config), else the bases per class."""
-    ipc = getattr(getattr(engine, "config", None), "ipc", None)
-    return int(ipc) if ipc is not None else int(engine.synthetic.bases_per_class)
+    """The run's images-per-class budget."""
+    return engine.settings.ipc
 
 
 def resolve_config(config: dict[str, Any], ipc: int, objective: str = "dc") -> dict[str, Any]:

@@ -56,9 +56,8 @@ class DistributionMatching(Objective):
         batch_real = self.config["batch_real"]
         if isinstance(batch_real, bool) or not isinstance(batch_real, int) or batch_real < 1:
             raise ConfigError(f"dm option batch_real must be an integer >= 1, got {batch_real!r}")
-        compile_fn = getattr(engine, "compile", None)
-        self._embed = compile_fn(_embed) if callable(compile_fn) else _embed
-        self._channels_last = bool(getattr(engine.config, "channels_last", False))
+        self._embed = engine.compile(_embed)
+        self._channels_last = engine.settings.channels_last
 
     def _fmt(self, x: Tensor) -> Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self._channels_last else x

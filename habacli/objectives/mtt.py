@@ -146,9 +146,7 @@ class MTT(Objective):
 
     def __init__(self, engine: Engine, config: dict[str, Any]):
         super().__init__(engine, config)
-        cfg = getattr(engine, "config", None)
-        factorize = bool(getattr(cfg, "factorize", engine.synthetic.num_hallucinators > 0))
-        self.config = resolve_config(config, factorize=factorize)
+        self.config = resolve_config(config, factorize=engine.settings.factorize)
         c = self.config
         self.device = engine.device
         self.net = engine.make_network()
@@ -165,13 +163,9 @@ class MTT(Objective):
 
     def _open_experts(self) -> ExpertBuffer:
         from habacli.experts.train import default_experts_dir, train_experts
-        from habacli.networks import default_network
 
         e, c = self.engine, self.config
-        cfg = getattr(e, "config", None)
-        dataset = e.spec.name
-        model = getattr(e, "model_name", None) or getattr(cfg, "model", None) or default_network(e.spec)
-        zca = bool(getattr(cfg, "zca", False))
+        dataset, model, zca = e.spec.name, e.settings.model, e.settings.zca
         # start is drawn from 0..max_start_epoch-1 and the target is start + expert_epochs, so the
         # last row read is max_start_epoch - 1 + expert_epochs (a trajectory of E epochs has rows 0..E).
         need = c["max_start_epoch"] - 1 + c["expert_epochs"]
@@ -195,9 +189,9 @@ class MTT(Objective):
                     epochs=need,
                     out=folder,
                     zca=zca,
-                    seed=int(getattr(cfg, "seed", 0)),
+                    seed=e.settings.seed,
                     device=str(self.device),
-                    data_dir=getattr(e, "data_dir", None),
+                    data_dir=e.settings.data_dir,
                 )
         return open_buffer(
             folder, dataset=dataset, model=model, zca=zca, min_epochs=need, layout=self.layout, make_command=cmd
@@ -270,7 +264,7 @@ class MTT(Objective):
         steps = self._steps()
         # --amp bf16 runs the student steps' forward (and so their backward and double backward) in bf16;
         # theta, alpha and the matching loss stay fp32. fp16 has no loss scaling here: fp32 then.
-        autocast = e.autocast if e.config.amp == "bf16" else contextlib.nullcontext
+        autocast = e.autocast if e.settings.amp == "bf16" else contextlib.nullcontext
         student = [s for s, _, _ in steps]
         if c["memory"] == "unrolled":
             loss = unrolled_match(self.net, self.layout, theta0, theta_star, self.alpha, student, autocast)

@@ -12,6 +12,7 @@ import torch
 
 from habacli.errors import ConfigError
 from habacli.runtime.allocator import tune_host_allocator
+from habacli.runtime.amp import FP16_REFUSED  # noqa: F401 - re-exported; its home is runtime/amp.py
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -49,12 +50,6 @@ def check_compile(device: torch.device) -> None:
 
 
 # CPU flags (Linux /proc/cpuinfo names) that mean a dtype's matmuls and convolutions run natively.
-FP16_REFUSED = (
-    "--amp fp16 is not supported: haba has no loss scaling (GradScaler), so float16 gradients can underflow "
-    "to zero; use --amp bf16"
-)
-"""The one-line refusal of ``--amp fp16`` by distill and experts (evaluate refuses it too)."""
-
 _NATIVE_FLAGS: dict[str, tuple[str, ...]] = {
     "bf16": ("avx512_bf16", "amx_bf16", "bf16"),  # x86 AVX-512 BF16 / AMX; aarch64 FEAT_BF16
     "fp16": ("avx512_fp16", "amx_fp16", "fphp"),  # x86 AVX512-FP16 / AMX-FP16; aarch64 half-precision
