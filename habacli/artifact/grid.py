@@ -93,7 +93,8 @@ def render_grid(
     y_all = artifact.labels.detach().cpu().long()
     k = lay.hallucinators
     # Flat expansion indices (basis*K + hallucinator) of every cell, and each cell's position.
-    flat, cells = [], []
+    flat: list[Any] = []
+    cells: list[Any] = []
     for c in range(lay.num_classes):
         idx = (y_all == c).nonzero().flatten()[: lay.bases_shown]
         if k == 0:

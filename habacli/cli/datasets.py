@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -95,7 +95,7 @@ def _load(name: str | None, data_dir: Path | None, image_size: int | None, as_js
 
     if not name:
         raise ConfigError("--load needs a dataset NAME")
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     with ProgressRenderer(quiet=as_json) as progress:
         splits = {
             split: load_split(name, split, data_dir=data_dir, image_size=image_size, progress=progress)

@@ -10,7 +10,7 @@ import typer
 from habacli.cli.options import JsonOption
 
 
-def _bytes(n: int) -> str:
+def _bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"

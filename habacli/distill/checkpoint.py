@@ -12,14 +12,18 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from habacli import __version__
 from habacli.errors import ConfigError
 from habacli.runtime.atomic import atomic_path
+
+if TYPE_CHECKING:
+    from habacli.distill.run import Run  # the run module imports this one when it checkpoints
 
 FORMAT = "haba-checkpoint"
 FORMAT_VERSION = 1
@@ -113,10 +117,8 @@ def set_generator_state(gen: torch.Generator, state: torch.Tensor) -> None:
 # ----------------------------------------------------------------------------------- runs
 
 
-def save_run(run: Any, path: Path) -> None:
+def save_run(run: Run, path: Path) -> None:
     """Checkpoint a :class:`habacli.distill.run.Run`: engine state, optimisers, objective, RNG, history, best."""
-    from habacli import __version__
-
     tensors = dict(run.engine.state_tensors())
     opt_meta: dict[str, Any] = {}
     for name, opt in run.engine.all_optimizers().items():
@@ -144,12 +146,12 @@ def save_run(run: Any, path: Path) -> None:
         "history": run.history,
         "best": best_meta,
         "version": __version__,
-        "elapsed": run.elapsed_before + run._elapsed(),
+        "elapsed": run.total_elapsed(),
     }
     save_checkpoint(path, tensors, meta)
 
 
-def restore_run(run: Any, path: Path) -> None:
+def restore_run(run: Run, path: Path) -> None:
     """Restore :func:`save_run` into a freshly built run with the same configuration (else ConfigError)."""
     tensors, meta = load_checkpoint(path)
     ours = run.cfg.fingerprint()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -158,7 +159,7 @@ def load_preset(name: str) -> dict[str, Any]:
     return tomllib.loads(text)
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Flat options from a user ``--config`` TOML file (keys at the top level or under ``[distill]``)."""
     p = Path(path)
     try:
@@ -242,7 +243,7 @@ def build_config(
     *,
     factorize: bool = True,
     preset: str = "paper",
-    config_file: str | Path | None = None,
+    config_file: str | os.PathLike | None = None,
     overrides: dict[str, Any] | None = None,
     objective_defaults: dict[str, Any] | None = None,
 ) -> DistillConfig:

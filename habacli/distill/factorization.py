@@ -28,6 +28,8 @@ class SyntheticSet(nn.Module):
     With ``bank=None`` (K = 0) this is a plain synthetic image set and ``images`` returns the bases.
     """
 
+    labels: Tensor  # int64 [num_bases], class-major (a registered buffer)
+
     def __init__(
         self,
         bases: Tensor,

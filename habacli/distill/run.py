@@ -213,6 +213,7 @@ class Run:
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None  # {"acc", "iteration", "state": {name: tensor}}
         self.elapsed_before = 0.0
+        self._t0: float | None = None
 
     # ------------------------------------------------------------------ state and checkpoints
 
@@ -257,6 +258,8 @@ class Run:
             with torch.no_grad():
                 return apply_pairs(bases, params, k.to(bases.device)), labels
 
+        if self.real.val is None:  # validate() runs only with a validation split (config.validate checks it)
+            raise ConfigError("validation needs a held-out split: set val_fraction > 0")
         x_val, y_val = self.real.val.all_model()
         lr = cfg.eval_lr or self.objective.artifact_fields().get("learned_lr") or 0.01
         accs = []
@@ -281,7 +284,7 @@ class Run:
                 amp="bf16" if cfg.amp == "bf16" else None,
                 progress=tick,
             )
-            accs.append(float(getattr(res, "accuracy", res)))
+            accs.append(float(res.accuracy))
         return sum(accs) / len(accs)
 
     def write_artifact(self, path: Path, state: dict[str, Any], *, best_iteration: int | None) -> None:
@@ -318,7 +321,11 @@ class Run:
     # ------------------------------------------------------------------ the loop
 
     def _elapsed(self) -> float:
-        return time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0
+        return time.perf_counter() - self._t0 if self._t0 is not None else 0.0
+
+    def total_elapsed(self) -> float:
+        """Seconds of work on this run so far, over every resumed session (checkpointed)."""
+        return self.elapsed_before + self._elapsed()
 
     def _due(self, every: int, it: int) -> bool:
         return every > 0 and it % every == 0

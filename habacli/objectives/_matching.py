@@ -90,7 +90,7 @@ def gradient_distance(g_syn: Sequence[Tensor], g_real: Sequence[Tensor], metric:
 def matched_parameters(net: nn.Module, metric: str = "ours") -> list[Tensor]:
     """The parameters whose gradients enter the distance: all for 'mse'/'cos'; for 'ours' only the
     multi-dimensional ones (1-D gradients contribute 0, so they are never computed)."""
-    params = [p for p in net.parameters() if p.requires_grad]
+    params: list[Tensor] = [p for p in net.parameters() if p.requires_grad]
     if metric == "ours":
         params = [p for p in params if p.dim() > 1]
     return params
