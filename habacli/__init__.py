@@ -6,6 +6,8 @@ that ``import habacli`` (and ``haba --help``) stays fast and does not import tor
 
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -27,7 +29,5 @@ __all__ = ["__version__", *_LAZY]
 
 def __getattr__(name: str):  # PEP 562 lazy re-exports
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'habacli' has no attribute {name!r}")

@@ -20,6 +20,7 @@ import importlib
 import os
 from typing import TYPE_CHECKING, Any
 
+from habacli.artifact.expand import expand as expand_local
 from habacli.artifact.info import ArtifactInfo
 from habacli.artifact.info import info as _info
 from habacli.hub.refs import is_hub_ref
@@ -63,8 +64,6 @@ def info(artifact: str | os.PathLike, *, verify: bool = False) -> ArtifactInfo:
 def expand(artifact: Any, out: str | os.PathLike, **options: Any) -> ExpandResult:
     """Decode ``artifact`` (a path, ``hf://`` reference or loaded artifact) into images under ``out``;
     ``options`` are those of :func:`habacli.artifact.expand.expand`."""
-    from habacli.artifact.expand import expand as expand_local  # lazy: torch
-
     return expand_local(_resolved(artifact), out, **options)
 
 

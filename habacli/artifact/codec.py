@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from habacli import __version__
 from habacli.artifact.header import (  # noqa: F401 - re-exported: the codec's public header API
     FORMAT,
     HAL_KEYS,
@@ -37,6 +38,7 @@ from habacli.artifact.header import (  # noqa: F401 - re-exported: the codec's p
     storage_of,
 )
 from habacli.errors import ArtifactError, ConfigError
+from habacli.runtime.atomic import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -46,7 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def _validate_values(tensors: dict[str, Tensor], doc: dict) -> None:
-    import torch
+    import torch  # lazy: torch
 
     labels = tensors["labels"]
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= doc["dataset"]["num_classes"]):
@@ -154,10 +156,9 @@ class HabaArtifact:
         """Assemble and validate an artifact (CPU copies). ``hallucinators``: a HallucinatorBank, its
         ``params()``/``state_dict()`` or None/{} (K = 0). A full :class:`~habacli.transforms.zca.ZCA` is compacted here
         against this artifact's own decoded images (``zca_tolerance``, default 0.5/255)."""
-        import torch
+        import torch  # lazy: torch
 
-        from habacli import __version__
-        from habacli.transforms.zca import DEFAULT_TOLERANCE, ZCA
+        from habacli.transforms.zca import DEFAULT_TOLERANCE, ZCA  # lazy: torch
 
         spec_d = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
         soft = None if soft_labels is None else soft_labels.detach().float().cpu().contiguous()
@@ -284,7 +285,7 @@ class HabaArtifact:
     # --- decoding
     def to_pixel(self, x: Tensor) -> Tensor:
         """Model space -> pixel space: inverse ZCA, de-normalise, clamp to [0, 1]."""
-        import torch
+        import torch  # lazy: torch
 
         if self.zca is not None:
             x = self.zca.invert(x)
@@ -300,9 +301,9 @@ class HabaArtifact:
     ) -> tuple[Tensor, Tensor]:
         """Images and hard labels. All ``num_images`` in basis-major order (image ``i*K + k`` is basis ``i``
         under hallucinator ``k``), or only ``indices`` of that order. ``pixel=False``: model space."""
-        import torch
+        import torch  # lazy: torch
 
-        from habacli.networks.hallucinator import apply_pairs, decode_all, upsample_bases
+        from habacli.networks.hallucinator import apply_pairs, decode_all, upsample_bases  # lazy: torch
 
         kk = self.num_hallucinators
         params = {k: v.to(device) for k, v in self.hallucinators.items()}
@@ -326,7 +327,7 @@ class HabaArtifact:
     def sample_model_space(self, generator: torch.Generator, *, device: Any = "cpu") -> tuple[Tensor, Tensor]:
         """Every basis once, each under one uniformly random hallucinator (HaBa's evaluation expansion),
         in model space. ``generator`` is a CPU generator."""
-        import torch
+        import torch  # lazy: torch
 
         n, kk = int(self.bases.shape[0]), self.num_hallucinators
         k = torch.randint(max(kk, 1), (n,), generator=generator)
@@ -340,9 +341,7 @@ class HabaArtifact:
 # ----------------------------------------------------------------------------- save / load
 def save_artifact(artifact: HabaArtifact, path: str | os.PathLike) -> Path:
     """Validate and write ``artifact`` atomically as one safetensors file; returns the path."""
-    from safetensors.torch import save
-
-    from habacli.runtime.atomic import atomic_path
+    from safetensors.torch import save  # lazy: safetensors
 
     artifact.check()
     body = save(artifact.tensors())  # safetensors lays the payload out deterministically
@@ -375,10 +374,10 @@ def _umask() -> int:
 
 def load_artifact(path: str | os.PathLike, *, device: Any = "cpu", verify: bool = True) -> HabaArtifact:
     """Read, validate (header, shapes, checksum when ``verify``, values) and return the artifact."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
+    from safetensors import SafetensorError  # lazy: safetensors
+    from safetensors.torch import load  # lazy: safetensors
 
-    from habacli.transforms.zca import CompactZCA
+    from habacli.transforms.zca import CompactZCA  # lazy: torch
 
     hdr = read_header(path)  # validate the header before reading (possibly huge) payload bytes
     raw, size = _read(path, whole=True)

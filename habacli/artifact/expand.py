@@ -32,9 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from habacli.artifact.codec import load_artifact
 from habacli.artifact.grid import DEFAULT_MAX_COLUMNS, grid_layout, render_grid
+from habacli.artifact.header import local_path
 from habacli.artifact.pixels import class_names, image_shape, to_uint8
-from habacli.errors import ConfigError
+from habacli.errors import ConfigError, UnknownNameError
+from habacli.runtime.atomic import atomic_dir, atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -124,7 +127,7 @@ def select_pairs(
     All pairs, or ``per_basis`` distinct hallucinators per basis drawn with ``seed``. With no
     hallucinators the bases themselves are the images (hallucinator index -1).
     """
-    import torch
+    import torch  # lazy: torch
 
     k_all = max(num_hallucinators, 1)
     if per_basis is not None and not 1 <= per_basis <= k_all:
@@ -145,7 +148,7 @@ def decode_uint8(
     artifact: Any, basis: torch.Tensor, hall: torch.Tensor, *, device: str = "cpu", progress: Progress | None = None
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(start, uint8 images [m, C, H, W])`` chunks of the selected pairs, on the CPU."""
-    import torch
+    import torch  # lazy: torch
 
     k = int(artifact.num_hallucinators)
     flat = basis if k == 0 else basis * k + hall
@@ -160,7 +163,7 @@ def decode_uint8(
 
 
 def _pil(img: torch.Tensor) -> PILImage.Image:
-    from PIL import Image
+    from PIL import Image  # lazy: Pillow
 
     c = img.shape[0]
     if c == 1:
@@ -202,8 +205,8 @@ def _write_imagefolder(artifact: Any, tmp: Path, basis, hall, labels, device, pr
 
 
 def _write_safetensors(artifact: Any, path: Path, basis, hall, labels, device, progress) -> None:
-    import torch
-    from safetensors.torch import save_file
+    import torch  # lazy: torch
+    from safetensors.torch import save_file  # lazy: safetensors
 
     parts = [chunk for _, chunk in decode_uint8(artifact, basis, hall, device=device, progress=progress)]
     c, h, w = image_shape(artifact)
@@ -242,9 +245,7 @@ def write_parquet(
 ) -> int:
     """Write the expansion of ``artifact`` as one parquet file (``image``: Image, ``label``:
     ClassLabel(names), plus ``basis`` / ``hallucinator`` ints), atomically. Returns the row count."""
-    import datasets
-
-    from habacli.runtime.atomic import atomic_path
+    import datasets  # lazy: the datasets library
 
     artifact = _as_artifact(artifact)
     basis, hall = select_pairs(int(artifact.bases.shape[0]), int(artifact.num_hallucinators), per_basis, seed)
@@ -268,7 +269,7 @@ def write_parquet(
         features["soft_label"] = datasets.List(datasets.Value("float32"))
         columns["soft_label"] = artifact.soft_labels.detach().float().cpu()[basis].tolist()
     ds = datasets.Dataset.from_dict(columns, features=features)
-    from datasets.utils import logging as ds_logging
+    from datasets.utils import logging as ds_logging  # lazy: the datasets library
 
     bars = ds_logging.is_progress_bar_enabled()
     ds_logging.disable_progress_bar()  # library code: no tqdm bars on the caller's stderr
@@ -284,8 +285,6 @@ def write_parquet(
 def _as_artifact(ref: Any) -> Any:
     if hasattr(ref, "decode") and hasattr(ref, "bases"):
         return ref
-    from habacli.artifact.codec import load_artifact
-    from habacli.artifact.header import local_path
 
     return load_artifact(local_path(ref), device="cpu")
 
@@ -308,12 +307,9 @@ def expand(
     ``fmt`` is one of :data:`FORMATS`; ``grid`` adds a contact sheet ``grid.png``. An existing
     non-empty ``out`` is refused unless ``overwrite``.
     """
-    from habacli.runtime.atomic import atomic_dir
-    from habacli.runtime.device import pick_device
+    from habacli.runtime.device import pick_device  # lazy: torch
 
     if fmt not in FORMATS:
-        from habacli.errors import UnknownNameError
-
         raise UnknownNameError("format", fmt, FORMATS)
     out = Path(out)
     if out.exists() and not out.is_dir():

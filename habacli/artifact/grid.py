@@ -54,7 +54,7 @@ class GridLayout:
 
 def grid_layout(artifact: Any, *, max_columns: int = DEFAULT_MAX_COLUMNS) -> GridLayout:
     """Decide the columns of :func:`render_grid` for ``artifact`` under ``max_columns``."""
-    import torch
+    import torch  # lazy: torch
 
     if max_columns < 1:
         raise ConfigError(f"the grid needs at least 1 column, got {max_columns}")
@@ -85,8 +85,8 @@ def render_grid(
 
     Images are enlarged by ``scale`` (nearest neighbour; default: 2 below 64 px, else 1); a wider
     gap separates one basis's hallucinations from the next basis's."""
-    import torch
-    from PIL import Image, ImageDraw, ImageFont
+    import torch  # lazy: torch
+    from PIL import Image, ImageDraw, ImageFont  # lazy: Pillow
 
     lay = grid_layout(artifact, max_columns=max_columns)
     names = class_names(artifact)

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from habacli.artifact.codec import load_artifact
 from habacli.artifact.header import HAL_PREFIX, ZCA_PREFIX, Header, local_path, read_header
 
 # ----------------------------------------------------------------------------- haba info
@@ -61,8 +62,6 @@ def info(
         path = local_path(path)
         header = read_header(path)
         if verify:
-            from habacli.artifact.codec import load_artifact  # lazy: torch, only for --verify
-
             load_artifact(path, verify=True)
     meta = {"format": header.meta["format"], "format_version": header.meta["format_version"], "haba": header.doc}
     return ArtifactInfo(source or os.fspath(path), header.file_bytes, size_by_part(header), meta, verify)

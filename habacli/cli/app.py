@@ -13,6 +13,7 @@ import warnings
 import typer
 
 from habacli import __version__
+from habacli.errors import HabaError
 
 app = typer.Typer(
     name="haba",
@@ -42,7 +43,15 @@ def _root(
 
 
 def _register_commands() -> None:
-    from habacli.cli import datasets, distill, evaluate, expand, experts, hub, info
+    from habacli.cli import (  # lazy: the command modules register on the app defined here
+        datasets,
+        distill,
+        evaluate,
+        expand,
+        experts,
+        hub,
+        info,
+    )
 
     for module in (info, datasets, distill, experts, expand, evaluate, hub):
         module.register(app)
@@ -62,8 +71,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app and turn known errors into one line on stderr."""
-    from habacli.errors import HabaError
-
     if not _debug():
         warnings.showwarning = _show_warning
     try:

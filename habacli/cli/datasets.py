@@ -10,6 +10,7 @@ import typer
 
 from habacli.cli.options import DataDirOption, JsonOption
 from habacli.cli.progress import ProgressRenderer
+from habacli.errors import ConfigError
 
 
 def _size(d: dict) -> str:
@@ -36,14 +37,14 @@ def datasets(
     as_json: JsonOption = False,
 ) -> None:
     """List the datasets haba knows (channels x size, classes, Hub id) and whether each is available locally."""
-    from habacli.data.spec import DATASETS, is_custom
+    from habacli.data.spec import DATASETS, is_custom  # lazy: haba --help never loads the library
 
     if load:
         _load(name, data_dir, image_size, as_json)
         return
 
     if name is not None and is_custom(name):
-        from habacli.data import get_spec
+        from habacli.data import get_spec  # lazy: haba --help never loads the library
 
         spec = get_spec(name, data_dir=data_dir, image_size=image_size)
         if as_json:
@@ -55,7 +56,7 @@ def datasets(
                 f"mean {tuple(round(m, 4) for m in spec.mean)}, std {tuple(round(s, 4) for s in spec.std)}"
             )
         return
-    from habacli.data.status import dataset_status
+    from habacli.data.status import dataset_status  # lazy: haba --help never loads the library
 
     pattern = None
     if name is not None:
@@ -67,8 +68,8 @@ def datasets(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from rich.console import Console  # lazy: rich only when a command renders
+    from rich.table import Table  # lazy: rich only when a command renders
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for col in ("name", "shape", "classes", "hub id", "available"):
@@ -90,8 +91,7 @@ def datasets(
 
 
 def _load(name: str | None, data_dir: Path | None, image_size: int | None, as_json: bool) -> None:
-    from habacli.data import load_split
-    from habacli.errors import ConfigError
+    from habacli.data import load_split  # lazy: haba --help never loads the library
 
     if not name:
         raise ConfigError("--load needs a dataset NAME")

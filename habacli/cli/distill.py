@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ import typer
 
 from habacli.cli.options import DataDirOption, DeviceOption, JsonOption, QuietOption
 from habacli.cli.progress import ProgressRenderer
+from habacli.errors import ConfigError, UnknownNameError
 
 EPILOG = (
     "Examples:\n\n"
@@ -23,10 +25,6 @@ EPILOG = (
 
 def _parse_set(items: list[str] | None) -> dict[str, Any]:
     """``--set key=value`` pairs; values are parsed as TOML scalars (numbers, booleans, strings)."""
-    import tomllib
-
-    from habacli.errors import ConfigError
-
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
@@ -141,9 +139,8 @@ def distill_command(
     quiet: QuietOption = False,
 ) -> None:
     """Distill DATASET into bases and hallucinators (HaBa) with a DC, DSA, DM or MTT objective."""
-    from habacli import api
-    from habacli.distill.config import PRESETS
-    from habacli.errors import ConfigError, UnknownNameError
+    from habacli import api  # lazy: haba --help never loads the library
+    from habacli.distill.config import PRESETS  # lazy: haba --help never loads the library
 
     if preset not in PRESETS:
         raise UnknownNameError("preset", preset, PRESETS)

@@ -11,6 +11,7 @@ import typer
 
 from habacli.cli.options import DataDirOption, DeviceOption, JsonOption, QuietOption
 from habacli.cli.progress import ProgressRenderer
+from habacli.errors import ConfigError, UnknownNameError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -81,11 +82,7 @@ def evaluate_command(
     quiet: QuietOption = False,
 ) -> None:
     """Train fresh networks from scratch on a distilled set and report test accuracy (mean ± std)."""
-    from habacli.errors import ConfigError
-
     if baseline is not None and baseline != "random":
-        from habacli.errors import UnknownNameError
-
         raise UnknownNameError("baseline", baseline, ["random"])
     if baseline is None and ipc is not None:
         raise ConfigError("--ipc only applies to --baseline random")
@@ -98,7 +95,7 @@ def evaluate_command(
 
     from rich.console import Console  # lazy: rich only when a command runs
 
-    from habacli import api
+    from habacli import api  # lazy: haba --help never loads the library
 
     err = Console(stderr=True)
     kw = {
@@ -122,7 +119,7 @@ def evaluate_command(
                 target, expansion=expansion, standardize_batches=standardize_batches, progress=progress, **kw
             )
     if curve is not None:
-        from habacli.evaluate.report import save_curves
+        from habacli.evaluate.report import save_curves  # lazy: haba --help never loads the library
 
         save_curves(result, curve)
     if as_json:

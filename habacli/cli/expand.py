@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from habacli.cli.options import DeviceOption, JsonOption
+from habacli.errors import UnknownNameError
 
 FORMATS = ("imagefolder", "safetensors", "parquet")  # habacli.artifact.expand.FORMATS (kept torch-free here)
 
@@ -30,11 +31,9 @@ def expand_command(
     as_json: JsonOption = False,
 ) -> None:
     """Expand an artifact: every basis x hallucinator pair becomes one labelled image."""
-    from habacli.errors import UnknownNameError
-
     if fmt not in FORMATS:
         raise UnknownNameError("format", fmt, FORMATS)
-    from habacli import api
+    from habacli import api  # lazy: haba --help never loads the library
 
     result = api.expand(
         artifact,
@@ -50,7 +49,7 @@ def expand_command(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
-    from rich.console import Console
+    from rich.console import Console  # lazy: rich only when a command renders
 
     console = Console()
     pairs = f"{result.num_bases} bases x {result.per_basis or max(result.num_hallucinators, 1)}"

@@ -86,9 +86,9 @@ def experts_command(
     Under torchrun (`python -m torch.distributed.run --nproc_per_node N -m habacli experts ...`) rank r
     trains the experts with index % N == r (on cuda:LOCAL_RANK with --device auto) and rank 0 writes the manifest.
     """
-    from rich.console import Console
+    from rich.console import Console  # lazy: rich only when a command renders
 
-    from habacli import api
+    from habacli import api  # lazy: haba --help never loads the library
 
     err = Console(stderr=True)
     rank = int(os.environ.get("RANK", "0") or 0)

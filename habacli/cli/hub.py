@@ -36,7 +36,7 @@ _PULL_EXAMPLES = """Examples:
 def _progress(quiet: bool):
     """A stderr progress printer (None when quiet); also silences huggingface_hub's bars off a terminal."""
     if not sys.stderr.isatty():
-        from huggingface_hub.utils import disable_progress_bars
+        from huggingface_hub.utils import disable_progress_bars  # lazy: huggingface_hub
 
         disable_progress_bars()
     if quiet:
@@ -64,7 +64,7 @@ def push_command(
     quiet: QuietOption = False,
 ) -> None:
     """Upload an artifact, its dataset card and a preview grid to a Hub dataset repo in one atomic commit."""
-    from habacli import api
+    from habacli import api  # lazy: haba --help never loads the library
 
     result = api.push(
         artifact,
@@ -98,7 +98,7 @@ def pull_command(
     quiet: QuietOption = False,
 ) -> None:
     """Download an artifact through the Hugging Face cache (works offline once cached) and verify it."""
-    from habacli import api
+    from habacli import api  # lazy: haba --help never loads the library
 
     result = api.pull(repo, out=out, token=token, progress=_progress(quiet))
     if as_json:

@@ -95,14 +95,14 @@ def info(
 ) -> None:
     """Show what an artifact holds: dataset, objective, bases, hallucinators, images, storage against the
     baseline budget, learned lr, provenance and the file size by part. Reads only the header unless --verify."""
-    from habacli.api import info as api_info
+    from habacli.api import info as api_info  # lazy: haba --help never loads the library
 
     result = api_info(artifact, verify=verify)
     if as_json:
         typer.echo(json.dumps(result.metadata, indent=2, sort_keys=True))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from rich.console import Console  # lazy: rich only when a command renders
+    from rich.table import Table  # lazy: rich only when a command renders
 
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold")

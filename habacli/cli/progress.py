@@ -80,7 +80,7 @@ class ProgressRenderer:
                 TimeElapsedColumn,
                 TimeRemainingColumn,
             )
-            from rich.progress import Progress as Bars
+            from rich.progress import Progress as Bars  # lazy: rich only when a command renders
 
             self.bar = Bars(
                 TextColumn("{task.description}"),

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from habacli.runtime.atomic import atomic_path
+
 CACHE_VERSION = 2
 
 
@@ -71,9 +73,7 @@ def cached_splits(name: str) -> list[Path]:
 
 def save_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, Any]) -> None:
     """Write tensors + JSON metadata atomically as safetensors."""
-    from safetensors.torch import save_file
-
-    from habacli.runtime.atomic import atomic_path
+    from safetensors.torch import save_file  # lazy: safetensors
 
     meta = {"format": "haba-cache", "version": str(CACHE_VERSION), "haba": json.dumps(metadata, sort_keys=True)}
     with atomic_path(path, suffix=".safetensors") as tmp:
@@ -89,7 +89,7 @@ def load_tensors(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """
     if not path.is_file():
         return None
-    from safetensors import safe_open
+    from safetensors import safe_open  # lazy: safetensors
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -102,7 +102,7 @@ def load_tensors(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
 
 def read_meta(path: Path) -> dict[str, Any] | None:
     """The JSON metadata of a cache entry (header only), or None."""
-    from safetensors import safe_open
+    from safetensors import safe_open  # lazy: safetensors
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:

@@ -91,7 +91,7 @@ class _Array:
         self.data = raw.encode("latin1") if isinstance(raw, str) else bytes(raw)
 
     def to_numpy(self) -> np.ndarray:
-        import numpy as np
+        import numpy as np  # lazy: numpy
 
         dt = np.dtype(self.dtype.name if self.dtype else "u1")
         if dt.kind not in "biuf":
@@ -140,7 +140,7 @@ def read_python_batch(path: Path) -> dict[str, Any]:
 
 
 def _read_python(spec: DatasetSpec, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     d = read_python_batch(path)
     key = "labels" if spec.layout == "cifar10" else "fine_labels"
@@ -155,7 +155,7 @@ def _read_python(spec: DatasetSpec, path: Path) -> tuple[np.ndarray, np.ndarray]
 
 
 def _read_binary(spec: DatasetSpec, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     head = 1 if spec.layout == "cifar10" else 2  # cifar-100 records: coarse label, fine label
     raw = np.fromfile(path, dtype=np.uint8)
@@ -168,7 +168,7 @@ def _read_binary(spec: DatasetSpec, path: Path) -> tuple[np.ndarray, np.ndarray]
 
 def read(spec: DatasetSpec, files: list[Path], split: str, size: tuple[int, int] | None) -> tuple:
     """Decode the batches of one split -> uint8 ``[N, 3, 32, 32]``, int64 labels."""
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     parts = [(_read_binary if f.suffix == ".bin" else _read_python)(spec, f) for f in files]
     images = np.concatenate([p[0] for p in parts])

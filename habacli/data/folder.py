@@ -8,6 +8,7 @@ ratio not kept) or ``crop`` (shorter side to the target, then a centre crop; use
 
 from __future__ import annotations
 
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,8 +44,8 @@ def _class_dirs(folder: Path) -> list[Path]:
 
 def pil_to_array(im: Any, channels: int, size: tuple[int, int] | None, mode: str) -> np.ndarray:
     """A PIL image -> uint8 ``[C, H, W]`` at ``size`` (``squash`` or ``crop`` resizing)."""
-    import numpy as np
-    from PIL import Image
+    import numpy as np  # lazy: numpy
+    from PIL import Image  # lazy: Pillow
 
     im = im.convert("L" if channels == 1 else "RGB")
     if size is not None and im.size != (size[1], size[0]):
@@ -63,9 +64,7 @@ def pil_to_array(im: Any, channels: int, size: tuple[int, int] | None, mode: str
 
 def _decode_one(src: Any, channels: int, size: tuple[int, int] | None, mode: str) -> np.ndarray:
     """Decode a file path or encoded bytes."""
-    import io
-
-    from PIL import Image
+    from PIL import Image  # lazy: Pillow
 
     try:
         with Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src) as im:
@@ -77,7 +76,7 @@ def _decode_one(src: Any, channels: int, size: tuple[int, int] | None, mode: str
 
 def decode_files(paths: list[Any], channels: int, size: tuple[int, int] | None, mode: str = "crop") -> np.ndarray:
     """Decode files (or encoded bytes) to uint8 ``[N, C, H, W]`` (all must end up the same size)."""
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     if not paths:
         return np.zeros((0, channels, *(size or (1, 1))), dtype=np.uint8)
@@ -141,7 +140,7 @@ def _label_of(path: Path, index: dict[str, int], anchor: str) -> int:
 
 
 def _tiny_read(spec: DatasetSpec, files: list[Path], split: str, size: tuple[int, int] | None) -> tuple:
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     index = {w: i for i, w in enumerate(spec.class_ids)}
     if files and files[0].name == "val_annotations.txt":
@@ -184,7 +183,7 @@ def _subset_expect(spec: DatasetSpec, root: Path) -> str:
 
 
 def _subset_read(spec: DatasetSpec, files: list[Path], split: str, size: tuple[int, int] | None) -> tuple:
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     index = {w: i for i, w in enumerate(spec.class_ids)}
     labels = np.asarray(
@@ -208,7 +207,7 @@ LAYOUTS.add("imagenet_subset", Layout("imagenet_subset", _subset_find, _subset_e
 
 def holdout_mask(labels: Any, fraction: float = HOLDOUT_FRACTION, seed: int = HOLDOUT_SEED) -> np.ndarray:
     """Deterministic stratified test hold-out for data that ships without a test split."""
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
@@ -254,7 +253,7 @@ def target_size(name: str, sizes: set[tuple[int, int]], image_size: int | None) 
 def _detect(files: list[Path], sample: int = 256) -> tuple[int, set[tuple[int, int]]]:
     """Channels (1 if every sampled image is grey) and the sizes seen, from up to ``sample`` headers
     spread over the list (a size missed here still stops decoding with a clear error)."""
-    from PIL import Image
+    from PIL import Image  # lazy: Pillow
 
     gray, sizes = True, set()
     step = max(1, len(files) // sample)
@@ -294,7 +293,7 @@ def load_imagefolder(
         size = target_size(name, sizes, image_size)
         pairs = plan[which]
         images = decode_files([f for f, _ in pairs], c, size, "crop")
-        import numpy as np
+        import numpy as np  # lazy: numpy
 
         labels = np.asarray([lab for _, lab in pairs], dtype=np.int64)
         if which == "train":

@@ -9,6 +9,7 @@ encoded bytes on a thread pool.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import socket
@@ -87,8 +88,8 @@ def _offline_unless_reachable(path: str) -> Iterator[str | None]:
     back-off and a screen of warnings) before the same error. Yields the unreachable endpoint, or
     None when nothing was changed (already offline, a local path, or the Hub answered).
     """
-    import datasets.config
-    from huggingface_hub import constants
+    import datasets.config  # lazy: the datasets library
+    from huggingface_hub import constants  # lazy: huggingface_hub
 
     endpoint = constants.ENDPOINT
     if constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE or Path(path).exists() or _reachable(endpoint):
@@ -104,7 +105,7 @@ def _offline_unless_reachable(path: str) -> Iterator[str | None]:
 
 def _load(path: str, config: str | None, revision: str | None, what: str, hint: str = "") -> Any:
     """``datasets.load_dataset`` -> DatasetDict, with failures turned into one-line DataNotFoundError."""
-    import datasets
+    import datasets  # lazy: the datasets library
 
     datasets.disable_progress_bars()
     with _offline_unless_reachable(path) as unreachable:
@@ -121,7 +122,7 @@ def _load(path: str, config: str | None, revision: str | None, what: str, hint: 
 
 def _columns(ds: Any, image_column: str | None, label_column: str | None) -> tuple[str, str, list[str] | None]:
     """Find the image column and the label column (preferring ClassLabel features)."""
-    import datasets
+    import datasets  # lazy: the datasets library
 
     feats = ds.features
     image = (
@@ -144,8 +145,8 @@ def _columns(ds: Any, image_column: str | None, label_column: str | None) -> tup
 def _arrays(
     ds: Any, image: str, label: str, channels: int, size: tuple[int, int] | None, mode: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    import datasets
-    import numpy as np
+    import datasets  # lazy: the datasets library
+    import numpy as np  # lazy: numpy
 
     raw = ds.cast_column(image, datasets.Image(decode=False))
     cols = raw.select_columns([image, label]).to_dict()
@@ -173,9 +174,7 @@ def _test_split(dd: Any, preferred: str | None = None) -> str | None:
 
 def _label_map(spec: DatasetSpec, names: list[str] | None) -> tuple[DatasetSpec, np.ndarray | None]:
     """Map the Hub's label ids to haba's class order (WordNet ids, then names); None = identity."""
-    import dataclasses
-
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     if not names:
         return spec, None
@@ -259,7 +258,7 @@ def load_hf(
         payload["files"] = _fingerprint(path)
 
     def build(which: str) -> Split:
-        import numpy as np
+        import numpy as np  # lazy: numpy
 
         dd = _load(path, config, None, name)
         if "train" not in dd:

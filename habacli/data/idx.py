@@ -49,7 +49,7 @@ def expect(spec: DatasetSpec, root: Path) -> str:
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from habacli.data.spec import DatasetSpec
+from habacli.data.whiten import whiten_images
 from habacli.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -81,8 +82,6 @@ class RealData:
         self._model: Tensor | None = None
         if zca is not None:
             if model is None:
-                from habacli.data.whiten import whiten_images
-
                 model = whiten_images(images, zca, device=self.device)
             self._model = model.to(self.device)
         else:
@@ -106,8 +105,6 @@ class RealData:
         mask = stratified_val_mask(split.labels, split.spec.num_classes, val_fraction, seed)
         model = None
         if zca is not None:
-            from habacli.data.whiten import whiten_images
-
             model = whiten_images(split.images, zca, device=device)
         if not bool(mask.any()):
             return cls(split.spec, device, None if zca else split.images, split.labels, zca, model=model)

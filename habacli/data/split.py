@@ -34,15 +34,15 @@ class Split:
 
     def class_counts(self) -> list[int]:
         """Images per class, in class order."""
-        import torch
+        import torch  # lazy: torch
 
         return torch.bincount(self.labels, minlength=self.spec.num_classes).tolist()
 
 
 def resize_uint8(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Bilinear (antialiased) resize of a uint8 batch, in chunks to bound memory."""
-    import torch
-    import torch.nn.functional as F
+    import torch  # lazy: torch
+    import torch.nn.functional as F  # lazy: torch
 
     if tuple(images.shape[-2:]) == (height, width):
         return images
@@ -91,8 +91,8 @@ def cached_or_build(
 
 def make_split(spec: DatasetSpec, images: Any, labels: Any, size: tuple[int, int] | None, source: str) -> Split:
     """Arrays (numpy or torch) -> :class:`Split`, resized to ``size`` if given; the spec takes the final size."""
-    import numpy as np
-    import torch
+    import numpy as np  # lazy: numpy
+    import torch  # lazy: torch
 
     x = torch.from_numpy(_writable(images)) if isinstance(images, np.ndarray) else images
     y = torch.from_numpy(_writable(labels)).long() if isinstance(labels, np.ndarray) else labels.long()
@@ -106,7 +106,7 @@ def make_split(spec: DatasetSpec, images: Any, labels: Any, size: tuple[int, int
 
 
 def _writable(a: Any) -> Any:
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     a = np.ascontiguousarray(a)
     return a if a.flags.writeable else a.copy()
@@ -114,8 +114,8 @@ def _writable(a: Any) -> Any:
 
 def pixel_stats(images: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of uint8 images in [0, 1] units (float64 sums, chunked)."""
-    import numpy as np
-    import torch
+    import numpy as np  # lazy: numpy
+    import torch  # lazy: torch
 
     x = torch.from_numpy(_writable(images)) if isinstance(images, np.ndarray) else images
     c = x.shape[1]

@@ -30,10 +30,10 @@ def expect(spec: DatasetSpec, root: Path) -> str:
 
 def read(spec: DatasetSpec, files: list[Path], split: str, size: tuple[int, int] | None) -> tuple:
     """Decode one .mat file -> uint8 ``[N, 3, 32, 32]``; label 10 means digit 0 (as torchvision maps it)."""
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     try:
-        from scipy.io import loadmat
+        from scipy.io import loadmat  # lazy: scipy
     except ImportError:
         raise DataNotFoundError(
             f"reading {files[0].name} needs scipy (pip install scipy), or use the Hub copy "

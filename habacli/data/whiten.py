@@ -30,7 +30,7 @@ def _content_key(*tensors: Any, extra: Any = None) -> str:
 
 
 def torch_uint8() -> Any:
-    import torch
+    import torch  # lazy: torch
 
     return torch.uint8
 
@@ -70,7 +70,7 @@ def whiten_images(images: torch.Tensor, zca: ZCA, *, device: torch.device | str 
     On the CPU the ``N x D x D`` product is the slow part of start-up, so the result is cached (keyed
     by the images' and the transform's content); on an accelerator it is recomputed (milliseconds).
     """
-    import torch
+    import torch  # lazy: torch
 
     device = torch.device(device)
 

@@ -22,10 +22,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from habacli.artifact.codec import HabaArtifact, save_artifact
+from habacli.data import RealData, fit_zca, get_spec, load_split
+from habacli.distill.checkpoint import checkpoint_path_for, restore_run, save_run
 from habacli.distill.config import DistillConfig, build_config, plan_budget
+from habacli.distill.engine import Engine
+from habacli.distill.factorization import SyntheticSet
 from habacli.errors import ConfigError, Interrupted, UsageError
+from habacli.evaluate.run import train_and_test
+from habacli.networks import default_network
+from habacli.networks.hallucinator import HallucinatorBank, apply_pairs
+from habacli.networks.instancenorm import fused_double_backward
 from habacli.objectives import get_objective
+from habacli.objectives.base import IterationStats
+from habacli.runtime.device import check_compile, pick_device, seed_everything, warn_if_emulated
 from habacli.runtime.progress import Progress, ProgressFn
+from habacli.transforms.augment import dsa_for
 
 #: The loop's events are :class:`habacli.runtime.progress.Progress` (description ``distill``; kinds start,
 #: iteration, validating, validation, checkpoint, done); ``ProgressEvent`` is the old name.
@@ -136,16 +150,6 @@ class Run:
         data_dir: str | os.PathLike | None = None,
         progress: ProgressFn | None = None,
     ):
-        import torch
-
-        from habacli.data import RealData, fit_zca, get_spec, load_split
-        from habacli.distill.engine import Engine
-        from habacli.distill.factorization import SyntheticSet
-        from habacli.networks import default_network
-        from habacli.networks.hallucinator import HallucinatorBank
-        from habacli.runtime.device import check_compile, pick_device, seed_everything, warn_if_emulated
-        from habacli.transforms.augment import dsa_for
-
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         warn_if_emulated(self.device, cfg.amp)
@@ -226,13 +230,9 @@ class Run:
         }
 
     def save_checkpoint(self, path: Path) -> None:
-        from habacli.distill.checkpoint import save_run
-
         save_run(self, path)
 
     def load_checkpoint(self, path: Path) -> None:
-        from habacli.distill.checkpoint import restore_run
-
         restore_run(self, path)
 
     # ------------------------------------------------------------------ validation and artifacts
@@ -241,12 +241,6 @@ class Run:
         """Mean accuracy on the held-out validation split of fresh networks trained on the
         sampled expansion (each basis under one random hallucinator per epoch); ``progress`` gets
         ``validating`` events over runs x epochs."""
-        import torch
-
-        from habacli.evaluate.run import train_and_test
-        from habacli.networks.hallucinator import apply_pairs
-        from habacli.transforms.augment import dsa_for
-
         cfg, syn = self.cfg, self.engine.synthetic
         bases = syn.upsampled(syn.bases.detach()).clone()
         params = syn.hallucinator_state()
@@ -288,8 +282,6 @@ class Run:
         return sum(accs) / len(accs)
 
     def write_artifact(self, path: Path, state: dict[str, Any], *, best_iteration: int | None) -> None:
-        from habacli.artifact.codec import HabaArtifact, save_artifact
-
         cfg = self.cfg
         fields = dict(state.get("objective") or {})
         extra = {
@@ -332,9 +324,6 @@ class Run:
 
     def execute(self, out: Path, ckpt: Path, *, resume: bool, progress: ProgressFn | None) -> DistillResult:
         """Run (or continue) the loop to ``cfg.iterations``; returns the result."""
-        from habacli.networks.instancenorm import fused_double_backward
-        from habacli.objectives.base import IterationStats
-
         cfg = self.cfg
         if resume:
             self.load_checkpoint(ckpt)
@@ -492,8 +481,6 @@ def distill(
     Raises :class:`~habacli.errors.UsageError` subclasses for bad input and
     :class:`~habacli.errors.Interrupted` (after saving a checkpoint) on Ctrl-C.
     """
-    from habacli.distill.checkpoint import checkpoint_path_for
-
     if ipc is None or int(ipc) < 1:
         raise ConfigError(f"--ipc must be >= 1, got {ipc}")
     obj_cls = get_objective(baseline)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from habacli.errors import ConfigError
+from habacli.networks import get_network
 from habacli.runtime.amp import check_amp
 from habacli.runtime.progress import Progress, ProgressFn
 
@@ -141,8 +142,6 @@ def train_and_test(
     (every train batch, before DSA, and every test batch of 128 standardised by its own mean/std);
     off by default. ``compile`` wraps the network in ``torch.compile`` for training and testing.
     """
-    from habacli.networks import get_network
-
     if epochs < 0:
         raise ConfigError(f"--epochs must be >= 0, got {epochs}")
     if not lr > 0:

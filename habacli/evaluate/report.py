@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from habacli.errors import ConfigError
+from habacli.runtime.atomic import atomic_path
+
 if TYPE_CHECKING:  # pragma: no cover
     from habacli.evaluate.run import EvalResult
 
@@ -14,17 +17,13 @@ def save_curves(result: EvalResult, path: str | os.PathLike) -> None:
     """Write a PNG with the mean training loss per epoch and, if recorded, the test accuracy curve
     of every model (mean over runs; shaded: min..max over runs). Written atomically."""
     try:
-        import matplotlib
+        import matplotlib  # lazy: matplotlib
 
         matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy: matplotlib
     except ImportError as e:  # pragma: no cover - depends on the environment
-        from habacli.errors import ConfigError
-
         raise ConfigError("--curve needs matplotlib (pip install matplotlib)") from e
-    import numpy as np
-
-    from habacli.runtime.atomic import atomic_path
+    import numpy as np  # lazy: numpy
 
     has_test = any(any(c for c in r.test_curves) for r in result.models.values())
     fig, axes = plt.subplots(1, 2 if has_test else 1, figsize=(11 if has_test else 6, 4), squeeze=False)

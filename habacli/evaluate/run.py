@@ -24,9 +24,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from habacli.errors import ConfigError
+import torch
+
+from habacli.artifact.codec import load_artifact
+from habacli.artifact.header import local_path
+from habacli.data import DatasetSpec, fit_zca, get_spec, load_split
+from habacli.errors import ConfigError, UnknownNameError
 from habacli.evaluate.protocol import TrainResult, eval_amp, train_and_test
+from habacli.networks import NETWORKS, default_network
+from habacli.runtime.device import check_compile, pick_device, warn_if_emulated
 from habacli.runtime.progress import Progress, ProgressFn
+from habacli.transforms.augment import dsa_for
 
 __all__ = ["EvalResult", "ModelResult", "TrainResult", "evaluate", "evaluate_random", "train_and_test"]
 
@@ -110,8 +118,6 @@ def _check(runs: int, epochs: int, lr: float | None, batch_size: int, test_every
 
 
 def _models(models: Sequence[str] | str | None, spec: Any) -> list[str]:
-    from habacli.networks import NETWORKS, default_network
-
     if isinstance(models, str):
         models = [m for m in models.split(",")]
     names = [m.strip().lower() for m in (models or []) if m and m.strip()]
@@ -124,8 +130,6 @@ def _models(models: Sequence[str] | str | None, spec: Any) -> list[str]:
 
 def image_size_arg(spec: Any, data_dir: Any) -> int | None:
     """``image_size`` to pass to the data loaders: None at the dataset's native size."""
-    from habacli.data import get_spec
-
     try:
         native = int(get_spec(spec.name, data_dir=data_dir).height)
     except Exception:  # noqa: BLE001 - custom specs may need the data; load_split reports that
@@ -144,10 +148,6 @@ def model_space_test(
     chunk: int = 2048,
 ) -> tuple[Any, Any]:
     """The real test split in model space: ``zca(normalize(x / 255))`` on ``device``."""
-    import torch
-
-    from habacli.data import load_split
-
     split = load_split(spec.name, "test", data_dir=data_dir, image_size=image_size_arg(spec, data_dir))
     if tuple(split.images.shape[1:]) != (spec.channels, spec.height, spec.width):
         raise ConfigError(
@@ -167,8 +167,6 @@ def model_space_test(
 def _load(artifact_ref: Any) -> tuple[Any, str]:
     if hasattr(artifact_ref, "decode") and hasattr(artifact_ref, "bases"):
         return artifact_ref, "<artifact>"
-    from habacli.artifact.codec import load_artifact
-    from habacli.artifact.header import local_path
 
     path = local_path(artifact_ref)
     return load_artifact(path, device="cpu"), str(artifact_ref)
@@ -193,8 +191,6 @@ def _run_models(
     standardize_batches: bool = False,
     compile: bool = False,
 ) -> dict[str, ModelResult]:
-    from habacli.transforms.augment import dsa_for
-
     dsa = dsa_for(spec)
     total = len(names) * runs * (epochs + 1)
     done = 0
@@ -263,16 +259,9 @@ def evaluate(
     :class:`UnknownNameError` for bad options and :class:`DataNotFoundError` when the real test set
     is not available locally.
     """
-    import torch
-
-    from habacli.data import DatasetSpec, fit_zca
-    from habacli.runtime.device import check_compile, pick_device, warn_if_emulated
-
     _check(runs, epochs, lr, batch_size, test_every)
     amp = eval_amp(amp)
     if expansion not in EXPANSIONS:
-        from habacli.errors import UnknownNameError
-
         raise UnknownNameError("expansion", expansion, EXPANSIONS)
     start = time.perf_counter()
     artifact, source = _load(artifact_ref)
@@ -357,8 +346,6 @@ def sampled_expansion(x_all: Any, y_all: Any, k: int) -> Callable[[int, Any], tu
     """HaBa's evaluation expansion over a decoded set ``x_all [n*K, ...]`` (basis-major): each call
     returns every basis once, each under a hallucinator drawn uniformly from ``generator``. The
     hallucinators are frozen during evaluation, so this is a gather, not a decode."""
-    import torch
-
     n = int(x_all.shape[0]) // k
     offsets = torch.arange(n, device=x_all.device) * k
     y_bases = y_all[offsets]
@@ -372,8 +359,6 @@ def sampled_expansion(x_all: Any, y_all: Any, k: int) -> Callable[[int, Any], tu
 
 def dsa_strategy(spec: Any) -> str:
     """The DSA strategy string used for ``spec`` (flip dropped for digits)."""
-    from habacli.transforms.augment import dsa_for
-
     d = dsa_for(spec)
     return str(getattr(d, "strategy", d))
 
@@ -401,11 +386,6 @@ def evaluate_random(
     the same protocol, in the space a distilled set of the dataset lives in: normalised with the
     dataset's mean/std, or with ``zca`` whitened as MTT does (no mean/std normalisation, then ZCA
     fitted on the train split, the test set whitened with the same ZCA)."""
-    import torch
-
-    from habacli.data import fit_zca, get_spec, load_split
-    from habacli.runtime.device import check_compile, pick_device, warn_if_emulated
-
     _check(runs, epochs, lr, batch_size, test_every)
     amp = eval_amp(amp)
     if ipc < 1:

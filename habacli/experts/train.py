@@ -23,9 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
+from habacli.data import RealData, fit_zca, get_spec, load_split
 from habacli.errors import ConfigError, ExpertsError
+from habacli.evaluate.protocol import nhwc_test_pass
 from habacli.experts.layout import ParamLayout
 from habacli.experts.store import (
     FORMAT,
@@ -34,14 +37,18 @@ from habacli.experts.store import (
     config_of,
     list_expert_files,
     read_header,
+    read_manifest,
     read_partial,
     rebuild_manifest,
     remove_partial,
     write_expert,
     write_partial,
 )
+from habacli.networks import default_network, get_network
 from habacli.runtime.amp import check_amp
+from habacli.runtime.device import pick_device, warn_if_emulated
 from habacli.runtime.progress import Progress, ProgressFn
+from habacli.transforms.augment import dsa_for
 
 #: datasets whose paper setting whitens with ZCA (MTT/HaBa on CIFAR); every other dataset does not
 ZCA_DATASETS = frozenset({"cifar10", "cifar100"})
@@ -109,8 +116,6 @@ def _autocast(device: torch.device, amp: str | None):
 def _model_space(
     dataset: str, split: str, *, device: torch.device, zca: Any, data_dir: Any, limit: int | None, seed: int
 ):
-    from habacli.data import RealData, load_split
-
     data = load_split(dataset, split, data_dir=data_dir)
     real = RealData.build(data, device=device, zca=zca)
     x, y = real.all_model()
@@ -125,8 +130,6 @@ def _model_space(
 def _accuracy(
     net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, autocast, batch: int = 500, amp: str | None = None
 ) -> float:
-    from habacli.evaluate.protocol import nhwc_test_pass
-
     nhwc = nhwc_test_pass(x.device, amp)
     net.eval()
     correct = 0
@@ -168,11 +171,6 @@ def train_experts(
     (for tests and quick runs). Raises :class:`ConfigError` for bad options and
     :class:`ExpertsError` when ``out`` holds experts of another configuration.
     """
-    from habacli.data import fit_zca, get_spec
-    from habacli.networks import default_network, get_network
-    from habacli.runtime.device import pick_device, warn_if_emulated
-    from habacli.transforms.augment import dsa_for
-
     t_start = time.perf_counter()
     emit = progress or (lambda event: None)
     if num < 1 or epochs < 1:
@@ -206,8 +204,6 @@ def train_experts(
     warn_if_emulated(dev, amp)
     group = False
     if world > 1:
-        import torch.distributed as dist
-
         if not dist.is_initialized():
             dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=timedelta(days=7))
             group = True
@@ -289,22 +285,16 @@ def train_experts(
         if train_seconds > 0:
             result.train_images_per_second = images_seen / train_seconds
         if world > 1:
-            import torch.distributed as dist
-
             dist.barrier()
             if rank == 0:
                 result.manifest = rebuild_manifest(folder)
             dist.barrier()
             if rank != 0:
-                from habacli.experts.store import read_manifest
-
                 result.manifest = read_manifest(folder)
         else:
             result.manifest = rebuild_manifest(folder)
     finally:
         if group:
-            import torch.distributed as dist
-
             dist.destroy_process_group()
     result.seconds = time.perf_counter() - t_start
     emit(Progress("done", "experts", len(result.trained) + len(result.skipped), None))

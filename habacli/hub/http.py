@@ -28,7 +28,7 @@ _APPLIED_TIMEOUT: Any = None  # the timeout haba last gave huggingface_hub's sha
 def _secrets(token: str | None) -> list[str]:
     out = [token] if isinstance(token, str) and token else []
     try:
-        from huggingface_hub import get_token
+        from huggingface_hub import get_token  # lazy: huggingface_hub
 
         implicit = get_token()
     except Exception:  # noqa: BLE001 - a broken token file must not hide the real error
@@ -61,8 +61,8 @@ def _server_message(err: Any) -> str:
 @contextlib.contextmanager
 def _hub_errors(what: str, repo_id: str, secrets: list[str], endpoint: str) -> Iterator[None]:
     """Turn huggingface_hub / httpx errors into one-line, token-free :class:`HubError`s."""
-    import httpx2
-    from huggingface_hub import errors as hf
+    import httpx2  # lazy: httpx
+    from huggingface_hub import errors as hf  # lazy: huggingface_hub
 
     try:
         yield
@@ -147,8 +147,8 @@ def _retries() -> int:
 
 def _configure_session() -> None:
     """huggingface_hub's shared client has no timeout by default: give it one (unless the user set one)."""
-    import httpx2
-    from huggingface_hub import get_session
+    import httpx2  # lazy: httpx
+    from huggingface_hub import get_session  # lazy: huggingface_hub
 
     global _APPLIED_TIMEOUT
     client = get_session()
@@ -159,21 +159,21 @@ def _configure_session() -> None:
 
 
 def _endpoint(endpoint: str | None) -> str:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # lazy: huggingface_hub
 
     return (endpoint or constants.ENDPOINT).rstrip("/")
 
 
 def _offline() -> bool:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # lazy: huggingface_hub
 
     return bool(constants.is_offline_mode())
 
 
 def _transient(err: BaseException | None) -> bool:
     """A network error or a retryable status, here or in the cause chain (huggingface_hub wraps them)."""
-    import httpx2
-    from huggingface_hub.errors import HfHubHTTPError
+    import httpx2  # lazy: httpx
+    from huggingface_hub.errors import HfHubHTTPError  # lazy: huggingface_hub
 
     seen = 0
     while err is not None and seen < 8:

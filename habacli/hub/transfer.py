@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from habacli import __version__
+from habacli.artifact import codec
+from habacli.artifact.codec import load_artifact, read_metadata
+from habacli.artifact.expand import write_parquet
+from habacli.artifact.grid import render_grid
 from habacli.artifact.header import Header, local_path, parse_header
 from habacli.errors import ArtifactError, ArtifactNotFoundError, HubError, UsageError
 from habacli.hub.http import (
@@ -38,6 +42,7 @@ from habacli.hub.http import (
     _transient,
 )
 from habacli.hub.refs import DEFAULT_FILENAME, HubRef, is_hub_ref, parse_hub_ref, parse_repo_spec, validate_repo_id
+from habacli.runtime.atomic import atomic_path
 
 ARTIFACT_NAME = DEFAULT_FILENAME
 CARD_NAME = "README.md"
@@ -119,8 +124,6 @@ def sniff_safetensors(head: bytes, size: int, name: str) -> int:
 
 def check_artifact_file(path: Path, *, name: str | None = None) -> Any:
     """Refuse anything but a haba artifact whose checksum verifies (:func:`load_artifact`); return it."""
-    from habacli.artifact.codec import load_artifact
-
     with open(path, "rb") as f:
         sniff_safetensors(f.read(16), path.stat().st_size, name or str(path))
     try:
@@ -135,22 +138,17 @@ def check_artifact_file(path: Path, *, name: str | None = None) -> Any:
 def _build_files(
     artifact: Any, src: Path, tmp: Path, *, repo_id: str, with_images: bool, progress: Progress | None
 ) -> dict[str, Path]:
-    from habacli.artifact.codec import read_metadata
-    from habacli.hub.card import facts_from_metadata, render_card
+    from habacli.hub.card import facts_from_metadata, render_card  # lazy: pyyaml
 
     files = {ARTIFACT_NAME: src}
     preview: str | None = PREVIEW_NAME
     try:
-        from habacli.artifact.grid import render_grid
-
         render_grid(artifact).save(tmp / PREVIEW_NAME, format="PNG")
         files[PREVIEW_NAME] = tmp / PREVIEW_NAME
     except UsageError as e:  # e.g. a channel count PNG cannot show: push without a preview
         preview = None
         _say(progress, f"no preview image: {e}")
     if with_images:
-        from habacli.artifact.expand import write_parquet
-
         _say(progress, "expanding the artifact to parquet")
         (tmp / "expanded").mkdir()
         write_parquet(artifact, tmp / PARQUET_PATH)
@@ -198,7 +196,7 @@ def _commit(
     progress: Progress | None,
 ) -> tuple[str, int]:
     """One atomic commit pinned to ``parent``, retried on transient failures. Returns (sha, attempts)."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete  # lazy: huggingface_hub
 
     retries = _retries()
     for attempt in range(retries + 1):
@@ -256,8 +254,6 @@ def push(
     The repo is created if needed (``private`` makes a new or existing repo private). ``revision`` is a
     branch (created from ``main`` if missing). The artifact is verified before anything is sent.
     """
-    from habacli.artifact.codec import load_artifact
-
     repo_id = validate_repo_id(repo_id)
     branch = revision or "main"
     if re.fullmatch(r"[0-9a-f]{40}", branch) or branch.startswith("refs/"):
@@ -268,7 +264,7 @@ def push(
     with tempfile.TemporaryDirectory(prefix="haba-push-") as tmp:
         files = _build_files(art, Path(src), Path(tmp), repo_id=repo_id, with_images=with_images, progress=progress)
         with _hub_errors("push", repo_id, secrets, url):
-            from huggingface_hub import HfApi, RepoFile
+            from huggingface_hub import HfApi, RepoFile  # lazy: huggingface_hub
 
             _configure_session()
             api = HfApi(endpoint=url, token=token, library_name="haba", library_version=__version__)
@@ -306,7 +302,7 @@ def push(
 
 def _download(ref: HubRef, *, token: str | None, endpoint: str) -> tuple[Path, Path | None, str | None]:
     """Fetch the artifact (and the card) into the HF cache; return (artifact, card, commit sha)."""
-    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+    from huggingface_hub import HfApi, hf_hub_download, snapshot_download  # lazy: huggingface_hub
 
     patterns = [ref.file, CARD_NAME]
     folder = Path(
@@ -358,8 +354,6 @@ def pull(
     With ``out`` the artifact and the card are copied (atomically) into that folder. Works offline
     from the cache when ``HF_HUB_OFFLINE=1``.
     """
-    from habacli.runtime.atomic import atomic_path
-
     ref = parse_repo_spec(spec)
     secrets, url = _secrets(token), _endpoint(endpoint)
     with _hub_errors("pull", ref.repo_id, secrets, url):
@@ -401,7 +395,7 @@ def download_artifact(ref: str, *, token: str | None = None, endpoint: str | Non
 
 def _ranged(session: Any, url: str, headers: dict[str, str], start: int, end: int) -> tuple[bytes, int]:
     """Bytes [start, end] of a remote file (the server may ignore the Range) and the file size (-1 unknown)."""
-    from huggingface_hub.utils import hf_raise_for_status
+    from huggingface_hub.utils import hf_raise_for_status  # lazy: huggingface_hub
 
     r = session.get(url, headers={**headers, "Range": f"bytes={start}-{end}"}, timeout=_timeout())
     hf_raise_for_status(r)
@@ -414,8 +408,8 @@ def _ranged(session: Any, url: str, headers: dict[str, str], start: int, end: in
 def read_remote_header(ref: str, *, token: str | None = None, endpoint: str | None = None) -> tuple[bytes, int]:
     """The first ``8 + N`` bytes (length + JSON header) of a Hub artifact and the file's size, read with two
     HTTP Range requests (8 bytes, then the header); the tensors are never downloaded."""
-    from huggingface_hub import get_session, hf_hub_url
-    from huggingface_hub.utils import build_hf_headers
+    from huggingface_hub import get_session, hf_hub_url  # lazy: huggingface_hub
+    from huggingface_hub.utils import build_hf_headers  # lazy: huggingface_hub
 
     h = parse_hub_ref(ref)
     secrets, url = _secrets(token), _endpoint(endpoint)
@@ -441,8 +435,6 @@ def read_remote_header(ref: str, *, token: str | None = None, endpoint: str | No
 def read_remote_metadata(ref: str, *, token: str | None = None, endpoint: str | None = None) -> dict[str, Any]:
     """What :func:`habacli.artifact.codec.read_metadata` returns for a Hub artifact, validated the same way, from
     its header only. Offline (``HF_HUB_OFFLINE=1``) it reads the cached copy instead."""
-    from habacli.artifact import codec
-
     if _offline():
         return codec.read_metadata(download_artifact(ref, token=token, endpoint=endpoint))
     raw, size = read_remote_header(ref, token=token, endpoint=endpoint)

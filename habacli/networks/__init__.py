@@ -43,7 +43,7 @@ for _name, _kw in _CONVNETS.items():
 
 def _register_others() -> None:
     """Register the evaluation networks (ResNet18, VGG11, AlexNet families)."""
-    from habacli.networks import alexnet, resnet, vgg
+    from habacli.networks import alexnet, resnet, vgg  # lazy: these modules import NETWORKS from this package
 
     for name, factory in (
         ("resnet18", partial(resnet.ResNet18, norm="instancenorm")),

@@ -33,6 +33,7 @@ import torch
 from habacli.errors import ConfigError, ExpertsError, HabaError
 from habacli.experts.buffer import ExpertBuffer, open_buffer
 from habacli.experts.layout import ParamLayout
+from habacli.experts.train import default_experts_dir, train_experts
 from habacli.objectives import OBJECTIVES
 from habacli.objectives.base import Engine, Objective, ParamGroup
 from habacli.objectives.tesla import StudentStep, constant_memory_match, unrolled_match
@@ -162,8 +163,6 @@ class MTT(Objective):
     # ------------------------------------------------------------------ experts
 
     def _open_experts(self) -> ExpertBuffer:
-        from habacli.experts.train import default_experts_dir, train_experts
-
         e, c = self.engine, self.config
         dataset, model, zca = e.spec.name, e.settings.model, e.settings.zca
         # start is drawn from 0..max_start_epoch-1 and the target is start + expert_epochs, so the
