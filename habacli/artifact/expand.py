@@ -27,7 +27,7 @@ import json
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,7 @@ from habacli.artifact.header import local_path
 from habacli.artifact.pixels import class_names, image_shape, to_uint8
 from habacli.errors import ConfigError, UnknownNameError
 from habacli.runtime.atomic import atomic_dir, atomic_path
+from habacli.runtime.progress import Progress, ProgressFn
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -54,8 +55,6 @@ DECODE_CHUNK = 4096
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
 _MAX_NAME = 100
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -145,7 +144,7 @@ def select_pairs(
 
 
 def decode_uint8(
-    artifact: Any, basis: torch.Tensor, hall: torch.Tensor, *, device: str = "cpu", progress: Progress | None = None
+    artifact: Any, basis: torch.Tensor, hall: torch.Tensor, *, device: str = "cpu", progress: ProgressFn | None = None
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(start, uint8 images [m, C, H, W])`` chunks of the selected pairs, on the CPU."""
     import torch  # lazy: torch
@@ -159,7 +158,7 @@ def decode_uint8(
             images, _ = artifact.decode(device=device, pixel=True, indices=idx)
             yield start, to_uint8(images.float()).cpu()
             if progress is not None:
-                progress("decoding", min(start + DECODE_CHUNK, total), total)
+                progress(Progress("decode", "decoding", min(start + DECODE_CHUNK, total), total))
 
 
 def _pil(img: torch.Tensor) -> PILImage.Image:
@@ -241,7 +240,7 @@ def write_parquet(
     per_basis: int | None = None,
     seed: int = 0,
     device: str = "cpu",
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> int:
     """Write the expansion of ``artifact`` as one parquet file (``image``: Image, ``label``:
     ClassLabel(names), plus ``basis`` / ``hallucinator`` ints), atomically. Returns the row count."""
@@ -300,7 +299,7 @@ def expand(
     overwrite: bool = False,
     device: str = "cpu",
     max_grid_columns: int | None = None,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> ExpandResult:
     """Decode ``artifact_ref`` (path, ``hf://`` reference or loaded artifact) into ``out``.
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from habacli.cli.options import DeviceOption, JsonOption
+from habacli.cli.progress import ProgressRenderer
 from habacli.errors import UnknownNameError
 
 FORMATS = ("imagefolder", "safetensors", "parquet")  # habacli.artifact.expand.FORMATS (kept torch-free here)
@@ -35,17 +37,19 @@ def expand_command(
         raise UnknownNameError("format", fmt, FORMATS)
     from habacli import api  # lazy: haba --help never loads the library
 
-    result = api.expand(
-        artifact,
-        out,
-        fmt=fmt,
-        per_basis=per_basis,
-        grid=grid,
-        seed=seed,
-        overwrite=overwrite,
-        device=device,
-        max_grid_columns=grid_columns,
-    )
+    with ProgressRenderer(quiet=as_json and not sys.stderr.isatty(), transient=True) as progress:
+        result = api.expand(
+            artifact,
+            out,
+            fmt=fmt,
+            per_basis=per_basis,
+            grid=grid,
+            seed=seed,
+            overwrite=overwrite,
+            device=device,
+            max_grid_columns=grid_columns,
+            progress=progress,
+        )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from habacli.cli.options import JsonOption, QuietOption
+from habacli.cli.progress import ProgressRenderer
 
 _TOKEN_HELP = (
     "Hugging Face token (default: huggingface_hub's own: the HF_TOKEN env var, then the file "
@@ -33,15 +34,13 @@ _PULL_EXAMPLES = """Examples:
 """
 
 
-def _progress(quiet: bool):
-    """A stderr progress printer (None when quiet); also silences huggingface_hub's bars off a terminal."""
+def _progress(quiet: bool) -> ProgressRenderer:
+    """The progress renderer on stderr; also silences huggingface_hub's bars off a terminal."""
     if not sys.stderr.isatty():
         from huggingface_hub.utils import disable_progress_bars  # lazy: huggingface_hub
 
         disable_progress_bars()
-    if quiet:
-        return None
-    return lambda msg: sys.stderr.write(f"{msg}\n")
+    return ProgressRenderer(quiet=quiet)
 
 
 def push_command(
@@ -66,16 +65,17 @@ def push_command(
     """Upload an artifact, its dataset card and a preview grid to a Hub dataset repo in one atomic commit."""
     from habacli import api  # lazy: haba --help never loads the library
 
-    result = api.push(
-        artifact,
-        repo_id,
-        private=private,
-        revision=revision,
-        token=token,
-        message=message,
-        with_images=with_images,
-        progress=_progress(quiet),
-    )
+    with _progress(quiet) as progress:
+        result = api.push(
+            artifact,
+            repo_id,
+            private=private,
+            revision=revision,
+            token=token,
+            message=message,
+            with_images=with_images,
+            progress=progress,
+        )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -100,7 +100,8 @@ def pull_command(
     """Download an artifact through the Hugging Face cache (works offline once cached) and verify it."""
     from habacli import api  # lazy: haba --help never loads the library
 
-    result = api.pull(repo, out=out, token=token, progress=_progress(quiet))
+    with _progress(quiet) as progress:
+        result = api.pull(repo, out=out, token=token, progress=progress)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return

@@ -18,7 +18,6 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,14 +42,13 @@ from habacli.hub.http import (
 )
 from habacli.hub.refs import DEFAULT_FILENAME, HubRef, is_hub_ref, parse_hub_ref, parse_repo_spec, validate_repo_id
 from habacli.runtime.atomic import atomic_path
+from habacli.runtime.progress import ProgressFn, note
 
 ARTIFACT_NAME = DEFAULT_FILENAME
 CARD_NAME = "README.md"
 PREVIEW_NAME = "preview.png"
 PARQUET_PATH = "expanded/train-00000-of-00001.parquet"
 MAX_HEADER_BYTES = 100_000_000  # the safetensors limit
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -136,7 +134,7 @@ def check_artifact_file(path: Path, *, name: str | None = None) -> Any:
 
 
 def _build_files(
-    artifact: Any, src: Path, tmp: Path, *, repo_id: str, with_images: bool, progress: Progress | None
+    artifact: Any, src: Path, tmp: Path, *, repo_id: str, with_images: bool, progress: ProgressFn | None
 ) -> dict[str, Path]:
     from habacli.hub.card import facts_from_metadata, render_card  # lazy: pyyaml
 
@@ -151,7 +149,7 @@ def _build_files(
     if with_images:
         _say(progress, "expanding the artifact to parquet")
         (tmp / "expanded").mkdir()
-        write_parquet(artifact, tmp / PARQUET_PATH)
+        write_parquet(artifact, tmp / PARQUET_PATH, progress=progress)
         files[PARQUET_PATH] = tmp / PARQUET_PATH
     facts = facts_from_metadata(read_metadata(src), sha256=sha256_file(src))
     card = render_card(
@@ -162,9 +160,8 @@ def _build_files(
     return files
 
 
-def _say(progress: Progress | None, msg: str) -> None:
-    if progress is not None:
-        progress(msg)
+def _say(progress: ProgressFn | None, msg: str) -> None:
+    note(progress, "hub", msg)
 
 
 def _landed(api: Any, repo_id: str, sha: str, files: dict[str, Path]) -> bool:
@@ -193,7 +190,7 @@ def _commit(
     parent: str,
     message: str,
     description: str,
-    progress: Progress | None,
+    progress: ProgressFn | None,
 ) -> tuple[str, int]:
     """One atomic commit pinned to ``parent``, retried on transient failures. Returns (sha, attempts)."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete  # lazy: huggingface_hub
@@ -247,7 +244,7 @@ def push(
     message: str | None = None,
     with_images: bool = False,
     endpoint: str | None = None,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> PushResult:
     """Upload ``artifact`` with its dataset card and preview to the dataset repo ``repo_id`` in one commit.
 
@@ -347,7 +344,7 @@ def pull(
     out: str | os.PathLike | None = None,
     token: str | None = None,
     endpoint: str | None = None,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> PullResult:
     """Download ``ORG/NAME[@REV]`` (or an ``hf://datasets/...`` reference) through the HF cache and verify it.
 
