@@ -45,11 +45,6 @@ def spec_shape(spec: Any) -> dict[str, int]:
     return {k: int(get(k)) for k in ("channels", "num_classes", "height", "width")}
 
 
-def eval_amp(amp: str | None) -> str | None:
-    """Validate an ``--amp`` value for evaluation (None or ``bf16``)."""
-    return check_amp(amp)
-
-
 def use_channels_last(device: torch.device) -> bool:
     """Whether training runs in channels_last memory format on ``device``.
 
@@ -150,7 +145,7 @@ def train_and_test(
         raise ConfigError(f"the batch size must be >= 1, got {batch_size}")
     if test_every is not None and test_every < 1:
         raise ConfigError(f"--test-every must be >= 1, got {test_every}")
-    amp = eval_amp(amp)
+    amp = check_amp(amp)
     device = torch.device(device)
     generator = torch.Generator().manual_seed(int(seed))
     net = get_network(model_name, generator=generator, **spec_shape(spec)).to(device)

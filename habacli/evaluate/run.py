@@ -30,8 +30,9 @@ from habacli.artifact.codec import load_artifact
 from habacli.artifact.header import local_path
 from habacli.data import DatasetSpec, fit_zca, get_spec, load_split
 from habacli.errors import ConfigError, UnknownNameError
-from habacli.evaluate.protocol import TrainResult, eval_amp, train_and_test
+from habacli.evaluate.protocol import TrainResult, train_and_test
 from habacli.networks import NETWORKS, default_network
+from habacli.runtime.amp import check_amp
 from habacli.runtime.device import check_compile, pick_device, warn_if_emulated
 from habacli.runtime.progress import Progress, ProgressFn
 from habacli.transforms.augment import dsa_for
@@ -260,7 +261,7 @@ def evaluate(
     is not available locally.
     """
     _check(runs, epochs, lr, batch_size, test_every)
-    amp = eval_amp(amp)
+    amp = check_amp(amp)
     if expansion not in EXPANSIONS:
         raise UnknownNameError("expansion", expansion, EXPANSIONS)
     start = time.perf_counter()
@@ -387,7 +388,7 @@ def evaluate_random(
     dataset's mean/std, or with ``zca`` whitened as MTT does (no mean/std normalisation, then ZCA
     fitted on the train split, the test set whitened with the same ZCA)."""
     _check(runs, epochs, lr, batch_size, test_every)
-    amp = eval_amp(amp)
+    amp = check_amp(amp)
     if ipc < 1:
         raise ConfigError(f"--ipc must be >= 1, got {ipc}")
     start = time.perf_counter()
