@@ -196,8 +196,8 @@ def _write_imagefolder(artifact: Any, tmp: Path, basis, hall, labels, device, pr
             rel = f"{folders[y]}/{_file_name(b, k, wb, wk)}"
             _pil(chunk[j]).save(tmp / rel, format="PNG")
             rows.append((rel, y, b, k))
-    with open(tmp / METADATA_NAME, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
+    with open(tmp / METADATA_NAME, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
         w.writerow(["file_name", "label", "basis", "hallucinator"])
         w.writerows(rows)
     return [METADATA_NAME], folders
@@ -249,7 +249,7 @@ def write_parquet(
     artifact = _as_artifact(artifact)
     basis, hall = select_pairs(int(artifact.bases.shape[0]), int(artifact.num_hallucinators), per_basis, seed)
     labels = _pair_labels(artifact, basis)
-    images = []
+    images: list[dict[str, bytes | None]] = []
     for _, chunk in decode_uint8(artifact, basis, hall, device=device, progress=progress):
         images.extend({"bytes": png_bytes(chunk[j]), "path": None} for j in range(chunk.shape[0]))
     names = class_names(artifact)

@@ -20,22 +20,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
 
+from habacli.data.real import RealData
+from habacli.data.spec import DatasetSpec
 from habacli.distill.config import DistillConfig
 from habacli.distill.factorization import SyntheticSet, adversary_loss, cos_loss
 from habacli.errors import ConfigError
 from habacli.networks import default_network, get_network
 from habacli.objectives.base import Objective, ParamGroup, RunSettings
+from habacli.transforms.augment import DSA
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _sgd(params: list[Tensor], lr: float, momentum: float) -> torch.optim.SGD | None:
+def _sgd(params: Sequence[Tensor], lr: float, momentum: float) -> torch.optim.SGD | None:
     params = [p for p in params if p.requires_grad]
     return torch.optim.SGD(params, lr=lr, momentum=momentum) if params else None
 
@@ -47,14 +50,14 @@ class Engine:
         self,
         *,
         config: DistillConfig,
-        spec: Any,
-        real: Any,
+        spec: DatasetSpec,
+        real: RealData,
         synthetic: SyntheticSet,
         device: torch.device,
         generator: torch.Generator,
         model_name: str,
-        dsa: Any | None,
-        contrast_dsa: Any | None,
+        dsa: DSA | None,
+        contrast_dsa: DSA | None,
         data_dir: str | os.PathLike | None = None,
     ):
         self.config = config
@@ -214,7 +217,7 @@ class Engine:
         self.adversary.train()
         with self.autocast():
             z = self._adv_embed(self.adversary, x)
-            logits = self.adversary.classifier(z)
+            logits = cast(nn.Module, self.adversary.classifier)(z)
         z, logits = z.float(), logits.float()
         parts = adversary_loss(
             z,
@@ -279,4 +282,4 @@ class Engine:
 
 def _adversary_embed(net: nn.Module, x: Tensor) -> Tensor:
     """The adversary's features (a free function, so ``torch.compile`` sees one graph per mode)."""
-    return net.embed(x)
+    return cast(Callable[[Tensor], Tensor], net.embed)(x)
