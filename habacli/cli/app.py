@@ -6,6 +6,7 @@ Nothing here (or in the command modules' top level) imports torch, so ``haba --h
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 import warnings
@@ -111,8 +112,6 @@ def main(argv: list[str] | None = None) -> None:
 def usage_error_line(e: Exception) -> str:
     """A click parse error (bad value, unknown option, missing argument) as one line, with the command's
     ``--help`` to look at. Unknown options suggest only close spellings (``--bogus`` suggests nothing)."""
-    import difflib
-
     ctx = getattr(e, "ctx", None)
     if type(e).__name__ == "NoSuchOption":
         option = str(getattr(e, "option_name", ""))
