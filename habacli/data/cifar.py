@@ -136,7 +136,8 @@ def read_python_batch(path: Path) -> dict[str, Any]:
         raise DataNotFoundError(f"{path} is not a readable CIFAR python batch ({e})") from None
     if not isinstance(obj, dict):
         raise DataNotFoundError(f"{path} is not a CIFAR python batch (no dict inside)")
-    return {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in obj.items()}
+    # keys are ASCII in a real batch; anything else decodes to a name that matches nothing
+    return {(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): v for k, v in obj.items()}
 
 
 def _read_python(spec: DatasetSpec, path: Path) -> tuple[np.ndarray, np.ndarray]:
