@@ -147,7 +147,7 @@ def train_student(x: Tensor, y: Tensor, soft_labels: Tensor | None, *, test: tup
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss)
+            total += float(loss.detach())
             batches += 1
         losses.append(total / max(1, batches))
         if progress is not None:
