@@ -20,7 +20,14 @@ from pathlib import Path
 import torch
 
 from habacli.data import RealData, load_split
-from habacli.infer import InferRecipe, InferSet, distill_infer, load_teachers, train_student, train_teachers
+from habacli.infer import (
+    InferRecipe,
+    InferSet,
+    distill_infer,
+    load_teachers,
+    train_student,
+    train_teachers,
+)
 from habacli.infer.labels import ensemble_logits
 
 

@@ -8,9 +8,18 @@ import pytest
 import torch
 
 from habacli.errors import ConfigError
-from habacli.infer import (InferRecipe, InferSet, TeacherError, UFCConfig, distill_infer, load_teacher,
-                           load_teachers, train_student, train_teachers, train_ufc)
-from habacli.infer.augment import valid_range
+from habacli.infer import (
+    InferRecipe,
+    InferSet,
+    TeacherError,
+    UFCConfig,
+    distill_infer,
+    load_teacher,
+    load_teachers,
+    train_student,
+    train_teachers,
+    train_ufc,
+)
 from habacli.infer.budget import infer_budget
 from habacli.infer.teachers import teacher_path
 from habacli.infer.ufc import BNStatistics, ufc_objective
@@ -67,7 +76,7 @@ def test_teachers_resume_skips_finished_and_rejects_other_settings(teachers_dir)
 
 def test_teacher_loading_errors_are_one_line(teachers_dir, tmp_path):
     path = teacher_path(teachers_dir, "fashion_mnist", ARCHS[0])
-    cases = [dict(dataset="mnist"), dict(arch="convbn_w64_d3"), dict(shape=(3, 10, 32, 32))]
+    cases = [{"dataset": "mnist"}, {"arch": "convbn_w64_d3"}, {"shape": (3, 10, 32, 32)}]
     for kw in cases:
         with pytest.raises(TeacherError) as e:
             load_teacher(path, **kw)
@@ -172,7 +181,7 @@ def test_student_training_under_the_infer_recipe(infer_set):
                        recipe=recipe, generator=torch.Generator().manual_seed(0))
     assert r2.accuracy == r1.accuracy and r2.losses == r1.losses
     ablation = infer_set.without_ufc()
-    xa, ya = ablation.instances()
+    xa, _ = ablation.instances()
     assert xa.shape[0] == 80 and torch.equal(ablation.soft_labels, infer_set.soft_labels[:80])
     with pytest.raises(ConfigError, match="soft labels must be"):
         train_student(x, y, infer_set.soft_labels[:80], test=(xt, yt), mean=infer_set.mean, std=infer_set.std,

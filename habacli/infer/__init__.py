@@ -5,15 +5,55 @@ safetensors), :mod:`.ufc` (UFC optimisation), :mod:`.labels` (static ensemble so
 (student training as INFER evaluates), :mod:`.pipeline` (``distill_infer`` -> :class:`InferSet`).
 """
 
-from habacli.infer.budget import InferBudget, InferBudgetError, Pair, infer_budget, subsets_for
-from habacli.infer.labels import DEFAULT_TEMPERATURE, ensemble_logits, expand_instances, static_soft_labels
+from habacli.infer.budget import (
+                                    InferBudget,
+                                    InferBudgetError,
+                                    Pair,
+                                    infer_budget,
+                                    subsets_for,
+)
+from habacli.infer.labels import (
+                                    DEFAULT_TEMPERATURE,
+                                    ensemble_logits,
+                                    expand_instances,
+                                    static_soft_labels,
+)
 from habacli.infer.pipeline import InferSet, distill_infer
-from habacli.infer.teachers import (FAMILIES, TEACHER_ARCHS, TeacherError, build_teacher, load_teacher,
-                                    load_teachers, train_teachers)
+from habacli.infer.teachers import (
+                                    FAMILIES,
+                                    TEACHER_ARCHS,
+                                    TeacherError,
+                                    build_teacher,
+                                    load_teacher,
+                                    load_teachers,
+                                    train_teachers,
+)
 from habacli.infer.train import InferRecipe, StudentResult, train_student
 from habacli.infer.ufc import UFCConfig, train_ufc, train_ufcs
 
-__all__ = ["InferBudget", "InferBudgetError", "Pair", "infer_budget", "subsets_for", "DEFAULT_TEMPERATURE",
-           "ensemble_logits", "expand_instances", "static_soft_labels", "InferSet", "distill_infer", "FAMILIES",
-           "TEACHER_ARCHS", "TeacherError", "build_teacher", "load_teacher", "load_teachers", "train_teachers",
-           "InferRecipe", "StudentResult", "train_student", "UFCConfig", "train_ufc", "train_ufcs"]
+__all__ = [
+                                    "DEFAULT_TEMPERATURE",
+                                    "FAMILIES",
+                                    "TEACHER_ARCHS",
+                                    "InferBudget",
+                                    "InferBudgetError",
+                                    "InferRecipe",
+                                    "InferSet",
+                                    "Pair",
+                                    "StudentResult",
+                                    "TeacherError",
+                                    "UFCConfig",
+                                    "build_teacher",
+                                    "distill_infer",
+                                    "ensemble_logits",
+                                    "expand_instances",
+                                    "infer_budget",
+                                    "load_teacher",
+                                    "load_teachers",
+                                    "static_soft_labels",
+                                    "subsets_for",
+                                    "train_student",
+                                    "train_teachers",
+                                    "train_ufc",
+                                    "train_ufcs",
+]

@@ -42,7 +42,7 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError("no 'haba' metadata")
     doc = json.loads(raw)
     if not isinstance(doc, dict):
-        raise ValueError("metadata is not a JSON object")
+        raise TypeError("metadata is not a JSON object")
     return doc
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from habacli.errors import ConfigError
 
-__all__ = ["InferBudgetError", "InferBudget", "Pair", "subsets_for", "infer_budget"]
+__all__ = ["InferBudget", "InferBudgetError", "Pair", "infer_budget", "subsets_for"]
 
 
 class InferBudgetError(ConfigError):

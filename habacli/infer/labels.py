@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from habacli.errors import ConfigError
 
-__all__ = ["DEFAULT_TEMPERATURE", "expand_instances", "instance_labels", "ensemble_logits", "static_soft_labels"]
+__all__ = ["DEFAULT_TEMPERATURE", "ensemble_logits", "expand_instances", "instance_labels", "static_soft_labels"]
 
 DEFAULT_TEMPERATURE = 30.0
 

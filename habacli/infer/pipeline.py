@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -14,11 +15,16 @@ from torch import Tensor
 from habacli.errors import ConfigError
 from habacli.infer.augment import valid_range
 from habacli.infer.budget import InferBudget, Pair, infer_budget
-from habacli.infer.labels import DEFAULT_TEMPERATURE, expand_instances, instance_labels, static_soft_labels
+from habacli.infer.labels import (
+    DEFAULT_TEMPERATURE,
+    expand_instances,
+    instance_labels,
+    static_soft_labels,
+)
 from habacli.infer.teachers import load_teachers
 from habacli.infer.ufc import UFCConfig, draw_subsets, train_ufcs
 
-__all__ = ["InferSet", "distill_infer", "QUICK_ITERATIONS", "PAPER_ITERATIONS"]
+__all__ = ["PAPER_ITERATIONS", "QUICK_ITERATIONS", "InferSet", "distill_infer"]
 
 PAPER_ITERATIONS = 1000
 QUICK_ITERATIONS = 100
@@ -139,7 +145,8 @@ def distill_infer(dataset: str, ipc: int, *, teachers_dir: str | os.PathLike,
     ``teachers_dir`` (``teachers``: arch names or a family; None: every teacher found for the dataset).
 
     K = int(IPC / (M/C + 1)) natural subsets are drawn from the training split with a generator seeded
-    with ``seed``; M UFCs per subset are trained (``iterations`` each; 1000 in the paper); the soft labels
+    with ``seed``; M UFCs per subset are trained (``iterations`` each; 1000 in the paper; ``config`` sets the other UFC settings, its
+    ``iterations`` is replaced by the argument); the soft labels
     are the ensemble's averaged logits on every instance. ``done``/``on_ufc`` resume and checkpoint per UFC.
     """
     from habacli.data import RealData, load_split
@@ -150,9 +157,7 @@ def distill_infer(dataset: str, ipc: int, *, teachers_dir: str | os.PathLike,
     shape = (spec.channels, spec.num_classes, spec.height, spec.width)
     models, metas = load_teachers(teachers_dir, dataset, archs=teachers, shape=shape, device=device)
     budget = infer_budget(ipc, spec.num_classes, len(models))
-    cfg = config if config is not None else UFCConfig(iterations=iterations)
-    if config is not None and config.iterations != iterations and iterations != PAPER_ITERATIONS:
-        raise ConfigError(f"iterations={iterations} contradicts config.iterations={config.iterations}")
+    cfg = dataclasses.replace(config if config is not None else UFCConfig(), iterations=int(iterations))
     real = RealData.build(split, device=device)
     g = torch.Generator().manual_seed(int(seed))
     t0 = time.perf_counter()

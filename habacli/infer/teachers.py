@@ -34,8 +34,19 @@ from habacli.errors import ConfigError, UnknownNameError, UsageError
 from habacli.infer._io import load_tensors, read_meta, save_tensors_atomic
 from habacli.infer.augment import model_black, random_crop_flip
 
-__all__ = ["TeacherError", "TeacherArch", "TEACHER_ARCHS", "FAMILIES", "TeacherRecord", "build_teacher",
-           "teacher_path", "train_teachers", "load_teacher", "load_teachers", "Progress"]
+__all__ = [
+    "FAMILIES",
+    "TEACHER_ARCHS",
+    "Progress",
+    "TeacherArch",
+    "TeacherError",
+    "TeacherRecord",
+    "build_teacher",
+    "load_teacher",
+    "load_teachers",
+    "teacher_path",
+    "train_teachers",
+]
 
 Progress = Callable[[str, int, int], None]
 FORMAT = "haba-infer-teacher"

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from habacli.errors import ConfigError
 from habacli.infer.augment import model_black, random_crop_flip
 
-__all__ = ["InferRecipe", "StudentResult", "train_student", "soft_kl_loss", "mixup_batch"]
+__all__ = ["InferRecipe", "StudentResult", "mixup_batch", "soft_kl_loss", "train_student"]
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Self
 
 import torch
 from torch import Tensor, nn
 
 from habacli.errors import ConfigError
 
-__all__ = ["UFCConfig", "BNStatistics", "draw_subsets", "ufc_objective", "train_ufc", "train_ufcs", "ufc_seeds"]
+__all__ = ["BNStatistics", "UFCConfig", "draw_subsets", "train_ufc", "train_ufcs", "ufc_objective", "ufc_seeds"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class BNStatistics:
             h.remove()
         self._handles = []
 
-    def __enter__(self) -> BNStatistics:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
