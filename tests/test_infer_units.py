@@ -48,8 +48,9 @@ def test_bn_statistics_hook_matches_manual_formula():
     with BNStatistics(net, 10.0) as stats:
         net(x)
         got = stats.loss()
-    h1 = net[0](x)
-    h2 = net[3](net[2](net[1](h1)))
+    with torch.no_grad():
+        h1 = net[0](x)
+        h2 = net[3](net[2](net[1](h1)))
     def term(h, bn):
         return torch.norm(bn.running_var - h.var(dim=(0, 2, 3), unbiased=False), 2) + \
             torch.norm(bn.running_mean - h.mean(dim=(0, 2, 3)), 2)
