@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/infer_fashion_ipc10.py teachers OUT [--epochs 2]
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/infer_fashion_ipc10.py distill OUT [--iterations 100]
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/infer_fashion_ipc10.py evaluate OUT [--epochs 50 --runs 3]
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/infer_fashion_ipc10.py evaluate OUT [--epochs 50 --runs 3 --sets no_ufc]
 
 (a) INFER; (b) the same natural images and their soft labels, no UFCs; (c) 10 random real images per
 class with the teacher ensemble's soft labels. All under the INFER recipe (KL T=30, MixUp 0.8, AdamW).
@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=100)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sets", default="infer,no_ufc,random_real_soft", help="comma-separated subset of the three sets")
     a = ap.parse_args()
     torch.set_num_threads(1)
     out = a.out
@@ -77,6 +78,8 @@ def main() -> None:
         sets = {"infer": (*s.instances(), s.soft_labels),
                 "no_ufc": (*s.without_ufc().instances(), s.without_ufc().soft_labels),
                 "random_real_soft": (xr, yr, ensemble_logits(models, xr))}
+        wanted = a.sets.split(",")
+        sets = {k: v for k, v in sets.items() if k in wanted}
         recipe = InferRecipe(epochs=a.epochs or 50)
         res = {"recipe": recipe.to_dict()}
         for name, (x, y, soft) in sets.items():
@@ -90,7 +93,7 @@ def main() -> None:
             t = torch.tensor(accs)
             res[name] = {"instances": int(x.shape[0]), "accuracies": accs, "mean": float(t.mean()),
                          "std": float(t.std()) if len(accs) > 1 else 0.0, "seconds": secs}
-            (out / f"evaluate_{recipe.epochs}.json").write_text(json.dumps(res, indent=1))
+            (out / f"evaluate_{recipe.epochs}_{'+'.join(sets)}.json").write_text(json.dumps(res, indent=1))
         print(json.dumps(res, indent=1))
 
 
