@@ -186,3 +186,35 @@ def test_student_training_under_the_infer_recipe(infer_set):
     with pytest.raises(ConfigError, match="soft labels must be"):
         train_student(x, y, infer_set.soft_labels[:80], test=(xt, yt), mean=infer_set.mean, std=infer_set.std,
                       recipe=recipe, generator=torch.Generator().manual_seed(0))
+
+
+def test_set_and_ufc_state_round_trip_exactly(infer_set, teachers_dir, tmp_path):
+    from habacli.infer.store import (
+        load_infer_set,
+        load_ufc_state,
+        save_infer_set,
+        save_ufc_state,
+    )
+
+    save_infer_set(tmp_path / "set.safetensors", infer_set)
+    back = load_infer_set(tmp_path / "set.safetensors")
+    assert torch.equal(back.natural, infer_set.natural) and torch.equal(back.ufc, infer_set.ufc)
+    assert torch.equal(back.soft_labels, infer_set.soft_labels) and back.temperature == 30.0
+    assert back.teachers == infer_set.teachers and back.storage() == infer_set.storage()
+    from habacli.infer._io import read_meta, save_tensors_atomic
+
+    meta = read_meta(tmp_path / "set.safetensors")
+    save_tensors_atomic(tmp_path / "bad.safetensors", {"natural": infer_set.natural, "ufc": infer_set.ufc,
+                                                       "soft_labels": infer_set.soft_labels[:, :9]}, meta)
+    with pytest.raises(ConfigError, match="bad.safetensors: soft labels must be 10 wide") as e:
+        load_infer_set(tmp_path / "bad.safetensors")
+    assert "\n" not in str(e.value)
+    run = {"dataset": "fashion_mnist", "ipc": 10, "seed": 3, "iterations": 20}
+    done = {(k, m): infer_set.ufc[k, m:m + 1] for k in range(2) for m in range(2)}
+    save_ufc_state(tmp_path / "state.safetensors", done, run)
+    got = load_ufc_state(tmp_path / "state.safetensors", expect=run)
+    assert got.keys() == done.keys() and all(torch.equal(got[key], done[key]) for key in done)
+    with pytest.raises(ConfigError, match="seed=3"):
+        load_ufc_state(tmp_path / "state.safetensors", expect={**run, "seed": 4})
+    resumed = distill_infer("fashion_mnist", 10, teachers_dir=teachers_dir, iterations=20, seed=3, done=got)
+    assert torch.equal(resumed.ufc, infer_set.ufc)

@@ -19,6 +19,7 @@ from habacli.infer.labels import (
                                     static_soft_labels,
 )
 from habacli.infer.pipeline import InferSet, distill_infer
+from habacli.infer.store import load_infer_set, load_ufc_state, save_infer_set, save_ufc_state
 from habacli.infer.teachers import (
                                     FAMILIES,
                                     TEACHER_ARCHS,
