@@ -6,10 +6,26 @@ safetensors), :mod:`.ufc` (UFC optimisation), :mod:`.labels` (static ensemble so
 :mod:`.store` (an InferSet and the per-UFC resume state as safetensors).
 """
 
-from habacli.infer.budget import InferBudget, InferBudgetError, Pair, infer_budget, subsets_for
-from habacli.infer.labels import DEFAULT_TEMPERATURE, ensemble_logits, expand_instances, static_soft_labels
+from habacli.infer.budget import (
+    InferBudget,
+    InferBudgetError,
+    Pair,
+    infer_budget,
+    subsets_for,
+)
+from habacli.infer.labels import (
+    DEFAULT_TEMPERATURE,
+    ensemble_logits,
+    expand_instances,
+    static_soft_labels,
+)
 from habacli.infer.pipeline import InferSet, distill_infer
-from habacli.infer.store import load_infer_set, load_ufc_state, save_infer_set, save_ufc_state
+from habacli.infer.store import (
+    load_infer_set,
+    load_ufc_state,
+    save_infer_set,
+    save_ufc_state,
+)
 from habacli.infer.teachers import (
     FAMILIES,
     TEACHER_ARCHS,
