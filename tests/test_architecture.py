@@ -64,6 +64,25 @@ def test_help_imports_no_torch(argv: list[str]) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+# What `haba --help` defers besides torch (docs/benchmarks.md, "haba --help start-up"): typer's help renderer
+# imports rich.markdown / rich.traceback (markdown-it, pygments) only for modes haba does not use.
+DEFERRED_FROM_HELP = ("numpy", "PIL", "yaml", "huggingface_hub", "markdown_it", "pygments", "rich.markdown", "tomllib")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["evaluate", "--help"]])
+def test_help_defers_heavy_modules(argv: list[str]) -> None:
+    code = (
+        "import sys; from habacli.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        f"loaded = [m for m in {DEFERRED_FROM_HELP!r} if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+        "import rich.markdown, rich.traceback\n"  # the placeholders are gone: the real modules load
+        "assert hasattr(rich.markdown, 'MarkdownIt') and hasattr(rich.traceback, 'install')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_import_habacli_imports_no_torch() -> None:
     code = "import sys, habacli, habacli.api, habacli.data, habacli.artifact; assert 'torch' not in sys.modules"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

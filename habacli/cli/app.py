@@ -9,7 +9,9 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+import types
 import warnings
+from typing import Any
 
 import typer
 
@@ -70,10 +72,58 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     (file or sys.stderr).write(f"warning: {message}\n")
 
 
+class _DeferredMarkdown:
+    """Stands in for ``rich.markdown.Markdown`` in typer's help renderer (used only in markdown mode)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+        from rich.markdown import Markdown  # lazy: markdown-it and pygments cost ~50 ms of every --help
+
+        return Markdown(*args, **kwargs)
+
+
+class _DeferredTraceback:
+    """Stands in for ``rich.traceback.Traceback`` (used only by typer's pretty exceptions, off here)."""
+
+    @classmethod
+    def from_exception(cls, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+        from rich.traceback import Traceback  # lazy: pygments costs ~20 ms of every --help
+
+        return Traceback.from_exception(*args, **kwargs)
+
+
+def _light_typer_rich_utils() -> None:
+    """Import ``typer.rich_utils`` (the help renderer) without ``rich.markdown`` / ``rich.traceback``.
+
+    typer imports both at module level but uses them only in ``rich_markup_mode="markdown"`` and for
+    pretty exceptions, neither of which haba uses; together with markdown-it and pygments they were
+    ~100 ms of ``haba --help`` (docs/benchmarks.md). Placeholder modules stand in while typer's module
+    runs and are removed at once, so any later ``import rich.markdown`` gets the real module.
+    """
+    if "typer.rich_utils" in sys.modules:
+        return
+    stubs = {
+        "rich.markdown": _DeferredMarkdown,
+        "rich.traceback": _DeferredTraceback,
+    }
+    placed = {}
+    for name, cls in stubs.items():
+        if name not in sys.modules:
+            module = types.ModuleType(name)
+            setattr(module, cls.__name__.replace("_Deferred", ""), cls)
+            placed[name] = sys.modules[name] = module
+    try:
+        import typer.rich_utils  # noqa: F401  # lazy: imported here under the placeholders above
+    finally:
+        for name, module in placed.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app and turn known errors into one line on stderr."""
     if not _debug():
         warnings.showwarning = _show_warning
+    _light_typer_rich_utils()
     try:
         # not standalone: click's parse errors come back here and print as one line, like haba's own
         rv = app(args=argv, prog_name="haba", standalone_mode=False)

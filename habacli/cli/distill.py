@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +24,8 @@ EPILOG = (
 
 def _parse_set(items: list[str] | None) -> dict[str, Any]:
     """``--set key=value`` pairs; values are parsed as TOML scalars (numbers, booleans, strings)."""
+    import tomllib  # lazy: its regexes cost ~5 ms of every `haba --help`
+
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
