@@ -26,6 +26,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "formats" / "examples"
 BASE = (EXAMPLES / "rgb_single_channel.safetensors").read_bytes()  # K = 2, real Fashion-MNIST bases
 ZBASE = (EXAMPLES / "fashion_haba_zca.safetensors").read_bytes()  # with ZCA
 LBASE = (EXAMPLES / "fashion_lowres_channel.safetensors").read_bytes()  # format 1.1: 6x6 bases, per-channel
+IBASE = (EXAMPLES / "fashion_infer.safetensors").read_bytes()  # format 1.2: K = 1, M = 2 compensators, soft labels
 _NP = {"F32": np.float32, "I64": np.int64, "F64": np.float64}
 
 
@@ -81,8 +82,8 @@ def drop_tensor(name: str, data: bytes = BASE) -> bytes:
     return reseal(header, payload[:b] + payload[end:])
 
 
-def edit_entry(name: str, **changes) -> bytes:
-    header, payload = split(BASE)
+def edit_entry(name: str, data: bytes = BASE, **changes) -> bytes:
+    header, payload = split(data)
     header[name].update(changes)
     return join(header, payload)
 
@@ -193,6 +194,19 @@ HEADER_CASES: dict[str, Callable[[], bytes]] = {
     "1.1: per-channel tensors read as per-pixel (a 1.0 reader)": lambda: edit_doc(
         _set("hallucinators.modulation", KeyError), LBASE
     ),
+    "1.2: compensator of the wrong shape": lambda: edit_entry("compensators.values", IBASE, shape=[2, 1, 1, 12, 12]),
+    "1.2: soft labels of the wrong width": lambda: edit_entry("instance_soft_labels", IBASE, shape=[40, 8]),
+    "1.2: unknown compensator method": lambda: edit_doc(_set("compensators.method", "mixup"), IBASE),
+    "1.2: unknown combine rule": lambda: edit_doc(_set("compensators.combine", "add"), IBASE),
+    "1.2: soft labels of another kind": lambda: edit_doc(_set("instance_soft_labels.kind", "probabilities"), IBASE),
+    "1.2: temperature of zero": lambda: edit_doc(_set("instance_soft_labels.temperature", 0), IBASE),
+    "1.2: both soft-label kinds": lambda: edit_doc(_set("soft_labels", True), IBASE),
+    "1.2: num_instances wrong": lambda: edit_doc(_set("num_instances", 12), IBASE),
+    "1.2: compensator storage not counted": lambda: edit_doc(_set("storage.compensators", 0), IBASE),
+    "1.2: recipe without epochs": lambda: edit_doc(_set("evaluation_recipe.epochs", KeyError), IBASE),
+    "1.2: compensator tensors without the block": lambda: edit_doc(
+        lambda d: d.update(compensators=None, instance_soft_labels=None, num_instances=12), IBASE
+    ),
     "torch zip checkpoint renamed": torch_zip_checkpoint,
     "legacy pickle renamed": lambda: pickle.dumps({"bases": [1.0, 2.0]}, protocol=2),
 }
@@ -204,6 +218,12 @@ PAYLOAD_CASES: dict[str, Callable[[], bytes]] = {
     "NaN in the bases": lambda: edit_values("bases", lambda a: a.__setitem__(5, np.nan)),
     "Inf in a hallucinator": lambda: edit_values("hallucinators.shift", lambda a: a.__setitem__(0, np.inf)),
     "NaN in the zca basis": lambda: edit_values("zca.basis", lambda a: a.__setitem__(0, np.nan), ZBASE),
+    "1.2: NaN in a compensator": lambda: edit_values("compensators.values", lambda a: a.__setitem__(7, np.nan), IBASE),
+    "1.2: Inf in the soft labels": lambda: edit_values(
+        "instance_soft_labels", lambda a: a.__setitem__(3, np.inf), IBASE
+    ),
+    "1.2: subset out of range": lambda: edit_values("compensators.subset", lambda a: a.__setitem__(2, 1), IBASE),
+    "1.2: a class twice in a subset": lambda: edit_values("compensators.subset", lambda a: a.__setitem__(10, 0), IBASE),
 }
 
 

@@ -17,7 +17,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ROOT / "formats"
 EXAMPLES = FORMATS / "examples"
-NAMES = ["fashion_haba_zca", "fashion_plain", "rgb_single_channel", "rgb_zca_soft", "fashion_lowres_channel"]
+NAMES = [
+    "fashion_haba_zca",
+    "fashion_plain",
+    "rgb_single_channel",
+    "rgb_zca_soft",
+    "fashion_lowres_channel",
+    "fashion_infer",
+]
+VERSIONS = {"fashion_lowres_channel": "1.1", "fashion_infer": "1.2"}
 NEGATIVE = EXAMPLES / "negative"
 _NP = {"F32": np.float32, "I64": np.int64, "U8": np.uint8}
 
@@ -89,8 +97,23 @@ def spec_decode(doc: dict, t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.nda
         y = x.reshape(y.shape)
     mean = np.array(doc["normalization"]["mean"])[None, :, None, None]
     std = np.array(doc["normalization"]["std"])[None, :, None, None]
+    labels = np.repeat(labels, max(k, 1))
+    comp = doc.get("compensators")
+    if comp is not None:  # format 1.2, section 12.3.2: clip(natural[k, c] + compensator[k, m]) in (k, m, c) order
+        values, subset = t["compensators.values"].astype(np.float64), t["compensators.subset"]
+        nc = doc["dataset"]["num_classes"]
+        lo, hi = (0 - mean[0]) / std[0], (1 - mean[0]) / std[0]
+        extra, extra_labels = [], []
+        for kk in range(comp["subsets"]):
+            for m in range(comp["per_subset"]):
+                for c in range(nc):
+                    (i,) = np.nonzero((subset == kk) & (t["labels"] == c))[0]
+                    extra.append(np.minimum(np.maximum(y[i] + values[kk, m], lo), hi))
+                    extra_labels.append(c)
+        y = np.concatenate([y, np.stack(extra)])
+        labels = np.concatenate([labels, np.array(extra_labels, dtype=labels.dtype)])
     p = np.clip(y * std + mean, 0.0, 1.0)
-    return np.floor(255 * p + 0.5).astype(np.uint8), np.repeat(labels, max(k, 1))
+    return np.floor(255 * p + 0.5).astype(np.uint8), labels
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -99,7 +122,7 @@ def test_independent_reader_matches_reference(name: str) -> None:
     assert path.stat().st_size < 100_000
     meta, tensors, payload = read_safetensors(path)
     assert meta["format"] == "haba"
-    assert meta["format_version"] == ("1.1" if name == "fashion_lowres_channel" else "1.0")
+    assert meta["format_version"] == VERSIONS.get(name, "1.0")
     doc = json.loads(meta["haba"])
     assert hashlib.sha256(payload).hexdigest() == doc["payload_sha256"]
     _, expected, _ = read_safetensors(EXAMPLES / f"{name}.expected.safetensors")
@@ -107,12 +130,37 @@ def test_independent_reader_matches_reference(name: str) -> None:
     assert (
         images.shape
         == expected["images"].shape
-        == (doc["num_images"], doc["dataset"]["channels"], doc["dataset"]["height"], doc["dataset"]["width"])
+        == (
+            doc.get("num_instances", doc["num_images"]),
+            doc["dataset"]["channels"],
+            doc["dataset"]["height"],
+            doc["dataset"]["width"],
+        )
     )
     assert np.array_equal(labels, expected["labels"])
+    if "instance_soft_labels" in tensors:  # section 12.4: the target is softmax(logits / T)
+        z = tensors["instance_soft_labels"].astype(np.float64) / doc["instance_soft_labels"]["temperature"]
+        q = np.exp(z - z.max(1, keepdims=True))
+        np.testing.assert_allclose(q / q.sum(1, keepdims=True), expected["targets"], atol=1e-6)
     diff = np.abs(images.astype(int) - expected["images"].astype(int))
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
     assert expected["images"].std() > 10  # real image content, not a constant
+
+
+def test_an_older_reader_sees_the_natural_images_with_hard_labels() -> None:
+    """Section 13: a 1.0/1.1 reader ignores the 1.2 keys and tensors and decodes the num_images natural images
+    (the first instances of the reference decoding) with their hard labels; its storage checks still hold."""
+    meta, tensors, _ = read_safetensors(EXAMPLES / "fashion_infer.safetensors")
+    doc = json.loads(meta["haba"])
+    old_doc = {k: v for k, v in doc.items() if k not in ("compensators", "instance_soft_labels", "evaluation_recipe")}
+    old_tensors = {k: v for k, v in tensors.items() if k in ("bases", "labels")}
+    images, labels = spec_decode(old_doc, old_tensors)
+    _, expected, _ = read_safetensors(EXAMPLES / "fashion_infer.expected.safetensors")
+    n = doc["num_images"]
+    assert images.shape[0] == n == 12 and doc["soft_labels"] is False
+    assert np.array_equal(labels, expected["labels"][:n])
+    assert np.abs(images.astype(int) - expected["images"][:n].astype(int)).max() <= 1
+    assert doc["storage"]["bases"] == tensors["bases"].size and doc["storage"]["total"] == tensors["bases"].size
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -158,6 +206,11 @@ def test_examples_cover_the_spec_cases() -> None:
     assert z3["dataset"]["channels"] == 3 and 0 < z3["zca"]["rank"] < z3["zca"]["dim"] == 192
     assert len(set(z3["normalization"]["mean"])) == 3 and all(s != 1 for s in z3["normalization"]["std"])
     assert z3["soft_labels"] is True and z3["hallucinators"]["count"] == 2
+    inf = docs["fashion_infer"]  # format 1.2: compensators, two unpaired bases, instance soft labels, a recipe
+    assert inf["compensators"]["subsets"] == 1 and inf["compensators"]["per_subset"] == 2
+    assert inf["num_instances"] == 12 + 2 * 10 and inf["bases"]["count"] == 12 and inf["soft_labels"] is False
+    assert inf["storage"]["compensators"] == 2 * 144 and inf["storage"]["instance_soft_labels"] == 32 * 10
+    assert inf["evaluation_recipe"]["loss"] == "kl" and inf["instance_soft_labels"]["temperature"] == 30
     low = docs["fashion_lowres_channel"]  # format 1.1: low-resolution bases, per-channel modulation
     assert (low["bases"]["height"], low["bases"]["width"]) == (6, 6) < (low["dataset"]["height"], 12)
     assert low["hallucinators"]["modulation"] == "channel" and low["storage"]["hallucinators"] == 2 * 22

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from habacli import __version__
 from habacli.artifact.header import (  # noqa: F401 - re-exported: the codec's public header API
+    COMP_PREFIX,
     FORMAT,
     HAL_KEYS,
     HAL_PREFIX,
+    INSTANCE_SOFT,
     MAX_HEADER_BYTES,
     MAX_TENSORS,
     ZCA_PREFIX,
@@ -32,6 +34,7 @@ from habacli.artifact.header import (  # noqa: F401 - re-exported: the codec's p
     _validate_shapes,
     expected_shapes,
     format_version_of,
+    num_instances_of,
     parse_header,
     read_header,
     read_metadata,
@@ -57,6 +60,16 @@ def _validate_values(tensors: dict[str, Tensor], doc: dict) -> None:
     for name, t in tensors.items():
         if t.is_floating_point() and name in known and not bool(torch.isfinite(t).all()):
             raise _Problem(f"tensor {name!r} contains NaN or Inf")
+    subset = tensors.get(COMP_PREFIX + "subset")
+    comp = doc.get("compensators")
+    if subset is not None and comp is not None:  # format 1.2 pairing (spec section 12.3.1)
+        k_sub, nc = comp["subsets"], doc["dataset"]["num_classes"]
+        if subset.numel() and (int(subset.min()) < -1 or int(subset.max()) >= k_sub):
+            raise _Problem(f"compensators.subset holds a value outside -1 and [0, {k_sub})")
+        paired = subset >= 0
+        keys = (subset[paired] * nc + labels[paired]).tolist()
+        if sorted(keys) != list(range(k_sub * nc)):
+            raise _Problem(f"compensators.subset: every subset must hold exactly one basis of each of the {nc} classes")
     eig = tensors.get(ZCA_PREFIX + "eigenvalues")
     if eig is not None and ZCA_PREFIX + "eigenvalues" in known and eig.numel() and float(eig.min()) < 0:
         raise _Problem(f"tensor 'zca.eigenvalues' holds a negative value ({float(eig.min()):g}): a covariance has none")
@@ -130,6 +143,15 @@ class HabaArtifact:
     created: str = ""
     library_version: str = ""
     payload_sha256: str = ""
+    # format 1.2 (INFER): compensators [K, M, c, H, W] with each basis's subset [n] (-1: none), instance soft
+    # labels [num_instances, C] (logits at ``soft_label_temperature``) and the evaluation recipe
+    compensators: Tensor | None = None
+    compensator_subset: Tensor | None = None
+    compensator_info: dict[str, Any] = field(default_factory=dict)  # teachers, config
+    instance_soft_labels: Tensor | None = None
+    soft_label_temperature: float | None = None
+    soft_label_info: dict[str, Any] = field(default_factory=dict)  # source, teachers
+    evaluation_recipe: dict[str, Any] | None = None
 
     @classmethod
     def build(
@@ -152,6 +174,13 @@ class HabaArtifact:
         zca_tolerance: float | None = None,
         created: str | None = None,
         library_version: str | None = None,
+        compensators: Tensor | None = None,
+        compensator_subset: Tensor | None = None,
+        compensator_info: dict | None = None,
+        instance_soft_labels: Tensor | None = None,
+        soft_label_temperature: float | None = None,
+        soft_label_info: dict | None = None,
+        evaluation_recipe: dict | None = None,
     ) -> HabaArtifact:
         """Assemble and validate an artifact (CPU copies). ``hallucinators``: a HallucinatorBank, its
         ``params()``/``state_dict()`` or None/{} (K = 0). A full :class:`~habacli.transforms.zca.ZCA` is compacted here
@@ -180,6 +209,17 @@ class HabaArtifact:
             dict(extra or {}),
             created or _now(),
             library_version or __version__,
+            compensators=None if compensators is None else compensators.detach().float().cpu().contiguous(),
+            compensator_subset=None
+            if compensator_subset is None
+            else compensator_subset.detach().to("cpu", torch.int64).contiguous(),
+            compensator_info=dict(compensator_info or {}),
+            instance_soft_labels=None
+            if instance_soft_labels is None
+            else instance_soft_labels.detach().float().cpu().contiguous(),
+            soft_label_temperature=None if soft_label_temperature is None else float(soft_label_temperature),
+            soft_label_info=dict(soft_label_info or {}),
+            evaluation_recipe=None if evaluation_recipe is None else dict(evaluation_recipe),
         )
         if isinstance(zca, ZCA):
             images, _ = art.decode(pixel=False)
@@ -202,6 +242,14 @@ class HabaArtifact:
         return int(self.bases.shape[0]) * max(self.num_hallucinators, 1)
 
     @property
+    def num_instances(self) -> int:
+        """Instances the artifact decodes to: ``num_images`` plus the K*M*C compensated ones (format 1.2)."""
+        if self.compensators is None:
+            return self.num_images
+        k, m = int(self.compensators.shape[0]), int(self.compensators.shape[1])
+        return self.num_images + k * m * int(self.spec["num_classes"])
+
+    @property
     def storage(self) -> dict[str, int | float]:
         """Stored values by part, their total and the baseline budget (spec section 6)."""
         return storage_of(self.to_document())
@@ -219,6 +267,12 @@ class HabaArtifact:
         out.update({HAL_PREFIX + k: v for k, v in self.hallucinators.items()})
         if self.zca is not None:
             out.update({ZCA_PREFIX + k: v for k, v in self.zca.to_tensors().items()})
+        if self.compensators is not None:
+            out[COMP_PREFIX + "values"] = self.compensators
+            if self.compensator_subset is not None:
+                out[COMP_PREFIX + "subset"] = self.compensator_subset
+        if self.instance_soft_labels is not None:
+            out[INSTANCE_SOFT] = self.instance_soft_labels
         return {k: v.detach().cpu().contiguous() for k, v in out.items()}
 
     def to_document(self, payload_sha256: str | None = None) -> dict[str, Any]:
@@ -262,6 +316,29 @@ class HabaArtifact:
             "payload_sha256": payload_sha256 or self.payload_sha256 or "0" * 64,
             "extra": self.extra,
         }
+        if self.compensators is not None:  # format 1.2
+            comp = self.compensators
+            doc["compensators"] = {
+                "method": "infer-ufc",
+                "subsets": int(comp.shape[0]) if comp.dim() > 0 else 0,
+                "per_subset": int(comp.shape[1]) if comp.dim() > 1 else 0,
+                "combine": "add-clip",
+                **self.compensator_info,
+            }
+        if self.instance_soft_labels is not None:
+            doc["instance_soft_labels"] = {
+                "count": int(self.instance_soft_labels.shape[0]),
+                "temperature": self.soft_label_temperature,
+                "kind": "logits",
+                **self.soft_label_info,
+            }
+        if self.evaluation_recipe is not None:
+            doc["evaluation_recipe"] = self.evaluation_recipe
+        if self.compensators is not None or self.instance_soft_labels is not None or self.evaluation_recipe is not None:
+            try:
+                doc["num_instances"] = num_instances_of(doc)
+            except (KeyError, TypeError):
+                doc["num_instances"] = -1  # the validation then names the real problem
         try:
             doc["storage"] = storage_of(doc)
         except (KeyError, TypeError, ZeroDivisionError):
@@ -299,8 +376,45 @@ class HabaArtifact:
     def decode(
         self, *, device: Any = "cpu", pixel: bool = True, indices: Tensor | None = None, batch_size: int = 8192
     ) -> tuple[Tensor, Tensor]:
-        """Images and hard labels. All ``num_images`` in basis-major order (image ``i*K + k`` is basis ``i``
-        under hallucinator ``k``), or only ``indices`` of that order. ``pixel=False``: model space."""
+        """Instances and hard labels. All ``num_instances`` (spec section 4, then 12.3.2): the ``num_images``
+        images in basis-major order (image ``i*K + k`` is basis ``i`` under hallucinator ``k``), then, with
+        compensators, instance ``num_images + (k*M + m)*C + c`` = clip(natural[k, c] + compensator[k, m]);
+        or only ``indices`` of that order. ``pixel=False``: model space."""
+        import torch  # lazy: torch
+
+        if self.compensators is not None:
+            x, y = self._decode_compensated(device)
+            if indices is not None:
+                j = torch.as_tensor(indices, device=device, dtype=torch.long).reshape(-1)
+                if j.numel() and (int(j.min()) < 0 or int(j.max()) >= self.num_instances):
+                    raise ConfigError(f"instance indices must be in [0, {self.num_instances})")
+                x, y = x[j], y[j]
+            return (self.to_pixel(x) if pixel else x), y
+        return self._decode_images(device=device, pixel=pixel, indices=indices, batch_size=batch_size)
+
+    def _decode_compensated(self, device: Any) -> tuple[Tensor, Tensor]:
+        """All instances of a compensated (INFER) artifact in model space (spec section 12.3.2)."""
+        import torch  # lazy: torch
+
+        assert self.compensators is not None and self.compensator_subset is not None
+        bases, labels = self.bases.to(device), self.labels.to(device)
+        comp, subset = self.compensators.to(device), self.compensator_subset.to(device)
+        k_sub, m_per, nc = int(comp.shape[0]), int(comp.shape[1]), int(self.spec["num_classes"])
+        mean = torch.tensor(self.mean, dtype=bases.dtype, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=bases.dtype, device=device).view(1, -1, 1, 1)
+        lo, hi = (0 - mean) / std, (1 - mean) / std
+        slot = torch.full((k_sub * nc,), -1, dtype=torch.long, device=device)
+        paired = torch.nonzero(subset >= 0).reshape(-1)
+        slot[subset[paired] * nc + labels[paired]] = paired
+        natural = bases[slot].reshape(k_sub, 1, nc, *bases.shape[1:])  # [K, 1, C, c, H, W]
+        extra = torch.maximum(torch.minimum(natural + comp[:, :, None], hi), lo)  # [K, M, C, c, H, W]
+        x = torch.cat([bases, extra.reshape(-1, *bases.shape[1:])])
+        y = torch.cat([labels, torch.arange(nc, device=device).repeat(k_sub * m_per)])
+        return x, y
+
+    def _decode_images(
+        self, *, device: Any, pixel: bool, indices: Tensor | None, batch_size: int
+    ) -> tuple[Tensor, Tensor]:
         import torch  # lazy: torch
 
         from habacli.networks.hallucinator import apply_pairs, decode_all, upsample_bases  # lazy: torch
@@ -401,6 +515,22 @@ def load_artifact(path: str | os.PathLike, *, device: Any = "cpu", verify: bool 
     hal = {k: tensors[HAL_PREFIX + k].to(device) for k in HAL_KEYS} if doc["hallucinators"]["count"] else {}
     soft = tensors["soft_labels"].to(device) if doc["soft_labels"] else None
     norm = doc["normalization"]
+    comp, isl = doc.get("compensators"), doc.get("instance_soft_labels")
+    infer: dict[str, Any] = {}
+    if comp is not None:
+        infer.update(
+            compensators=tensors[COMP_PREFIX + "values"].to(device),
+            compensator_subset=tensors[COMP_PREFIX + "subset"].to(device),
+            compensator_info={k: v for k, v in comp.items() if k in ("teachers", "config")},
+        )
+    if isl is not None:
+        infer.update(
+            instance_soft_labels=tensors[INSTANCE_SOFT].to(device),
+            soft_label_temperature=float(isl["temperature"]),
+            soft_label_info={k: v for k, v in isl.items() if k in ("source", "teachers")},
+        )
+    if doc.get("evaluation_recipe") is not None:
+        infer["evaluation_recipe"] = dict(doc["evaluation_recipe"])
     return HabaArtifact(
         tensors["bases"].to(device),
         tensors["labels"].to(device),
@@ -419,4 +549,5 @@ def load_artifact(path: str | os.PathLike, *, device: Any = "cpu", verify: bool 
         doc["created"],
         doc["library"]["version"],
         doc["payload_sha256"],
+        **infer,
     )

@@ -19,11 +19,29 @@ from habacli._shapes import MODULATIONS, PARAM_NAMES, hallucinator_shapes
 from habacli.errors import ArtifactError, ArtifactNotFoundError
 
 FORMAT = "haba"
-FORMAT_VERSION = "1.1"  # the newest minor version this reader implements; writers use format_version_of
+FORMAT_VERSION = "1.2"  # the newest minor version this reader implements; writers use format_version_of
 MAX_HEADER_BYTES = 100_000_000
 MAX_TENSORS = 1024
 MAX_RANK = 8
 HAL_PREFIX, ZCA_PREFIX = "hallucinators.", "zca."
+COMP_PREFIX, INSTANCE_SOFT = "compensators.", "instance_soft_labels"  # format 1.2 (INFER)
+INFER_KEYS = ("compensators", "instance_soft_labels", "evaluation_recipe")  # format 1.2 document keys
+RECIPE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "label_mode": str,
+    "loss": str,
+    "temperature": (int, float),
+    "temperature_squared": bool,
+    "mixup_alpha": (int, float),
+    "soft_label_mixing": str,
+    "optimizer": str,
+    "lr": (int, float),
+    "weight_decay": (int, float),
+    "schedule": str,
+    "epochs": int,
+    "batch_size": int,
+    "augmentations": list,
+    "reported": str,
+}
 HAL_KEYS = PARAM_NAMES
 ITEMSIZE = {
     "F32": 4,
@@ -344,6 +362,70 @@ def _validate_doc(doc: dict) -> None:
         raise _Problem("metadata payload_sha256 is not 64 lower-case hex digits")
     if "extra" in doc:
         _need(doc, "extra", dict, "")
+    _validate_infer_doc(doc)
+
+
+def uses_infer(doc: dict) -> bool:
+    """Whether ``doc`` uses a format 1.2 feature (compensators, instance soft labels, an evaluation recipe)."""
+    return any(doc.get(key) is not None for key in INFER_KEYS)
+
+
+def _finite(d: dict, key: str, where: str, *, positive: bool = False) -> float:
+    v = _need(d, key, (int, float), where)
+    if not math.isfinite(v) or v < 0 or (positive and v == 0):
+        raise _Problem(f"metadata {where}.{key} must be a finite number {'> 0' if positive else '>= 0'}, got {v}")
+    return float(v)
+
+
+def _validate_infer_doc(doc: dict) -> None:
+    """Format 1.2 keys (spec section 12): compensators, instance_soft_labels, evaluation_recipe, num_instances."""
+    comp = _need(doc, "compensators", (dict, type(None)), "") if "compensators" in doc else None
+    if comp is not None:
+        if _need(comp, "method", str, "compensators") != "infer-ufc":
+            raise _Problem(f"unknown compensator method {comp['method']!r} (known: infer-ufc)")
+        if _need(comp, "combine", str, "compensators") != "add-clip":
+            raise _Problem(f"unknown compensator combine rule {comp['combine']!r} (known: add-clip)")
+        _pos(comp, "subsets", "compensators")
+        m = _pos(comp, "per_subset", "compensators")
+        if "teachers" in comp:
+            teachers = _need(comp, "teachers", list, "compensators")
+            if len(teachers) != m or not all(isinstance(t, str) for t in teachers):
+                raise _Problem(f"metadata compensators.teachers: expected {m} strings")
+        if "config" in comp:
+            _need(comp, "config", dict, "compensators")
+    isl = _need(doc, "instance_soft_labels", (dict, type(None)), "") if "instance_soft_labels" in doc else None
+    if isl is not None:
+        _pos(isl, "count", "instance_soft_labels", minimum=0)
+        _finite(isl, "temperature", "instance_soft_labels", positive=True)
+        if _need(isl, "kind", str, "instance_soft_labels") != "logits":
+            raise _Problem(f"unknown instance_soft_labels kind {isl['kind']!r} (known: logits)")
+        if doc["soft_labels"]:
+            raise _Problem("instance_soft_labels together with the 1.0 soft_labels flag: a file has one or the other")
+    rec = _need(doc, "evaluation_recipe", (dict, type(None)), "") if "evaluation_recipe" in doc else None
+    if rec is not None:
+        for key, kinds in RECIPE_KEYS.items():
+            _need(rec, key, kinds, "evaluation_recipe")
+        for key in ("temperature", "lr"):
+            _finite(rec, key, "evaluation_recipe", positive=True)
+        for key in ("mixup_alpha", "weight_decay"):
+            _finite(rec, key, "evaluation_recipe")
+        for key in ("epochs", "batch_size"):
+            _pos(rec, key, "evaluation_recipe")
+        if not all(isinstance(a, str) for a in rec["augmentations"]):
+            raise _Problem("metadata evaluation_recipe.augmentations: expected a list of strings")
+    if uses_infer(doc) or "num_instances" in doc:
+        _pos(doc, "num_instances", "", minimum=0)
+        st = doc["storage"]
+        for key in ("compensators", "instance_soft_labels", "full_total"):
+            _pos(st, key, "storage", minimum=0)
+        _need(st, "full_ratio", (int, float), "storage")
+
+
+def num_instances_of(doc: dict) -> int:
+    """``num_images + K*M*C`` (format 1.2; ``num_images`` without compensators)."""
+    comp = doc.get("compensators")
+    extra = 0 if comp is None else comp["subsets"] * comp["per_subset"] * doc["dataset"]["num_classes"]
+    return int(doc["num_images"]) + extra
 
 
 def expected_shapes(doc: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -362,19 +444,29 @@ def expected_shapes(doc: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
     if doc["zca"] is not None:
         d, r = doc["zca"]["dim"], doc["zca"]["rank"]
         out.update({"zca.mean": ("F32", (d,)), "zca.basis": ("F32", (d, r)), "zca.eigenvalues": ("F32", (r,))})
+    comp = doc.get("compensators")
+    if comp is not None:  # format 1.2
+        out[COMP_PREFIX + "values"] = ("F32", (comp["subsets"], comp["per_subset"], c, hh, ww))
+        out[COMP_PREFIX + "subset"] = ("I64", (n,))
+    if doc.get("instance_soft_labels") is not None:
+        out[INSTANCE_SOFT] = ("F32", (num_instances_of(doc), ds["num_classes"]))
     return out
 
 
 def format_version_of(doc: dict) -> str:
-    """The format version a writer records for ``doc``: 1.1 when it uses a 1.1 feature (low-resolution
-    bases, per-channel modulation; spec section 11), else 1.0 (so such files stay 1.0-readable)."""
+    """The format version a writer records for ``doc``: 1.2 when it uses a 1.2 feature (compensators,
+    instance soft labels, an evaluation recipe; spec section 12), else 1.1 when it uses a 1.1 feature
+    (low-resolution bases, per-channel modulation; section 11), else 1.0 (so such files stay 1.0-readable)."""
+    if uses_infer(doc):
+        return "1.2"
     ds, b, h = doc["dataset"], doc["bases"], doc["hallucinators"]
     lowres = b.get("height", ds["height"]) != ds["height"] or b.get("width", ds["width"]) != ds["width"]
     return "1.1" if lowres or h.get("modulation", "pixel") != "pixel" else "1.0"
 
 
 def storage_of(doc: dict) -> dict[str, int | float]:
-    """Stored values by part and the baseline's ``num_classes * ipc * c * h * w`` (spec section 6)."""
+    """Stored values by part and the baseline's ``num_classes * ipc * c * h * w`` (spec section 6); for a 1.2
+    document also ``compensators``, ``instance_soft_labels``, ``full_total`` and ``full_ratio`` (section 12.6)."""
     shapes = expected_shapes(doc)
     count = {
         part: sum(math.prod(s) for name, (_, s) in shapes.items() if name.startswith(prefix))
@@ -388,7 +480,13 @@ def storage_of(doc: dict) -> dict[str, int | float]:
     ds = doc["dataset"]
     total = count["bases"] + count["hallucinators"] + count["soft_labels"]
     baseline = ds["num_classes"] * doc["ipc"] * ds["channels"] * ds["height"] * ds["width"]
-    return {**count, "total": total, "baseline": baseline, "ratio": total / baseline}
+    out: dict[str, int | float] = {**count, "total": total, "baseline": baseline, "ratio": total / baseline}
+    if uses_infer(doc) or "num_instances" in doc:
+        comp = math.prod(shapes[COMP_PREFIX + "values"][1]) if COMP_PREFIX + "values" in shapes else 0
+        soft = math.prod(shapes[INSTANCE_SOFT][1]) if INSTANCE_SOFT in shapes else 0
+        full = total + comp + soft
+        out.update(compensators=comp, instance_soft_labels=soft, full_total=full, full_ratio=full / baseline)
+    return out
 
 
 def _validate_shapes(doc: dict, have: dict[str, tuple[str, tuple[int, ...]]]) -> None:
@@ -410,6 +508,7 @@ def _validate_shapes(doc: dict, have: dict[str, tuple[str, tuple[int, ...]]]) ->
         raise _Problem(f"zca dim {z['dim']} / rank {z['rank']} do not fit {c}x{ds['height']}x{ds['width']} images")
     if doc["num_images"] != b["count"] * max(k, 1):
         raise _Problem(f"num_images {doc['num_images']} != bases x max(hallucinators, 1)")
+    _validate_infer_shapes(doc)
     for name, (dtype, shape) in expected_shapes(doc).items():
         if name not in have:
             raise _Problem(f"missing required tensor {name!r}")
@@ -420,13 +519,39 @@ def _validate_shapes(doc: dict, have: dict[str, tuple[str, tuple[int, ...]]]) ->
     for name in have:
         if name == "soft_labels" and not doc["soft_labels"]:
             raise _Problem("tensor 'soft_labels' is present but the metadata says soft_labels is false")
-        if name.startswith((HAL_PREFIX, ZCA_PREFIX)) and name not in expected_shapes(doc):
+        if (name.startswith((HAL_PREFIX, ZCA_PREFIX, COMP_PREFIX)) or name == INSTANCE_SOFT) and name not in (
+            expected_shapes(doc)
+        ):
             raise _Problem(f"tensor {name!r} is not allowed by the metadata")
     st, want = doc["storage"], storage_of(doc)
     for key, value in want.items():
         same = math.isclose(st[key], value, rel_tol=1e-9) if key == "ratio" else st[key] == value
         if not same:
             raise _Problem(f"storage.{key} is {st[key]} but the tensors give {value}")
+
+
+def _validate_infer_shapes(doc: dict) -> None:
+    """Format 1.2 cross-field rules (spec section 12.7) that need no tensor."""
+    ds, b, comp = doc["dataset"], doc["bases"], doc.get("compensators")
+    if comp is not None:
+        if doc["hallucinators"]["count"] != 0 or doc["zca"] is not None:
+            raise _Problem("compensators cannot be combined with hallucinators or ZCA")
+        if (
+            b["channels"] != ds["channels"]
+            or b.get("height", ds["height"]) != ds["height"]
+            or (b.get("width", ds["width"]) != ds["width"])
+        ):
+            raise _Problem("compensators need full-resolution bases with the dataset's channels")
+        if b["count"] < comp["subsets"] * ds["num_classes"]:
+            raise _Problem(
+                f"{comp['subsets']} subsets of {ds['num_classes']} classes need {comp['subsets'] * ds['num_classes']} "
+                f"bases, the file has {b['count']}"
+            )
+    if "num_instances" in doc and doc["num_instances"] != num_instances_of(doc):
+        raise _Problem(f"num_instances {doc['num_instances']} != num_images + subsets x per_subset x classes")
+    isl = doc.get("instance_soft_labels")
+    if isl is not None and isl["count"] != num_instances_of(doc):
+        raise _Problem(f"instance_soft_labels.count {isl['count']} != num_instances {num_instances_of(doc)}")
 
 
 def local_path(ref: str | os.PathLike) -> Path:

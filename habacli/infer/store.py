@@ -1,7 +1,7 @@
 """An :class:`InferSet` as one safetensors file (exact float32 round trip), and the per-UFC resume state.
 
 This is haba's working form (checkpoints, the benchmark scripts); the shareable form is the artifact,
-format v1.1 (``formats/haba-artifact-v1.1.md``), written by the artifact codec.
+format 1.2 (``formats/haba-artifact-v1.md`` section 12), written by the artifact codec.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ __all__ = ["InferRecipe", "StudentResult", "mixup_batch", "soft_kl_loss", "train
 
 @dataclass(frozen=True)
 class InferRecipe:
-    """The evaluation recipe an INFER artifact asks for (format v1.1 ``evaluation_recipe``)."""
+    """The evaluation recipe an INFER artifact asks for (format 1.2 ``evaluation_recipe``)."""
 
     label_mode: str = "soft"  # "soft": stored soft labels; "hard": cross-entropy on hard labels
     loss: str = "kl"
