@@ -219,9 +219,9 @@ def test_random_baseline_in_zca_space(fashion_mnist_dir, short_test_set):
     from habacli import api
     from habacli.distill.config import preset_zca
 
-    kw = {"models": SMALL, "runs": 1, "epochs": 30, "seed": 0, "device": "cpu", "data_dir": fashion_mnist_dir}
+    kw = {"models": SMALL, "runs": 1, "epochs": 8, "seed": 0, "device": "cpu", "data_dir": fashion_mnist_dir}
     r = evaluate_random("fashion_mnist", 10, zca=True, **kw)
-    assert r.settings["zca"] is True and r.models[SMALL].accuracies[0] > 0.5, r.models[SMALL].accuracies
+    assert r.settings["zca"] is True and r.models[SMALL].accuracies[0] > 0.3, r.models[SMALL].accuracies
     plain = api.evaluate_random("fashion_mnist", 10, **kw)  # the preset: no ZCA for Fashion-MNIST
     assert plain.settings["zca"] is False and plain.models[SMALL].accuracies != r.models[SMALL].accuracies
     assert preset_zca("cifar10", 1) and preset_zca("cifar10", 10) and not preset_zca("cifar10", 50)
