@@ -32,16 +32,21 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from habacli.distill import distill
     from habacli.evaluate.run import EvalResult
     from habacli.experts import train_experts as experts
+    from habacli.infer.run import distill as distill_infer
+    from habacli.infer.run import teachers
 
 _LAZY: dict[str, tuple[str, str]] = {
     "datasets": ("habacli.data", "dataset_status"),
     "distill": ("habacli.distill", "distill"),
     "experts": ("habacli.experts", "train_experts"),
+    "teachers": ("habacli.infer.run", "teachers"),
+    "distill_infer": ("habacli.infer.run", "distill"),
 }
 
 __all__ = [
     "datasets",
     "distill",
+    "distill_infer",
     "evaluate",
     "evaluate_random",
     "expand",
@@ -50,6 +55,7 @@ __all__ = [
     "pull",
     "push",
     "resolve_artifact",
+    "teachers",
 ]
 
 

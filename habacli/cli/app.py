@@ -54,9 +54,10 @@ def _register_commands() -> None:
         experts,
         hub,
         info,
+        teachers,
     )
 
-    for module in (info, datasets, distill, experts, expand, evaluate, hub):
+    for module in (info, datasets, distill, experts, teachers, expand, evaluate, hub):
         module.register(app)
 
 

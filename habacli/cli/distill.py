@@ -1,4 +1,4 @@
-"""`haba distill`: HaBa (bases x hallucinators) on top of DC, DSA, DM or MTT, or the plain baseline."""
+"""`haba distill`: HaBa (bases x hallucinators) on top of DC, DSA, DM or MTT, the plain baseline, or INFER."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ EPILOG = (
     "  haba distill fashion_mnist --ipc 1 --baseline dm --preset quick --out fm-dm-ipc1.safetensors\n\n"
     "  haba distill cifar10 --ipc 10 --baseline mtt --hallucinators 5 --out c10.safetensors\n\n"
     "  haba distill cifar10 --ipc 10 --baseline dm --no-factorize --out c10-dm-plain.safetensors\n\n"
-    "  haba distill cifar10 --ipc 10 --baseline dm --out c10.safetensors --resume"
+    "  haba distill cifar10 --ipc 10 --baseline dm --out c10.safetensors --resume\n\n"
+    "  haba distill fashion_mnist --ipc 10 --method infer --preset quick --out fm-infer.safetensors"
 )
 
 
@@ -44,9 +45,26 @@ def distill_command(
         str, typer.Argument(help="Dataset name (see `haba datasets`), imagefolder:PATH or hf:ORG/NAME.")
     ],
     ipc: Annotated[int, typer.Option("--ipc", help="The baseline's images per class (the storage budget).")],
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="haba (bases x hallucinators trained with the --baseline objective) or infer (natural images + "
+            "inter-class feature compensators + teacher soft labels; --baseline does not apply).",
+        ),
+    ] = "haba",
     baseline: Annotated[
-        str, typer.Option("--baseline", "-b", help="Objective: dc, dsa, dm or mtt (HaBa + it).")
+        str, typer.Option("--baseline", "-b", help="Objective of --method haba: dc, dsa, dm or mtt (HaBa + it).")
     ] = "dm",
+    teachers: Annotated[
+        Path | None,
+        typer.Option(
+            "--teachers",
+            help="INFER: teacher folder (default: $HABA_CACHE/teachers or ./teachers); trained first when empty "
+            "(see `haba teachers`).",
+            rich_help_panel="INFER",
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Artifact path (default: DATASET-BASELINE-ipcN.safetensors).")
     ] = None,
@@ -143,6 +161,29 @@ def distill_command(
     from habacli import api  # lazy: haba --help never loads the library
     from habacli.distill.config import PRESETS  # lazy: haba --help never loads the library
 
+    if method not in ("haba", "infer"):
+        raise UnknownNameError("method", method, ["haba", "infer"])
+    if method == "infer":
+        _distill_infer(
+            dataset,
+            ipc,
+            out,
+            teachers,
+            preset,
+            iterations,
+            seed,
+            device,
+            data_dir,
+            resume,
+            checkpoint,
+            eval_epochs,
+            as_json,
+            quiet,
+            log_every,
+        )
+        return
+    if teachers is not None:
+        raise ConfigError("--teachers only applies to --method infer")
     if preset not in PRESETS:
         raise UnknownNameError("preset", preset, PRESETS)
     options = _parse_set(set_)
@@ -200,6 +241,58 @@ def distill_command(
         f"storage: {storage['total_values']} values = {storage['total_values'] / storage['baseline_values']:.2f}x "
         f"the baseline's {storage['baseline_values']} ({storage['bases_per_class']} bases/class, "
         f"{storage['hallucinator_values']} in hallucinators)"
+    )
+
+
+def _distill_infer(
+    dataset: str,
+    ipc: int,
+    out: Path | None,
+    teachers: Path | None,
+    preset: str,
+    iterations: int | None,
+    seed: int | None,
+    device: str | None,
+    data_dir: Path | None,
+    resume: bool,
+    checkpoint: Path | None,
+    eval_epochs: int | None,
+    as_json: bool,
+    quiet: bool,
+    log_every: int | None,
+) -> None:
+    """``haba distill --method infer``: teachers (reused or trained), UFCs with a checkpoint each, the artifact."""
+    from habacli import api  # lazy: haba --help never loads the library
+
+    if out is None:
+        out = Path(f"{dataset.replace(':', '_').replace('/', '_')}-infer-ipc{ipc}.safetensors")
+    with ProgressRenderer(quiet=quiet or as_json and not sys.stderr.isatty(), log_every=log_every) as render:
+        result = api.distill_infer(
+            dataset,
+            ipc,
+            out=out,
+            teachers_dir=teachers,
+            preset=preset,
+            iterations=iterations,
+            eval_epochs=eval_epochs,
+            seed=seed,
+            device=device,
+            data_dir=data_dir,
+            resume=resume,
+            checkpoint=checkpoint,
+            progress=render,
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        return
+    st = result.storage
+    typer.echo(
+        f"wrote {result.artifact_path}: INFER, {result.subsets} subsets x {len(result.teachers)} UFCs "
+        f"({result.iterations} iterations each) in {result.wall_time:.1f}s"
+    )
+    typer.echo(
+        f"storage: {st['full_total']} values = {st['full_ratio']:.3f}x the baseline's {st['baseline']} "
+        f"(natural images {st['bases']}, compensators {st['compensators']}, soft labels {st['instance_soft_labels']})"
     )
 
 

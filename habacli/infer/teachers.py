@@ -159,7 +159,7 @@ def resolve_archs(archs: Sequence[str] | str | None) -> tuple[str, ...]:
     if isinstance(archs, str):
         if archs in FAMILIES:
             return FAMILIES[archs]
-        archs = [archs]
+        archs = [a.strip() for a in archs.split(",") if a.strip()]  # "a,b": a comma-separated list
     names = tuple(archs)
     if not names:
         raise ConfigError("INFER needs at least one teacher")
@@ -414,7 +414,7 @@ def train_teachers(
 
 def _read_teacher_meta(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise TeacherError(f"{path}: no teacher file there (train it with train_teachers)")
+        raise TeacherError(f"{path}: no teacher file there (train it with `haba teachers`)")
     try:
         meta = read_meta(path)
     except Exception as e:  # noqa: BLE001 - any decoding problem is one line
@@ -477,7 +477,7 @@ def load_teachers(
         folder = teacher_path(teachers_dir, dataset, "x").parent
         names = sorted(p.name[: -len(".safetensors")] for p in folder.glob("*.safetensors")) if folder.is_dir() else []
         if not names:
-            raise TeacherError(f"{folder}: no teachers for {dataset} (train them first)")
+            raise TeacherError(f"{folder}: no teachers for {dataset} (train them with `haba teachers {dataset}`)")
     else:
         names = list(resolve_archs(archs))
     models, metas = [], []

@@ -1,0 +1,162 @@
+"""`haba teachers` and `haba distill --method infer` through the CLI on real Fashion-MNIST, tiny settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from habacli.cli import main
+
+ARCHS = "convbn_w32_d2,convbn_w64_d2_lrelu"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
+@pytest.fixture(scope="module")
+def teachers_dir(tmp_path_factory, fashion_mnist_dir: Path) -> Path:
+    d = tmp_path_factory.mktemp("teachers")
+    with pytest.raises(SystemExit) as exc:
+        main(
+            [
+                "teachers",
+                "fashion_mnist",
+                "--archs",
+                ARCHS,
+                "--epochs",
+                "1",
+                "--subset",
+                "2000",
+                "--out",
+                str(d),
+                "-q",
+                "--data-dir",
+                str(fashion_mnist_dir),
+            ]
+        )
+    assert exc.value.code in (0, None)
+    return d
+
+
+def test_teachers_command_trains_then_reuses(teachers_dir: Path, fashion_mnist_dir: Path, capsys) -> None:
+    code, out, _ = _cli(
+        capsys,
+        "teachers",
+        "fashion_mnist",
+        "--archs",
+        ARCHS,
+        "--epochs",
+        "1",
+        "--subset",
+        "2000",
+        "--out",
+        str(teachers_dir),
+        "--json",
+        "-q",
+        "--data-dir",
+        str(fashion_mnist_dir),
+    )
+    assert code == 0
+    rows = json.loads(out)["teachers"]
+    assert [r["arch"] for r in rows] == ARCHS.split(",") and not any(r["trained_now"] for r in rows)
+    assert all(0.5 < r["test_accuracy"] <= 1 for r in rows)
+
+
+def test_distill_method_infer_writes_a_1_2_artifact_and_resumes(
+    teachers_dir: Path, fashion_mnist_dir: Path, tmp_path: Path, capsys
+) -> None:
+    from habacli.artifact.codec import load_artifact
+    from habacli.artifact.header import read_header
+
+    out = tmp_path / "fm-infer.safetensors"
+    args = [
+        "distill",
+        "fashion_mnist",
+        "--ipc",
+        "10",
+        "--method",
+        "infer",
+        "--teachers",
+        str(teachers_dir),
+        "--iterations",
+        "4",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(fashion_mnist_dir),
+        "-q",
+    ]
+    code, text, _ = _cli(capsys, *args)
+    assert code == 0 and "INFER, 8 subsets x 2 UFCs" in text and "compensators" in text
+    assert read_header(out).meta["format_version"] == "1.2"
+    art = load_artifact(out)
+    assert art.num_instances == 80 + 160 and art.instance_soft_labels.shape == (240, 10)
+    assert art.evaluation_recipe["epochs"] == 400 and art.evaluation_recipe["temperature"] == 30
+    assert not out.with_name(out.name + ".infer-checkpoint").exists()  # removed once the artifact is written
+
+    # a checkpoint of the same run, partly done: --resume finishes it with the same artifact tensors
+    from habacli.infer.store import save_ufc_state
+
+    ckpt = out.with_name(out.name + ".infer-checkpoint")
+    done = {(k, m): art.compensators[k, m].unsqueeze(0) for k in range(3) for m in range(2)}
+    meta = {"dataset": "fashion_mnist", "ipc": 10, "seed": 0, "iterations": 4, "teachers": ARCHS.split(",")}
+    save_ufc_state(ckpt, done, meta)
+    again = tmp_path / "again.safetensors"
+    save_ufc_state(again.with_name(again.name + ".infer-checkpoint"), done, meta)
+    code, _, err = _cli(capsys, *[a if a != str(out) else str(again) for a in args])
+    assert code == 2 and "--resume" in err and err.count("\n") == 1
+    code, _, _ = _cli(capsys, *[a if a != str(out) else str(again) for a in args], "--resume")
+    assert code == 0
+    assert torch.equal(load_artifact(again).compensators, art.compensators)
+    assert torch.equal(load_artifact(again).instance_soft_labels, art.instance_soft_labels)
+
+
+def test_a_missing_teacher_names_the_teachers_command(teachers_dir: Path, fashion_mnist_dir: Path, tmp_path) -> None:
+    from habacli import api
+    from habacli.infer.teachers import TeacherError
+
+    with pytest.raises(TeacherError, match="haba teachers fashion_mnist") as err:
+        api.distill_infer(
+            "fashion_mnist",
+            10,
+            out=tmp_path / "a.safetensors",
+            teachers_dir=teachers_dir,
+            archs=["convbn_w48_d3_max"],
+            data_dir=fashion_mnist_dir,
+        )
+    assert "\n" not in str(err.value)
+
+
+def test_ipc_1_has_no_infer_set(teachers_dir: Path, fashion_mnist_dir: Path, tmp_path: Path, capsys) -> None:
+    code, _, err = _cli(
+        capsys,
+        "distill",
+        "fashion_mnist",
+        "--ipc",
+        "1",
+        "--method",
+        "infer",
+        "--teachers",
+        str(teachers_dir),
+        "--out",
+        str(tmp_path / "a.safetensors"),
+        "--data-dir",
+        str(fashion_mnist_dir),
+        "-q",
+    )
+    assert code == 2 and err.count("\n") == 1 and "IPC" in err.upper()
