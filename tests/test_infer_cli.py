@@ -77,6 +77,52 @@ def test_teachers_command_trains_then_reuses(teachers_dir: Path, fashion_mnist_d
     assert all(0.5 < r["test_accuracy"] <= 1 for r in rows)
 
 
+def _distill_args(teachers_dir: Path, fashion_mnist_dir: Path, out: Path) -> list[str]:
+    return [
+        "distill",
+        "fashion_mnist",
+        "--ipc",
+        "10",
+        "--method",
+        "infer",
+        "--teachers",
+        str(teachers_dir),
+        "--iterations",
+        "4",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(fashion_mnist_dir),
+        "-q",
+    ]
+
+
+@pytest.fixture(scope="module")
+def infer_path(teachers_dir: Path, fashion_mnist_dir: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("infer") / "fm-infer.safetensors"
+    with pytest.raises(SystemExit) as exc:
+        main(_distill_args(teachers_dir, fashion_mnist_dir, out))
+    assert exc.value.code in (0, None)
+    return out
+
+
+def test_evaluate_follows_the_recipe_and_standard_forces_hard_labels(
+    infer_path: Path, fashion_mnist_dir: Path, capsys
+) -> None:
+    base = ["evaluate", str(infer_path), "--runs", "1", "--epochs", "2", "--json", "-q", "--data-dir"]
+    code, out, _ = _cli(capsys, *base, str(fashion_mnist_dir))
+    assert code == 0
+    res = json.loads(out)
+    s = res["settings"]
+    assert s["recipe"] == "artifact" and s["reported"] == "final_epoch" and s["epochs_run"] == 2
+    assert s["num_instances"] == 240 and s["batch_size"] == 64 and s["temperature"] == 30
+    assert 0.1 < res["models"]["convnet"]["mean"] <= 1
+    code, out, _ = _cli(capsys, *base, str(fashion_mnist_dir), "--recipe", "standard")
+    assert code == 0
+    s = json.loads(out)["settings"]
+    assert "recipe" not in s and s["epochs_run"] == 3 and s["num_images"] == 240
+
+
 def test_distill_method_infer_writes_a_1_2_artifact_and_resumes(
     teachers_dir: Path, fashion_mnist_dir: Path, tmp_path: Path, capsys
 ) -> None:

@@ -32,7 +32,22 @@ def evaluate_command(
         ),
     ] = None,
     runs: Annotated[int, typer.Option("--runs", help="Fresh networks per model (run r uses seed + r).")] = 5,
-    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs (the reference runs epochs + 1).")] = 1000,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--epochs",
+            help="Training epochs (default: the artifact's recipe's, else 1000; the standard protocol runs epochs + 1).",
+            show_default=False,
+        ),
+    ] = None,
+    recipe: Annotated[
+        str,
+        typer.Option(
+            "--recipe",
+            help="artifact: follow the artifact's evaluation recipe when it has one (INFER: soft labels, MixUp, KL "
+            "at T, AdamW, final epoch reported); standard: the hard-label protocol for every artifact.",
+        ),
+    ] = "artifact",
     lr: Annotated[
         float | None, typer.Option("--lr", help="Learning rate (default: the artifact's learned lr, else 0.01).")
     ] = None,
@@ -101,7 +116,7 @@ def evaluate_command(
     kw = {
         "models": models,
         "runs": runs,
-        "epochs": epochs,
+        "epochs": epochs if epochs is not None or baseline != "random" else 1000,
         "lr": lr,
         "seed": seed,
         "device": device,
@@ -116,7 +131,12 @@ def evaluate_command(
             result = api.evaluate_random(target, ipc, zca=zca, progress=progress, **kw)
         else:
             result = api.evaluate(
-                target, expansion=expansion, standardize_batches=standardize_batches, progress=progress, **kw
+                target,
+                expansion=expansion,
+                standardize_batches=standardize_batches,
+                recipe=recipe,
+                progress=progress,
+                **kw,
             )
     if curve is not None:
         from habacli.evaluate.report import save_curves  # lazy: haba --help never loads the library
@@ -144,6 +164,8 @@ def results_table(result: EvalResult) -> Table:
     what = f"{result.source} ({result.dataset}"
     if s.get("baseline") == "random":
         what += f", {s['ipc']} random real images per class"
+    elif s.get("recipe") == "artifact":
+        what += f", {s['num_instances']} instances, the artifact's recipe: soft labels at T = {s['temperature']:g}"
     else:
         what += f", {s.get('num_bases', '?')} bases x {s.get('num_hallucinators', 0)} hallucinators, {s.get('expansion')} expansion"
     what += ")"
@@ -158,7 +180,8 @@ def results_table(result: EvalResult) -> Table:
         )
     lr_note = f"lr {s['lr']:g} ({s['lr_source']})"
     table.caption = (
-        f"{s['epochs_run']} epochs, {lr_note}, batch {s['batch_size']}, DSA {s['dsa']}"
+        f"{s['epochs_run']} epochs{' (final epoch reported)' if s.get('reported') else ''}, {lr_note}, "
+        f"batch {s['batch_size']}, DSA {s['dsa']}"
         f"{', ZCA' if s.get('zca') else ''}{', bf16 autocast' if s.get('amp') else ''}; "
         f"tested on all {s['test_images']} real test images; ± is the {s['std']}; "
         f"seed {s['seed']}, {s['device']}, {result.wall_time_s:.1f} s"

@@ -31,6 +31,8 @@ from habacli.artifact.header import local_path
 from habacli.data import DatasetSpec, fit_zca, get_spec, load_split
 from habacli.errors import ConfigError, UnknownNameError
 from habacli.evaluate.protocol import TrainResult, train_and_test
+from habacli.infer.artifact import recipe_from_dict
+from habacli.infer.train import train_student
 from habacli.networks import NETWORKS, default_network
 from habacli.runtime.amp import check_amp
 from habacli.runtime.device import check_compile, pick_device, warn_if_emulated
@@ -40,6 +42,7 @@ from habacli.transforms.augment import dsa_for
 __all__ = ["EvalResult", "ModelResult", "TrainResult", "evaluate", "evaluate_random", "train_and_test"]
 
 EXPANSIONS = ("sampled", "full")
+RECIPES = ("artifact", "standard")
 DEFAULT_LR = 0.01
 STD_DEFINITION = "population std over runs (ddof=0, numpy default)"
 
@@ -234,7 +237,7 @@ def evaluate(
     *,
     models: Sequence[str] | str | None = ("convnet",),
     runs: int = 5,
-    epochs: int = 1000,
+    epochs: int | None = None,
     lr: float | None = None,
     expansion: str = "sampled",
     seed: int = 0,
@@ -245,9 +248,14 @@ def evaluate(
     test_every: int | None = None,
     standardize_batches: bool = False,
     compile: bool = False,
+    recipe: str = "artifact",
     progress: ProgressFn | None = None,
 ) -> EvalResult:
-    """Evaluate an artifact (path, ``hf://`` reference or loaded artifact) under the standard protocol.
+    """Evaluate an artifact (path, ``hf://`` reference or loaded artifact): with ``recipe="artifact"`` (the
+    default) under the artifact's own evaluation recipe when it has one (format 1.2, INFER: all instances,
+    stored soft labels, :func:`_evaluate_recipe`), otherwise, or with ``recipe="standard"``, under the
+    standard hard-label protocol (``epochs`` default 1000). With a recipe, ``epochs`` (when given) replaces
+    the recipe's; its lr and batch size are the recipe's.
 
     ``standardize_batches`` reproduces HaBa's official per-batch standardisation (off by default:
     the distillation never saw standardised images, and it makes a test prediction depend on the
@@ -260,12 +268,28 @@ def evaluate(
     :class:`UnknownNameError` for bad options and :class:`DataNotFoundError` when the real test set
     is not available locally.
     """
-    _check(runs, epochs, lr, batch_size, test_every)
+    if recipe not in RECIPES:
+        raise UnknownNameError("recipe", recipe, RECIPES)
+    _check(runs, epochs if epochs is not None else 1, lr, batch_size, test_every)
     amp = check_amp(amp)
     if expansion not in EXPANSIONS:
         raise UnknownNameError("expansion", expansion, EXPANSIONS)
     start = time.perf_counter()
     artifact, source = _load(artifact_ref)
+    if recipe == "artifact" and getattr(artifact, "evaluation_recipe", None) is not None:
+        return _evaluate_recipe(
+            artifact,
+            source,
+            models=models,
+            runs=runs,
+            epochs=epochs,
+            seed=seed,
+            device=device,
+            data_dir=data_dir,
+            progress=progress,
+            start=start,
+        )
+    epochs = 1000 if epochs is None else epochs
     spec = DatasetSpec.from_dict(artifact.spec if isinstance(artifact.spec, dict) else artifact.spec.to_dict())
     names = _models(models, spec)
     dev = pick_device(device)
@@ -340,6 +364,95 @@ def evaluate(
         "standardize_batches": standardize_batches,
         "compile": compile,
     }
+    return EvalResult(source, spec.name, results, settings, time.perf_counter() - start, notes)
+
+
+def _evaluate_recipe(
+    artifact: Any,
+    source: str,
+    *,
+    models: Sequence[str] | str | None,
+    runs: int,
+    epochs: int | None,
+    seed: int,
+    device: str,
+    data_dir: str | os.PathLike | None,
+    progress: ProgressFn | None,
+    start: float,
+) -> EvalResult:
+    """The artifact's evaluation recipe (spec section 12.5; INFER's ``val_static.py``): every instance in model
+    space, crop + flip, MixUp with the linearly interpolated stored soft labels, KL at T, AdamW, cosine; the
+    final epoch's test accuracy. Run r trains network ``models`` with seed ``seed + r``."""
+    rec = recipe_from_dict(artifact.evaluation_recipe, epochs=epochs)
+    spec = DatasetSpec.from_dict(artifact.spec if isinstance(artifact.spec, dict) else artifact.spec.to_dict())
+    network = artifact.evaluation_recipe.get("network")
+    names = _models(models if models is not None or not network else network, spec)
+    dev = pick_device(device)
+    test = model_space_test(spec, mean=artifact.mean, std=artifact.std, zca=None, device=dev, data_dir=data_dir)
+    with torch.no_grad():
+        x, y = artifact.decode(device=dev, pixel=False)
+    soft = artifact.instance_soft_labels
+    if rec.label_mode == "soft" and soft is None:
+        raise ConfigError("the artifact's evaluation recipe asks for soft labels but it stores none")
+    results = {}
+    total, done = len(names) * runs * rec.epochs, 0
+    for name in names:
+        res = ModelResult(name, [])
+        for r in range(runs):
+
+            def tick(e: Progress, _base: int = done, _what: str = f"{name} run {r + 1}/{runs}") -> None:
+                if progress is not None:
+                    progress(Progress("epoch", "evaluate", _base + e.done, total, stats=e.stats, message=_what))
+
+            out = train_student(
+                x.float(),
+                y.long(),
+                None if soft is None else soft.to(dev),
+                test=test,
+                mean=artifact.mean,
+                std=artifact.std,
+                flip=spec.flip,
+                recipe=rec,
+                network=name,
+                generator=torch.Generator().manual_seed(seed + r),
+                device=dev,
+                progress=tick,
+            )
+            done += rec.epochs
+            res.accuracies.append(out.accuracy)
+            res.train_loss_curves.append(out.losses)
+        results[name] = res
+    settings = {
+        "recipe": "artifact",
+        "evaluation_recipe": rec.to_dict(),
+        "epochs": rec.epochs,
+        "epochs_run": rec.epochs,
+        "reported": "final_epoch",
+        "runs": runs,
+        "lr": rec.lr,
+        "lr_source": "recipe",
+        "batch_size": rec.batch_size,
+        "seed": seed,
+        "device": str(dev),
+        "amp": None,
+        "dsa": "none (recipe: " + ", ".join(rec.augmentations) + f", MixUp {rec.mixup_alpha:g})",
+        "zca": False,
+        "num_bases": int(artifact.bases.shape[0]),
+        "num_hallucinators": 0,
+        "num_images": int(x.shape[0]),
+        "num_instances": int(x.shape[0]),
+        "images_per_epoch": int(x.shape[0]),
+        "expansion": "full",
+        "ipc": int(getattr(artifact, "ipc", 0) or 0),
+        "test_images": int(test[0].shape[0]),
+        "std": STD_DEFINITION,
+        "temperature": rec.temperature,
+    }
+    notes = [
+        f"followed the artifact's evaluation recipe ({rec.label_mode} labels, {rec.loss} at T = {rec.temperature:g}, "
+        f"{rec.optimizer} lr {rec.lr:g}, {rec.epochs} epochs, batch {rec.batch_size}); final-epoch accuracy. "
+        "--recipe standard evaluates with hard labels instead"
+    ]
     return EvalResult(source, spec.name, results, settings, time.perf_counter() - start, notes)
 
 
