@@ -206,3 +206,48 @@ def test_ipc_1_has_no_infer_set(teachers_dir: Path, fashion_mnist_dir: Path, tmp
         "-q",
     )
     assert code == 2 and err.count("\n") == 1 and "IPC" in err.upper()
+
+
+def test_expand_writes_instances_and_soft_labels(infer_path: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from habacli.artifact.codec import load_artifact
+    from habacli.artifact.expand import expand
+
+    art = load_artifact(infer_path)
+    expand(infer_path, tmp_path / "st", fmt="safetensors")
+    t = load_file(str(tmp_path / "st" / "images.safetensors"))
+    assert t["images"].shape[0] == art.num_instances == t["soft_labels"].shape[0]
+    assert torch.equal(t["soft_labels"], art.instance_soft_labels)
+    assert int((t["compensator"] >= 0).sum()) == 160
+    expand(infer_path, tmp_path / "pq", fmt="parquet")
+    import datasets
+
+    ds = datasets.Dataset.from_parquet(str(tmp_path / "pq" / "train-00000-of-00001.parquet"))
+    assert len(ds) == 240 and len(ds[0]["soft_label"]) == 10
+
+
+def test_hub_round_trip_evaluates_the_same_without_teachers(
+    infer_path: Path, fashion_mnist_dir: Path, tmp_path: Path
+) -> None:
+    """Push an INFER artifact to the test Hub, pull it into another folder and evaluate it there (no teacher
+    anywhere near it): the same accuracy as evaluating the original, with the same seeds."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from hubserver import HubServer
+
+    from habacli import api
+    from habacli.hub import transfer as hub
+
+    with HubServer() as server:
+        pushed = hub.push(infer_path, "org/fm-infer", token=server.token, endpoint=server.url)
+        pulled = hub.pull(pushed.ref, endpoint=server.url, out=tmp_path / "elsewhere")
+    assert pulled.path.parent == tmp_path / "elsewhere" and pulled.path.read_bytes() == infer_path.read_bytes()
+    card = pulled.card.read_text() if pulled.card else ""
+    assert "## Training recipe" in card and "1.0 or 1.1" in card
+    kw = {"runs": 1, "epochs": 2, "seed": 0, "data_dir": fashion_mnist_dir, "device": "cpu"}
+    here = api.evaluate(infer_path, **kw)
+    there = api.evaluate(pulled.path, **kw)
+    assert here.settings["recipe"] == there.settings["recipe"] == "artifact"
+    assert here.models["convnet"].accuracies == there.models["convnet"].accuracies

@@ -2,7 +2,10 @@
 
 Every basis x hallucinator pair decodes to one image (basis-major: pair ``i*K + k`` is basis ``i``
 under hallucinator ``k``); ``per_basis=k`` keeps k distinct random hallucinators per basis instead.
-An artifact without hallucinators (a plain baseline) expands to its bases, with hallucinator -1.
+An artifact without hallucinators (a plain baseline) expands to its bases, with hallucinator -1. A format
+1.2 (INFER) artifact expands to all its instances in the spec's order: the natural images, then
+clip(natural + compensator) with a ``compensator`` index (k*M + m; -1 for a natural image), and its
+instance soft labels (logits; the temperature is in the metadata).
 
 Output layouts (everything is written into a temporary folder and renamed into place):
 
@@ -143,14 +146,57 @@ def select_pairs(
     return torch.arange(num_bases).repeat_interleave(per_basis), picks.reshape(-1)
 
 
+def select_instances(
+    artifact: Any, per_basis: int | None = None, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """``(basis, hallucinator, compensator or None, instance index)`` of every image to expand. For a 1.2
+    artifact with compensators: every instance, ``basis`` its natural image and ``compensator`` k*M + m
+    (-1 for the natural image itself); otherwise :func:`select_pairs`."""
+    import torch  # lazy: torch
+
+    n, k = int(artifact.bases.shape[0]), int(artifact.num_hallucinators)
+    comp = getattr(artifact, "compensators", None)
+    if comp is None:
+        basis, hall = select_pairs(n, k, per_basis, seed)
+        return basis, hall, None, (basis if k == 0 else basis * k + hall)
+    if per_basis is not None:
+        raise ConfigError("--per-basis selects hallucinators; an INFER artifact expands all its instances")
+    k_sub, m_per, nc = int(comp.shape[0]), int(comp.shape[1]), len(class_names(artifact))
+    subset, labels = artifact.compensator_subset.detach().cpu().long(), artifact.labels.detach().cpu().long()
+    slot = torch.full((k_sub * nc,), -1, dtype=torch.long)
+    paired = torch.nonzero(subset >= 0).reshape(-1)
+    slot[subset[paired] * nc + labels[paired]] = paired
+    basis = torch.cat([torch.arange(n), slot.reshape(k_sub, 1, nc).expand(k_sub, m_per, nc).reshape(-1)])
+    comp_idx = torch.cat([torch.full((n,), -1, dtype=torch.long), torch.arange(k_sub * m_per).repeat_interleave(nc)])
+    return basis, torch.full_like(basis, -1), comp_idx, torch.arange(basis.numel())
+
+
+def soft_labels_of(artifact: Any, basis: torch.Tensor, flat: torch.Tensor) -> torch.Tensor | None:
+    """Per-image soft labels (logits): the 1.2 instance soft labels, else the 1.0 per-basis ones, else None."""
+    isl = getattr(artifact, "instance_soft_labels", None)
+    if isl is not None:
+        return isl.detach().float().cpu()[flat].contiguous()
+    if artifact.soft_labels is not None:  # per-image logits (the basis's), spec section 3
+        return artifact.soft_labels.detach().float().cpu()[basis].contiguous()
+    return None
+
+
 def decode_uint8(
-    artifact: Any, basis: torch.Tensor, hall: torch.Tensor, *, device: str = "cpu", progress: ProgressFn | None = None
+    artifact: Any,
+    basis: torch.Tensor,
+    hall: torch.Tensor,
+    *,
+    device: str = "cpu",
+    progress: ProgressFn | None = None,
+    flat: torch.Tensor | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield ``(start, uint8 images [m, C, H, W])`` chunks of the selected pairs, on the CPU."""
+    """Yield ``(start, uint8 images [m, C, H, W])`` chunks of the selected pairs (or instances ``flat``), on
+    the CPU."""
     import torch  # lazy: torch
 
     k = int(artifact.num_hallucinators)
-    flat = basis if k == 0 else basis * k + hall
+    if flat is None:
+        flat = basis if k == 0 else basis * k + hall
     total = int(flat.numel())
     with torch.no_grad():
         for start in range(0, total, DECODE_CHUNK):
@@ -179,35 +225,40 @@ def png_bytes(img: torch.Tensor) -> bytes:
     return buf.getvalue()
 
 
-def _file_name(b: int, k: int, wb: int, wk: int) -> str:
+def _file_name(b: int, k: int, wb: int, wk: int, u: int = -1) -> str:
+    if u >= 0:
+        return f"b{b:0{wb}d}_u{u}.png"
     return f"b{b:0{wb}d}.png" if k < 0 else f"b{b:0{wb}d}_h{k:0{wk}d}.png"
 
 
-def _write_imagefolder(artifact: Any, tmp: Path, basis, hall, labels, device, progress) -> tuple[list[str], list[str]]:
+def _write_imagefolder(
+    artifact: Any, tmp: Path, basis, hall, labels, device, progress, comp=None, flat=None
+) -> tuple[list[str], list[str]]:
     folders = class_folders(class_names(artifact))
     for f in folders:
         (tmp / f).mkdir()
     wb = len(str(max(int(artifact.bases.shape[0]) - 1, 0)))
     wk = len(str(max(int(artifact.num_hallucinators) - 1, 0)))
     rows = []
-    for start, chunk in decode_uint8(artifact, basis, hall, device=device, progress=progress):
+    for start, chunk in decode_uint8(artifact, basis, hall, device=device, progress=progress, flat=flat):
         for j in range(chunk.shape[0]):  # PNG encoding is inherently one file at a time
             b, k, y = int(basis[start + j]), int(hall[start + j]), int(labels[start + j])
-            rel = f"{folders[y]}/{_file_name(b, k, wb, wk)}"
+            u = -1 if comp is None else int(comp[start + j])
+            rel = f"{folders[y]}/{_file_name(b, k, wb, wk, u)}"
             _pil(chunk[j]).save(tmp / rel, format="PNG")
-            rows.append((rel, y, b, k))
+            rows.append((rel, y, b, k) if comp is None else (rel, y, b, k, u))
     with open(tmp / METADATA_NAME, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["file_name", "label", "basis", "hallucinator"])
+        w.writerow(["file_name", "label", "basis", "hallucinator", *([] if comp is None else ["compensator"])])
         w.writerows(rows)
     return [METADATA_NAME], folders
 
 
-def _write_safetensors(artifact: Any, path: Path, basis, hall, labels, device, progress) -> None:
+def _write_safetensors(artifact: Any, path: Path, basis, hall, labels, device, progress, comp=None, flat=None) -> None:
     import torch  # lazy: torch
     from safetensors.torch import save_file  # lazy: safetensors
 
-    parts = [chunk for _, chunk in decode_uint8(artifact, basis, hall, device=device, progress=progress)]
+    parts = [chunk for _, chunk in decode_uint8(artifact, basis, hall, device=device, progress=progress, flat=flat)]
     c, h, w = image_shape(artifact)
     images = torch.cat(parts) if parts else torch.empty((0, c, h, w), dtype=torch.uint8)
     spec = artifact.spec if isinstance(artifact.spec, dict) else artifact.spec.to_dict()
@@ -224,8 +275,13 @@ def _write_safetensors(artifact: Any, path: Path, basis, hall, labels, device, p
         "basis": basis.to(torch.int64).contiguous(),
         "hallucinator": hall.to(torch.int64).contiguous(),
     }
-    if artifact.soft_labels is not None:  # per-image logits (the basis's), spec section 3
-        tensors["soft_labels"] = artifact.soft_labels.detach().float().cpu()[basis].contiguous()
+    if comp is not None:
+        tensors["compensator"] = comp.to(torch.int64).contiguous()
+    soft = soft_labels_of(artifact, basis, basis if flat is None else flat)
+    if soft is not None:
+        tensors["soft_labels"] = soft
+    if getattr(artifact, "soft_label_temperature", None) is not None:
+        meta["soft_label_temperature"] = str(artifact.soft_label_temperature)
     save_file(tensors, str(path), metadata=meta)
 
 
@@ -247,10 +303,10 @@ def write_parquet(
     import datasets  # lazy: the datasets library
 
     artifact = _as_artifact(artifact)
-    basis, hall = select_pairs(int(artifact.bases.shape[0]), int(artifact.num_hallucinators), per_basis, seed)
+    basis, hall, comp, flat = select_instances(artifact, per_basis, seed)
     labels = _pair_labels(artifact, basis)
     images: list[dict[str, bytes | None]] = []
-    for _, chunk in decode_uint8(artifact, basis, hall, device=device, progress=progress):
+    for _, chunk in decode_uint8(artifact, basis, hall, device=device, progress=progress, flat=flat):
         images.extend({"bytes": png_bytes(chunk[j]), "path": None} for j in range(chunk.shape[0]))
     names = class_names(artifact)
     if len(set(names)) != len(names) or not all(names):
@@ -264,9 +320,13 @@ def write_parquet(
         }
     )
     columns = {"image": images, "label": labels.tolist(), "basis": basis.tolist(), "hallucinator": hall.tolist()}
-    if artifact.soft_labels is not None:  # per-image logits (the basis's), spec section 3
+    if comp is not None:
+        features["compensator"] = datasets.Value("int32")
+        columns["compensator"] = comp.tolist()
+    soft = soft_labels_of(artifact, basis, flat)
+    if soft is not None:  # logits: the 1.2 instance soft labels, or the 1.0 basis's
         features["soft_label"] = datasets.List(datasets.Value("float32"))
-        columns["soft_label"] = artifact.soft_labels.detach().float().cpu()[basis].tolist()
+        columns["soft_label"] = soft.tolist()
     ds = datasets.Dataset.from_dict(columns, features=features)
     from datasets.utils import logging as ds_logging  # lazy: the datasets library
 
@@ -318,15 +378,15 @@ def expand(
     dev = str(pick_device(device))
     artifact = _as_artifact(artifact_ref)
     n_bases, k = int(artifact.bases.shape[0]), int(artifact.num_hallucinators)
-    basis, hall = select_pairs(n_bases, k, per_basis, seed)
+    basis, hall, comp, flat = select_instances(artifact, per_basis, seed)
     labels = _pair_labels(artifact, basis)
     class_dirs: list[str] | None = None
     grid_path, note = None, None
     with atomic_dir(out, overwrite=True) as tmp:
         if fmt == "imagefolder":
-            files, class_dirs = _write_imagefolder(artifact, tmp, basis, hall, labels, dev, progress)
+            files, class_dirs = _write_imagefolder(artifact, tmp, basis, hall, labels, dev, progress, comp, flat)
         elif fmt == "safetensors":
-            _write_safetensors(artifact, tmp / SAFETENSORS_NAME, basis, hall, labels, dev, progress)
+            _write_safetensors(artifact, tmp / SAFETENSORS_NAME, basis, hall, labels, dev, progress, comp, flat)
             files = [SAFETENSORS_NAME]
         else:
             write_parquet(artifact, tmp / PARQUET_NAME, per_basis=per_basis, seed=seed, device=dev, progress=progress)

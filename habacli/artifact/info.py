@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from habacli.artifact.codec import load_artifact
-from habacli.artifact.header import HAL_PREFIX, ZCA_PREFIX, Header, local_path, read_header
+from habacli.artifact.header import COMP_PREFIX, HAL_PREFIX, INSTANCE_SOFT, ZCA_PREFIX, Header, local_path, read_header
 
 # ----------------------------------------------------------------------------- haba info
 #: Byte-size parts shown by ``haba info`` (the header counts the 8-byte length too).
-PARTS = ("bases", "hallucinators", "zca", "labels", "header", "other")
+PARTS = ("bases", "hallucinators", "compensators", "zca", "labels", "header", "other")
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,10 @@ def part_of(name: str) -> str:
     """Which size part a tensor belongs to."""
     if name == "bases":
         return "bases"
-    if name in ("labels", "soft_labels"):
+    if name in ("labels", "soft_labels", INSTANCE_SOFT):
         return "labels"
+    if name.startswith(COMP_PREFIX):
+        return "compensators"
     if name.startswith(HAL_PREFIX):
         return "hallucinators"
     if name.startswith(ZCA_PREFIX):

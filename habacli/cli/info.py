@@ -29,7 +29,17 @@ def _rows(doc: dict[str, Any], info: Any) -> list[tuple[str, str]]:
     rows = [
         ("file", f"{info.source} ({_bytes(info.file_bytes)}, haba format {info.metadata['format_version']})"),
         ("dataset", f"{ds['name']}: {ds['channels']}x{ds['height']}x{ds['width']}, {ds['num_classes']} classes"),
-        ("objective", f"{doc['objective']['name']}" + (" + HaBa" if k else " (plain, not factorised)")),
+        (
+            "objective",
+            f"{doc['objective']['name']}"
+            + (
+                " + HaBa"
+                if k
+                else " (natural images + compensators)"
+                if doc.get("compensators")
+                else " (plain, not factorised)"
+            ),
+        ),
         ("ipc", str(doc["ipc"])),
         (
             "bases",
@@ -58,6 +68,7 @@ def _rows(doc: dict[str, Any], info: Any) -> list[tuple[str, str]]:
             f"{_count(st['baseline'])} ({100 * st['ratio']:.1f}% of it)",
         ),
         ("labels", "hard + soft (logits)" if doc["soft_labels"] else "hard"),
+        *_infer_rows(doc),
         ("normalization", f"mean {doc['normalization']['mean']}, std {doc['normalization']['std']}"),
         (
             "zca",
@@ -71,7 +82,12 @@ def _rows(doc: dict[str, Any], info: Any) -> list[tuple[str, str]]:
         ("seed", str(doc["seed"])),
         ("created", f"{doc['created']} by {doc['library']['name']} {doc['library']['version']}"),
         ("payload sha256", doc["payload_sha256"] + (" (verified)" if info.verified else " (not checked: --verify)")),
-        ("size by part", ", ".join(f"{part} {_bytes(n)}" for part, n in info.parts.items() if n or part != "other")),
+        (
+            "size by part",
+            ", ".join(
+                f"{part} {_bytes(n)}" for part, n in info.parts.items() if n or part not in ("other", "compensators")
+            ),
+        ),
     ]
     evaluation = (doc.get("extra") or {}).get("evaluation")
     if isinstance(evaluation, dict):
@@ -81,6 +97,47 @@ def _rows(doc: dict[str, Any], info: Any) -> list[tuple[str, str]]:
                 spread = f" +- {100 * std:.2f}" if isinstance(std, (int, float)) else ""
                 runs = f" ({r['runs']} runs)" if "runs" in r else ""
                 rows.append((f"eval {model}", f"{100 * r['mean']:.2f}%{spread}{runs}"))
+    return rows
+
+
+def _infer_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """Format 1.2 (INFER): compensators, instances, the full storage split, soft labels and the recipe."""
+    comp, isl, rec = doc.get("compensators"), doc.get("instance_soft_labels"), doc.get("evaluation_recipe")
+    if comp is None and isl is None and rec is None:
+        return []
+    ds, st = doc["dataset"], doc["storage"]
+    rows = []
+    if comp is not None:
+        rows.append(
+            (
+                "compensators",
+                f"{comp['subsets']} subsets x {comp['per_subset']} ({comp['method']}, {comp['combine']}"
+                + (f"; teachers {', '.join(comp['teachers'])}" if comp.get("teachers") else "")
+                + ")",
+            )
+        )
+    rows.append(("instances", f"{doc['num_instances']} decoded ({doc['num_images']} natural images first)"))
+    if isl is not None:
+        rows.append(("soft labels", f"{isl['count']} x {ds['num_classes']} logits at T = {isl['temperature']:g}"))
+    rows.append(
+        (
+            "storage (all)",
+            f"{_count(st['full_total'])} values = {_count(st['bases'])} natural images + "
+            f"{_count(st['compensators'])} compensators + {_count(st['instance_soft_labels'])} soft labels "
+            f"({100 * st['full_ratio']:.1f}% of the baseline); soft labels count one value per class per instance; "
+            "a 1.0/1.1 reader sees only the natural images with hard labels",
+        )
+    )
+    if rec is not None:
+        rows.append(
+            (
+                "evaluation recipe",
+                f"{rec['label_mode']} labels, {rec['loss']} at T = {rec['temperature']:g}, MixUp {rec['mixup_alpha']:g}, "
+                f"{rec['optimizer']} lr {rec['lr']:g} wd {rec['weight_decay']:g}, {rec['schedule']}, "
+                f"{rec['epochs']} epochs, batch {rec['batch_size']}, {', '.join(rec['augmentations']) or 'no augmentation'}; "
+                f"{rec['reported'].replace('_', ' ')} reported",
+            )
+        )
     return rows
 
 
