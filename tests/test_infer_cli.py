@@ -130,23 +130,7 @@ def test_distill_method_infer_writes_a_1_2_artifact_and_resumes(
     from habacli.artifact.header import read_header
 
     out = tmp_path / "fm-infer.safetensors"
-    args = [
-        "distill",
-        "fashion_mnist",
-        "--ipc",
-        "10",
-        "--method",
-        "infer",
-        "--teachers",
-        str(teachers_dir),
-        "--iterations",
-        "4",
-        "--out",
-        str(out),
-        "--data-dir",
-        str(fashion_mnist_dir),
-        "-q",
-    ]
+    args = _distill_args(teachers_dir, fashion_mnist_dir, out)
     code, text, _ = _cli(capsys, *args)
     assert code == 0 and "INFER, 8 subsets x 2 UFCs" in text and "compensators" in text
     assert read_header(out).meta["format_version"] == "1.2"
