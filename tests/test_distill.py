@@ -36,7 +36,7 @@ def test_dm_factorised_writes_a_valid_artifact(tmp_path, fashion_mnist_dir):
         seed=1,
         data_dir=fashion_mnist_dir,
         preset="quick",
-        options={**TINY, "eval_every": 2, "eval_epochs": 2, "eval_runs": 1},
+        options={**TINY, "eval_every": 2, "eval_epochs": 2, "eval_runs": 1, "base_scale": 1},
     )
     art = load_artifact(out)
     assert art.num_hallucinators == 3 and art.num_images == 60
@@ -370,7 +370,8 @@ def test_cli_json_summary(capsys, tmp_path, fashion_mnist_dir):
     assert code == 0
     summary = json.loads(stdout)
     assert summary["iterations"] == 1 and summary["artifact"] == str(out) and summary["objective"] == "dm"
-    assert summary["storage"]["bases_per_class"] == 1 and load_artifact(out).num_hallucinators == 2
+    # the DM+HaBa preset's half-resolution bases: the paper budget of 1 image per class buys 4 bases per class
+    assert summary["storage"]["bases_per_class"] == 4 and load_artifact(out).num_hallucinators == 2
 
 
 def _dm_run(fashion_mnist_dir, **overrides):

@@ -116,9 +116,13 @@ def test_budget_rules():
     assert hallucinator_values(1, 1, 3, 32, 32) == 5514
     with pytest.raises(ConfigError, match="matched"):
         plan_budget(cfg, num_classes=10, channels=1, height=28, width=28)
-    cfg10 = build_config("fashion_mnist", "dm", 10, preset="quick", overrides={"budget": "matched"})
+    cfg10 = build_config("fashion_mnist", "dm", 10, preset="quick", overrides={"budget": "matched", "base_scale": 1})
     b = plan_budget(cfg10, num_classes=10, channels=1, height=28, width=28)
     assert b.bases_per_class == 9 and b.total_values <= b.baseline_values
+    # the DM+HaBa presets' half-resolution bases: 36 of 14x14 per class fit where 9 of 28x28 did
+    preset10 = build_config("fashion_mnist", "dm", 10, preset="quick", overrides={"budget": "matched"})
+    b = plan_budget(preset10, num_classes=10, channels=1, height=28, width=28)
+    assert preset10.base_scale == 2 and b.bases_per_class == 36 and b.total_values <= b.baseline_values
     paper = plan_budget(
         build_config("cifar10", "dm", 1, preset="paper"), num_classes=10, channels=3, height=32, width=32
     )

@@ -17,6 +17,8 @@ from habacli.distill.run import distill
 from habacli.errors import ConfigError, Interrupted
 
 OPTS = {
+    "base_scale": 1,
+    "hallucinator_init": "official",
     "batch_real": 8,
     "eval_every": 0,
     "device": "cpu",
