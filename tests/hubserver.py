@@ -10,7 +10,10 @@ Auth mirrors the Hub: a wrong token is a 401 "Invalid credentials"; writes need 
 private repos answer 404 ``RepoNotFound`` to anyone without the token.
 
 Fault injection: ``server.inject("commit", status=500, times=1)``, ``inject(..., reset=True)``
-(close the connection without a response), ``inject(..., delay=2.0)`` (sleep, then answer normally).
+(close the connection without a response), ``inject(..., delay=2.0)`` (sleep, then answer normally),
+``inject(..., truncate=True)`` (serve the request, send the first half of the answer, then reset) and
+``inject(..., lost=True)`` (serve the request, so a commit lands, then reset: "applied, response lost").
+``server.idle()`` waits until no request is being served (a delayed one finishes first).
 Endpoint names: create, delete, validate-yaml, preupload, commit, revision, tree, paths-info, refs,
 branch, commits, settings, whoami, resolve.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import re
@@ -73,6 +77,19 @@ class Fault:
     reset: bool
     delay: float
     times: int
+    truncate: bool = False
+    lost: bool = False
+    skip: int = 0
+
+    @property
+    def kind(self) -> str:
+        """``delay N s``, reset, truncate, lost or the status code."""
+        if self.delay:
+            return f"delay {self.delay:g} s"
+        for name in ("reset", "truncate", "lost"):
+            if getattr(self, name):
+                return name
+        return str(self.status)
 
 
 class _Fail(Exception):
@@ -89,6 +106,8 @@ class HubServer:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[dict] = []
         self._faults: list[Fault] = []
+        self.faults_served: list[tuple[str, str]] = []  # (endpoint, kind) of every fault that fired
+        self._active = 0
         self._lock = threading.RLock()
         self._counter = 0
         self._salt = os.urandom(8).hex()  # commit shas differ between server instances (the HF cache keys on them)
@@ -138,12 +157,26 @@ class HubServer:
         reset: bool = False,
         delay: float = 0.0,
         method: str | None = None,
+        truncate: bool = False,
+        lost: bool = False,
+        skip: int = 0,
     ) -> None:
-        """Make the next ``times`` requests to ``endpoint`` fail (status), drop (reset) or stall (delay)."""
-        if status is None and not reset and not delay:
-            raise ValueError("inject needs status=, reset=True or delay=")
+        """Make the next ``times`` requests to ``endpoint`` fail (status), drop (reset), stall (delay), answer
+        half (truncate) or be served with the answer dropped (lost); the first ``skip`` of them are served normally."""
+        if status is None and not reset and not delay and not truncate and not lost:
+            raise ValueError("inject needs status=, reset=True, delay=, truncate=True or lost=True")
         with self._lock:
-            self._faults.append(Fault(endpoint, method, status, reset, delay, times))
+            self._faults.append(Fault(endpoint, method, status, reset, delay, times, truncate, lost, skip))
+
+    def idle(self, timeout: float = 30.0) -> bool:
+        """Wait until no request is being served; False if that took longer than ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._active == 0:
+                    return True
+            time.sleep(0.01)
+        return False
 
     def clear_faults(self) -> None:
         """Forget every pending fault."""
@@ -199,6 +232,9 @@ class HubServer:
         with self._lock:
             for f in self._faults:
                 if f.endpoint == endpoint and (f.method is None or f.method == method) and f.times > 0:
+                    if f.skip > 0:
+                        f.skip -= 1
+                        return None
                     f.times -= 1
                     if f.times == 0:
                         self._faults.remove(f)
@@ -284,17 +320,43 @@ class _Handler(BaseHTTPRequestHandler):
         }
         self.hub.requests.append(self._log)
         fault = self.hub._take_fault(endpoint, method) if endpoint else None
+        with self.hub._lock:
+            self.hub._active += 1
+        try:
+            self._serve(method, path, query, endpoint, handler, args, fault)
+        finally:
+            with self.hub._lock:
+                self.hub._active -= 1
+
+    def _reset(self) -> None:
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+
+    def _serve(self, method, path, query, endpoint, handler, args, fault: Fault | None) -> None:
+        real = self.wfile
         try:
             if fault is not None:
+                self.hub.faults_served.append((endpoint, fault.kind))
                 if fault.delay:
                     time.sleep(fault.delay)
                 if fault.reset:
-                    self.close_connection = True
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.connection.close()
-                    return
+                    return self._reset()
                 if fault.status is not None:
                     raise _Fail(fault.status, f"injected fault on {endpoint}")
+                if fault.truncate or fault.lost:  # serve into a buffer, then send half of it or nothing
+                    self.wfile = io.BytesIO()
+                    try:
+                        if handler is not None:
+                            handler(method, query, *args)
+                    except _Fail:
+                        pass
+                    answer = self.wfile.getvalue()
+                    self.wfile = real
+                    if fault.truncate and answer:
+                        real.write(answer[: len(answer) // 2])
+                        real.flush()
+                    return self._reset()
             if handler is None:
                 raise _Fail(404, f"no route for {method} {path}")
             handler(method, query, *args)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,21 @@ def test_safetensors_matches_golden(tmp_path, name):
     with safe_open(str(tmp_path / "st" / SAFETENSORS_NAME), "pt") as f:
         names = json.loads(f.metadata()["class_names"])
     assert names == load_artifact(path).spec["class_names"]
+
+
+def test_safetensors_expansion_is_byte_deterministic(tmp_path):
+    """The same artifact always expands to the same bytes: metadata keys sorted (safetensors writes them in
+    a random order; found by the kill-anywhere test comparing a resumed expansion with a reference)."""
+    path, _ = golden("fashion_haba_zca")
+    outs = [tmp_path / f"st{i}" / SAFETENSORS_NAME for i in range(4)]
+    for out in outs:
+        expand(path, out.parent, fmt="safetensors")
+    data = [out.read_bytes() for out in outs]
+    assert all(d == data[0] for d in data)
+    (n,) = struct.unpack("<Q", data[0][:8])
+    header = json.loads(data[0][8 : 8 + n])
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+    assert load_file(str(outs[0]))["images"].dtype == torch.uint8
 
 
 def test_per_basis_expansion(tmp_path):

@@ -114,6 +114,14 @@ def _env(server: HubServer, home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+class _NoSleep:
+    """Stands in for the ``time`` module in habacli.hub.transfer: retries do not wait."""
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        pass
+
+
 def haba(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     """Run the CLI in a subprocess."""
     return subprocess.run(
@@ -307,6 +315,64 @@ def test_push_retries_transient_commit_failures(hub_server, artifacts, monkeypat
     time.sleep(2.0)
     assert len(repo.commits) == 5
     assert any(r["endpoint"] == "commit" and r["status"] == 412 for r in hub_server.requests)
+
+
+def test_commit_applied_but_answer_lost_is_not_committed_twice(hub_server, artifacts, monkeypatch):
+    """The commit lands, then the connection is reset (or half the answer is sent): the probe finds the commit
+    in place and reports it. When the probe fails too, the commit is tried again: pinned to the parent, and
+    its preupload finds every file already in place, so nothing is sent (huggingface_hub skips an empty
+    commit) and the landed commit is reported. The repo gains exactly one commit each time."""
+    art, other = artifacts
+    monkeypatch.setenv("HF_TOKEN", hub_server.token)
+    monkeypatch.setattr(hub, "time", _NoSleep)
+    hub.push(art, "org/fm-lost", endpoint=hub_server.url)
+    repo = hub_server.repo("org/fm-lost")
+    cases = ((dict(lost=True), other, 1), (dict(truncate=True), art, 1), (dict(lost=True), other, 2))
+    for fault, content, attempts in cases:
+        n, parent = len(repo.commits), hub_server.head("org/fm-lost")
+        hub_server.inject("commit", **fault)
+        if attempts == 2:  # the probe after the lost answer fails: the commit is sent again
+            hub_server.inject("revision", status=500, skip=1)
+        start = len(hub_server.requests)
+        result = hub.push(content, "org/fm-lost", endpoint=hub_server.url)
+        assert result.attempts == attempts
+        assert sum(r["endpoint"] == "commit" for r in hub_server.requests[start:]) == 1
+        assert hub_server.idle()
+        assert len(repo.commits) == n + 1, fault  # no duplicate commit
+        assert result.commit_sha == hub_server.head("org/fm-lost") != parent
+        assert repo.commits[result.commit_sha].parent == parent
+        assert hub_server.files("org/fm-lost")["haba.safetensors"] == content.read_bytes()
+    assert [k for _, k in hub_server.faults_served[-4:]] == ["lost", "truncate", "lost", "500"]
+
+
+def test_push_retries_transient_failures_before_the_commit(hub_server, artifacts, monkeypatch):
+    """Creating the repo, finding the parent and listing the tree are retried like the commit (found by
+    the soak test: a reset there failed the push); a lost answer that cannot be checked says so."""
+    art, other = artifacts
+    monkeypatch.setenv("HF_TOKEN", hub_server.token)
+    monkeypatch.setattr(hub, "time", _NoSleep)
+    import huggingface_hub.utils._http as hf_http
+
+    monkeypatch.setattr(hf_http, "time", _NoSleep)  # its own back-off on some calls
+    hub.push(art, "org/fm-prep", endpoint=hub_server.url)
+    repo = hub_server.repo("org/fm-prep")
+    for endpoint, content in (("create", other), ("revision", art), ("tree", other)):
+        n = len(repo.commits)
+        hub_server.inject(endpoint, reset=True, times=2)
+        hub.push(content, "org/fm-prep", endpoint=hub_server.url)
+        assert (
+            len(repo.commits) == n + 1 and hub_server.files("org/fm-prep")["haba.safetensors"] == content.read_bytes()
+        )
+    monkeypatch.setenv("HABA_HUB_RETRIES", "0")
+    hub_server.inject("commit", lost=True)
+    hub_server.inject("revision", status=500, skip=1)  # the probe after the lost answer
+    with pytest.raises(HubError, match="could not be asked whether it landed; run the push again") as e:
+        hub.push(art, "org/fm-prep", endpoint=hub_server.url)
+    assert "\n" not in str(e.value)
+    assert hub_server.idle() and hub_server.files("org/fm-prep")["haba.safetensors"] == art.read_bytes()
+    n = len(repo.commits)
+    hub.push(art, "org/fm-prep", endpoint=hub_server.url)  # run again: the files are there, no second commit
+    assert len(repo.commits) == n
 
 
 def test_pull_retries_transient_failures(hub_server, artifacts, monkeypatch):

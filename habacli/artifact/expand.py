@@ -29,6 +29,7 @@ import io
 import json
 import os
 import re
+import struct
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -256,7 +257,7 @@ def _write_imagefolder(
 
 def _write_safetensors(artifact: Any, path: Path, basis, hall, labels, device, progress, comp=None, flat=None) -> None:
     import torch  # lazy: torch
-    from safetensors.torch import save_file  # lazy: safetensors
+    from safetensors.torch import save  # lazy: safetensors
 
     parts = [chunk for _, chunk in decode_uint8(artifact, basis, hall, device=device, progress=progress, flat=flat)]
     c, h, w = image_shape(artifact)
@@ -282,7 +283,19 @@ def _write_safetensors(artifact: Any, path: Path, basis, hall, labels, device, p
         tensors["soft_labels"] = soft
     if getattr(artifact, "soft_label_temperature", None) is not None:
         meta["soft_label_temperature"] = str(artifact.soft_label_temperature)
-    save_file(tensors, str(path), metadata=meta)
+    # safetensors writes metadata keys in a random order: lay the header out sorted, so the same artifact
+    # always expands to the same bytes (the payload's layout is already deterministic)
+    body = save(tensors)
+    (n,) = struct.unpack("<Q", body[:8])
+    entries = json.loads(body[8 : 8 + n])
+    entries.pop("__metadata__", None)
+    header = {"__metadata__": dict(sorted(meta.items())), **{k: entries[k] for k in sorted(entries)}}
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        f.write(memoryview(body)[8 + n :])
 
 
 def _pair_labels(artifact: Any, basis: torch.Tensor) -> torch.Tensor:

@@ -18,9 +18,10 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from habacli import __version__
 from habacli.artifact import codec
@@ -49,6 +50,7 @@ CARD_NAME = "README.md"
 PREVIEW_NAME = "preview.png"
 PARQUET_PATH = "expanded/train-00000-of-00001.parquet"
 MAX_HEADER_BYTES = 100_000_000  # the safetensors limit
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,26 @@ def _landed(api: Any, repo_id: str, sha: str, files: dict[str, Path]) -> bool:
     return True
 
 
+def _reason(err: BaseException) -> str:
+    status = _status(err)
+    return f"the Hub answered {status}" if status is not None else type(err).__name__
+
+
+def _retrying(fn: Callable[[], T], what: str, progress: ProgressFn | None) -> T:
+    """``fn()`` (idempotent Hub calls), retried on transient failures like a commit."""
+    retries = _retries()
+    for attempt in range(retries + 1):
+        try:
+            return fn()
+        except Exception as e:
+            if not _transient(e) or attempt == retries:
+                raise
+            wait = min(2.0**attempt, 8.0)
+            _say(progress, f"{what} failed ({_reason(e)}); retrying in {wait:g} s [{attempt + 1}/{retries}]")
+            time.sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _commit(
     api: Any,
     repo_id: str,
@@ -215,19 +237,26 @@ def _commit(
                 raise
             try:  # did the commit land although the answer was lost?
                 head = api.repo_info(repo_id, repo_type="dataset", revision=revision).sha
+                landed = head != parent and _landed(api, repo_id, head, files)
+                known = True
             except Exception as probe:  # noqa: BLE001 - the Hub is still unwell: retry or give up below
                 if not _transient(probe):
                     raise
-                head = parent
+                head, landed, known = parent, False, False
+            if landed:
+                return head, attempt + 1
             if head != parent:
-                if _landed(api, repo_id, head, files):
-                    return head, attempt + 1
                 raise HubError(
                     f"push {repo_id}: another commit landed on {revision} during the push; "
                     "nothing of this push was committed, run it again"
                 ) from e
             if attempt == retries:
-                raise
+                if known:
+                    raise
+                raise HubError(
+                    f"push {repo_id}: the commit failed ({_reason(e)}) and the Hub could not be asked whether "
+                    "it landed; run the push again (a commit whose files are already there is not made twice)"
+                ) from e
             wait = min(2.0**attempt, 8.0)
             _say(progress, f"commit failed ({type(e).__name__}); retrying in {wait:g} s [{attempt + 1}/{retries}]")
             time.sleep(wait)
@@ -266,18 +295,23 @@ def push(
             _configure_session()
             api = HfApi(endpoint=url, token=token, library_name="haba", library_version=__version__)
             _say(progress, f"creating or reusing dataset repo {repo_id}")
-            api.create_repo(repo_id, repo_type="dataset", private=private or None, exist_ok=True)
-            if private and not api.repo_info(repo_id, repo_type="dataset").private:
-                api.update_repo_settings(repo_id, repo_type="dataset", private=True)
-            if branch != "main":
-                api.create_branch(repo_id, branch=branch, repo_type="dataset", exist_ok=True)
-            parent = api.repo_info(repo_id, repo_type="dataset", revision=branch).sha
-            tree = api.list_repo_tree(repo_id, repo_type="dataset", revision=parent, recursive=True)
-            stale = [
-                f.path
-                for f in tree
-                if isinstance(f, RepoFile) and f.path.startswith("expanded/") and f.path not in files
-            ]
+
+            def prepare() -> tuple[Any, list[str]]:  # idempotent: retried as a whole on transient faults
+                api.create_repo(repo_id, repo_type="dataset", private=private or None, exist_ok=True)
+                if private and not api.repo_info(repo_id, repo_type="dataset").private:
+                    api.update_repo_settings(repo_id, repo_type="dataset", private=True)
+                if branch != "main":
+                    api.create_branch(repo_id, branch=branch, repo_type="dataset", exist_ok=True)
+                parent = api.repo_info(repo_id, repo_type="dataset", revision=branch).sha
+                tree = api.list_repo_tree(repo_id, repo_type="dataset", revision=parent, recursive=True)
+                stale = [
+                    f.path
+                    for f in tree
+                    if isinstance(f, RepoFile) and f.path.startswith("expanded/") and f.path not in files
+                ]
+                return parent, stale
+
+            parent, stale = _retrying(prepare, "preparing the push", progress)
             msg = message or f"Upload a haba artifact (IPC {art.ipc}, {art.num_images} images)"
             _say(progress, f"committing {len(files)} file(s) to {repo_id}@{branch}")
             sha, attempts = _commit(
