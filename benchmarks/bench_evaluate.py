@@ -8,8 +8,15 @@
    sizes (the reference: ~10 s with a DataLoader at batch 128).
 3. ``--full``: the whole protocol (1000 epochs, 5 runs, one ConvNet) on Fashion-MNIST IPC 10 random
    real images, which costs the same as evaluating an IPC-10 distilled set (needs the data).
+4. ``--batched``: R runs (``--runs``, default 5) of ConvNet-3 with DSA on Fashion-MNIST random real
+   images at each ``--ipcs``, trained one after another and batched (habacli/evaluate/batched.py),
+   interleaved in the same run: wall time and training img/s (R x images x epochs / s; the test pass
+   is 100 test images, included), then the peak RSS of the batched path for R = ``--rss-runs``, each
+   in a fresh process (needs the data). Only this part runs with ``--batched``.
 
 Usage:  python benchmarks/bench_evaluate.py [--device cpu] [--epochs 30] [--amp] [--rounds 1] [--full] [--json]
+        python benchmarks/bench_evaluate.py --batched [--ipcs 1,10] [--runs 5] [--batched-epochs 10]
+                                            [--rss-runs 1,5,10] [--amp]
 """
 
 from __future__ import annotations
@@ -89,6 +96,84 @@ def full_protocol(device: str, data_dir: str | None, runs: int, epochs: int, amp
             "accuracy_mean": m.mean, "accuracy_std": m.std, "accuracies": m.accuracies}
 
 
+def _random_sets(data_dir: str | None, ipc: int, runs: int, test_images: int = 100):
+    from habacli.data import get_spec, load_split
+
+    spec = get_spec("fashion_mnist", data_dir=data_dir)
+    train = load_split("fashion_mnist", "train", data_dir=data_dir)
+    test = load_split("fashion_mnist", "test", data_dir=data_dir)
+    m = torch.tensor(spec.mean).view(1, -1, 1, 1)
+    s = torch.tensor(spec.std).view(1, -1, 1, 1)
+    sets = []
+    for r in range(runs):
+        g = torch.Generator().manual_seed(r)
+        idx = torch.cat([(train.labels == c).nonzero().flatten()[
+            torch.randperm(int((train.labels == c).sum()), generator=g)[:ipc]] for c in range(10)])
+        sets.append(((train.images[idx].float() / 255 - m) / s, train.labels[idx].long()))
+    return spec, sets, ((test.images[:test_images].float() / 255 - m) / s, test.labels[:test_images].long())
+
+
+def batched_seconds(data_dir: str | None, ipc: int, runs: int, epochs: int, *, batched: bool,
+                    amp: str | None = None, data=None) -> float:
+    """Wall time of ``train_runs`` for ``runs`` ConvNet-3 runs with DSA on ``ipc`` real images per class."""
+    from habacli.evaluate.batched import train_runs
+    from habacli.transforms.augment import dsa_for
+
+    spec, sets, test = data or _random_sets(data_dir, ipc, runs)
+    t0 = time.perf_counter()
+    train_runs("convnet", sets, test, spec=spec, epochs=epochs - 1, lr=0.01, seeds=list(range(runs)), device="cpu",
+               dsa=dsa_for(spec), amp=amp, batched=batched, images_per_epoch=10 * ipc)
+    return time.perf_counter() - t0
+
+
+def _rss_child(data_dir: str | None, ipc: int, runs: int, epochs: int) -> None:
+    """Peak RSS of the batched training alone: the data is loaded first, then the peak is reset
+    (Linux ``clear_refs`` 5) so the 60,000-image load does not mask it."""
+    import gc
+
+    data = _random_sets(data_dir, ipc, runs)
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = _status_mib("VmRSS")
+    batched_seconds(data_dir, ipc, runs, epochs, batched=True, data=data)
+    print(base, _status_mib("VmHWM"))
+
+
+def _status_mib(key: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":")) / 1024
+
+
+def batched_report(args: argparse.Namespace) -> None:
+    import subprocess
+
+    ipcs = [int(i) for i in args.ipcs.split(",")]
+    amps = [None, "bf16"] if args.amp else [None]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.runs} runs x "
+          f"{args.batched_epochs} epochs, ConvNet-3 + DSA, Fashion-MNIST random real images, 100 test images")
+    batched_seconds(args.data_dir, 1, 2, 1, batched=True)  # warm-up (data cache, oneDNN primitives)
+    for ipc in ipcs:
+        for amp in amps:
+            times: dict[bool, list[float]] = {False: [], True: []}
+            for _ in range(max(args.rounds, 1)):
+                for batched in (False, True):  # interleaved
+                    times[batched].append(batched_seconds(args.data_dir, ipc, args.runs, args.batched_epochs,
+                                                          batched=batched, amp=amp))
+            seq, bat = statistics.median(times[False]), statistics.median(times[True])
+            images = args.runs * 10 * ipc * args.batched_epochs
+            print(f"IPC {ipc:3d} {amp or 'fp32':4s}: sequential {seq:7.1f} s ({images / seq:6.0f} img/s)   "
+                  f"batched {bat:7.1f} s ({images / bat:6.0f} img/s)   speed-up {seq / bat:.2f}x", flush=True)
+    for ipc in ipcs:
+        for runs in [int(r) for r in args.rss_runs.split(",")]:
+            out = subprocess.run([sys.executable, __file__, "--rss-child", f"{ipc},{runs}", "--batched-epochs", "2",
+                                  *(["--data-dir", args.data_dir] if args.data_dir else [])],
+                                 capture_output=True, text=True, check=True)
+            base, peak = (float(v) for v in out.stdout.split()[-2:])
+            print(f"peak RSS, batched, IPC {ipc}, R = {runs:2d}: {peak:6.0f} MiB ({peak - base:5.0f} MiB above the "
+                  f"{base:.0f} MiB with the data loaded)", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
@@ -103,7 +188,18 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1,
                     help="repeat every measurement this often, interleaved, and report medians (noisy machines)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--batched", action="store_true", help="sequential vs batched runs (part 4 only)")
+    ap.add_argument("--ipcs", default="1,10")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--batched-epochs", type=int, default=10)
+    ap.add_argument("--rss-runs", default="1,5,10")
+    ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.rss_child:
+        ipc, runs = (int(v) for v in args.rss_child.split(","))
+        return _rss_child(args.data_dir, ipc, runs, args.batched_epochs)
+    if args.batched:
+        return batched_report(args)
     from habacli.runtime.allocator import tune_host_allocator
 
     malloc_tuned = tune_host_allocator()  # as every haba command does; HABA_MALLOC=system turns it off

@@ -31,7 +31,7 @@ from habacli.distill.config import DistillConfig, build_config, plan_budget
 from habacli.distill.engine import Engine
 from habacli.distill.factorization import SyntheticSet
 from habacli.errors import ConfigError, Interrupted, UsageError
-from habacli.evaluate.run import train_and_test
+from habacli.evaluate.batched import train_runs
 from habacli.networks import default_network
 from habacli.networks.hallucinator import HallucinatorBank, apply_pairs
 from habacli.networks.instancenorm import fused_double_backward
@@ -256,29 +256,27 @@ class Run:
             raise ConfigError("validation needs a held-out split: set val_fraction > 0")
         x_val, y_val = self.real.val.all_model()
         lr = cfg.eval_lr or self.objective.artifact_fields().get("learned_lr") or 0.01
-        accs = []
-        what, per_run = f"validation at it {self.iteration}", cfg.eval_epochs + 1
-        total = cfg.eval_runs * per_run
-        for r in range(cfg.eval_runs):
+        what = f"validation at it {self.iteration}"
 
-            def tick(e: Progress, base: int = r * per_run) -> None:
-                if progress is not None:
-                    progress(Progress("validating", what, base + e.done, total))
+        def tick(e: Progress) -> None:
+            if progress is not None:
+                progress(Progress("validating", what, e.done, e.total))
 
-            res = train_and_test(
-                cfg.eval_model or self.model_name,
-                train if k_total else (bases, labels),
-                (x_val, y_val),
-                spec=self.spec,
-                epochs=cfg.eval_epochs,
-                lr=float(lr),
-                dsa=dsa_for(self.spec),
-                seed=_derive_seed(cfg.seed, self.iteration, r),
-                device=self.device,
-                amp="bf16" if cfg.amp == "bf16" else None,
-                progress=tick,
-            )
-            accs.append(float(res.accuracy))
+        results = train_runs(
+            cfg.eval_model or self.model_name,
+            [train if k_total else (bases, labels)] * cfg.eval_runs,
+            (x_val, y_val),
+            spec=self.spec,
+            epochs=cfg.eval_epochs,
+            lr=float(lr),
+            dsa=dsa_for(self.spec),
+            seeds=[_derive_seed(cfg.seed, self.iteration, r) for r in range(cfg.eval_runs)],
+            device=self.device,
+            amp="bf16" if cfg.amp == "bf16" else None,
+            images_per_epoch=int(bases.shape[0]),
+            progress=tick,
+        )
+        accs = [float(res.accuracy) for res in results]
         return sum(accs) / len(accs)
 
     def write_artifact(self, path: Path, state: dict[str, Any], *, best_iteration: int | None) -> None:

@@ -108,6 +108,18 @@ def _sgd(net: nn.Module, lr: float) -> torch.optim.SGD:
     return torch.optim.SGD(net.parameters(), lr=lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
 
 
+def check_args(epochs: int, lr: float, batch_size: int, test_every: int | None) -> None:
+    """The protocol's own checks of its numbers (:class:`ConfigError`)."""
+    if epochs < 0:
+        raise ConfigError(f"--epochs must be >= 0, got {epochs}")
+    if not lr > 0:
+        raise ConfigError(f"the learning rate must be > 0, got {lr}")
+    if batch_size < 1:
+        raise ConfigError(f"the batch size must be >= 1, got {batch_size}")
+    if test_every is not None and test_every < 1:
+        raise ConfigError(f"--test-every must be >= 1, got {test_every}")
+
+
 def train_and_test(
     model_name: str,
     train: TrainSet,
@@ -137,14 +149,7 @@ def train_and_test(
     (every train batch, before DSA, and every test batch of 128 standardised by its own mean/std);
     off by default. ``compile`` wraps the network in ``torch.compile`` for training and testing.
     """
-    if epochs < 0:
-        raise ConfigError(f"--epochs must be >= 0, got {epochs}")
-    if not lr > 0:
-        raise ConfigError(f"the learning rate must be > 0, got {lr}")
-    if batch_size < 1:
-        raise ConfigError(f"the batch size must be >= 1, got {batch_size}")
-    if test_every is not None and test_every < 1:
-        raise ConfigError(f"--test-every must be >= 1, got {test_every}")
+    check_args(epochs, lr, batch_size, test_every)
     amp = check_amp(amp)
     device = torch.device(device)
     generator = torch.Generator().manual_seed(int(seed))

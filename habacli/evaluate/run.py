@@ -30,6 +30,7 @@ from habacli.artifact.codec import load_artifact
 from habacli.artifact.header import local_path
 from habacli.data import DatasetSpec, fit_zca, get_spec, load_split
 from habacli.errors import ConfigError, UnknownNameError
+from habacli.evaluate.batched import train_runs
 from habacli.evaluate.protocol import TrainResult, train_and_test
 from habacli.infer.artifact import recipe_from_dict
 from habacli.infer.train import train_student
@@ -194,41 +195,42 @@ def _run_models(
     train_for_run: Callable[[int], Any] | None = None,
     standardize_batches: bool = False,
     compile: bool = False,
+    images_per_epoch: int | None = None,
 ) -> dict[str, ModelResult]:
     dsa = dsa_for(spec)
     total = len(names) * runs * (epochs + 1)
-    done = 0
     results = {}
-    for name in names:
-        res = ModelResult(name, [])
-        for r in range(runs):
+    for m, name in enumerate(names):
+        base = m * runs * (epochs + 1)
 
-            def tick(e: Progress, _base: int = done, _what: str = f"{name} run {r + 1}/{runs}") -> None:
-                if progress is not None:
-                    progress(Progress("epoch", "evaluate", _base + e.done, total, message=_what))
+        def tick(e: Progress, _base: int = base, _name: str = name) -> None:
+            if progress is not None:
+                progress(Progress("epoch", "evaluate", _base + e.done, total, message=f"{_name} {e.message}"))
 
-            t = train_and_test(
-                name,
-                train if train_for_run is None else train_for_run(r),
-                test,
-                spec=spec,
-                epochs=epochs,
-                lr=lr,
-                batch_size=batch_size,
-                dsa=dsa,
-                seed=seed + r,
-                device=device,
-                amp=amp,
-                test_every=test_every,
-                standardize_batches=standardize_batches,
-                progress=tick,
-                compile=compile,
-            )
-            done += epochs + 1
-            res.accuracies.append(t.accuracy)
-            res.train_loss_curves.append(t.train_loss_curve)
-            res.test_curves.append(t.test_curve)
-        results[name] = res
+        out = train_runs(
+            name,
+            [train if train_for_run is None else train_for_run(r) for r in range(runs)],
+            test,
+            spec=spec,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            dsa=dsa,
+            seeds=[seed + r for r in range(runs)],
+            device=device,
+            amp=amp,
+            test_every=test_every,
+            standardize_batches=standardize_batches,
+            compile=compile,
+            images_per_epoch=images_per_epoch,
+            progress=tick,
+        )
+        results[name] = ModelResult(
+            name,
+            [t.accuracy for t in out],
+            [t.train_loss_curve for t in out],
+            [t.test_curve for t in out],
+        )
     return results
 
 
@@ -340,6 +342,7 @@ def evaluate(
         progress=progress,
         standardize_batches=standardize_batches,
         compile=compile,
+        images_per_epoch=per_epoch,
     )
     settings = {
         "epochs": epochs,
@@ -554,6 +557,7 @@ def evaluate_random(
         progress=progress,
         train_for_run=draw,
         compile=compile,
+        images_per_epoch=ipc * spec.num_classes,
     )
     settings = {
         "epochs": epochs,
