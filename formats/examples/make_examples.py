@@ -20,24 +20,14 @@ import torch.nn.functional as F
 from safetensors.torch import save
 
 from habacli.artifact import HabaArtifact, save_artifact
+from habacli.data.classes import FASHION_MNIST_NAMES
 from habacli.infer.train import InferRecipe
 from habacli.networks.hallucinator import HallucinatorBank
 from habacli.transforms.zca import ZCA
 
 CREATED = "2026-01-01T00:00:00Z"
 VERSION = "0.1.0"
-FASHION_CLASSES = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
+FASHION_CLASSES = list(FASHION_MNIST_NAMES)
 HERE = Path(__file__).resolve().parent
 
 

@@ -17,6 +17,20 @@ tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm
 
 # ImageNet subsets of MTT/HaBa, in MTT's class order (label = position in the index list).
 # Index order equals sorted WordNet-id order in ImageNet-1k, which is how the folders are named.
+#: Fashion-MNIST's classes, index = label (Xiao et al. 2017).
+FASHION_MNIST_NAMES: tuple[str, ...] = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
 IMAGENETTE_WNIDS: tuple[str, ...] = (
     "n01440764",
     "n02102040",
