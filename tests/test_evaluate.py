@@ -237,6 +237,58 @@ def test_random_baseline_draws_are_seeded(fashion_mnist_dir, short_test_set):
         evaluate_random("fashion_mnist", 7000, **kw)
 
 
+def test_split_val_scores_on_the_held_out_train_images(fmnist, fashion_mnist_dir):
+    """--split val: the networks are scored on exactly the images distill held out (same fraction and seed,
+    read from the artifact), never on test; an artifact without that record is refused in one line."""
+    from habacli.data.real import stratified_val_mask
+    from habacli.evaluate.run import artifact_heldout
+
+    spec, train, _ = fmnist
+    art = haba_artifact(spec, train)
+    art.extra = {"validation": {"val_fraction": 0.1}}
+    art.seed = 3
+    assert artifact_heldout(art) == (0.1, 3)
+    x, y = model_space_test(
+        spec, mean=spec.mean, std=spec.std, zca=None, device="cpu", data_dir=fashion_mnist_dir, heldout=(0.1, 3)
+    )
+    mask = stratified_val_mask(train.labels, 10, 0.1, 3)
+    assert x.shape[0] == 6000 == int(mask.sum()) and torch.equal(y, train.labels[mask].long())
+    assert torch.allclose(x, normalize(train.images[mask], spec), atol=1e-6)
+    r = evaluate(art, models=SMALL, runs=1, epochs=1, device="cpu", data_dir=fashion_mnist_dir, split="val")
+    assert r.settings["split"] == "val" and r.settings["test_images"] == 6000 and r.models[SMALL].mean > 0.13
+    art.extra = {}
+    with pytest.raises(ConfigError, match="records none"):
+        evaluate(art, models=SMALL, runs=1, epochs=1, device="cpu", data_dir=fashion_mnist_dir, split="val")
+    with pytest.raises(UnknownNameError, match="split"):
+        evaluate(art, models=SMALL, runs=1, epochs=1, device="cpu", data_dir=fashion_mnist_dir, split="train")
+
+
+def test_random_baseline_on_val_never_draws_a_held_out_image(fashion_mnist_dir, monkeypatch):
+    """The random baseline under --split val draws only from the train images distill trains on."""
+    import habacli.evaluate.run as ev
+    from habacli.data.real import stratified_val_mask
+
+    drawn: list[torch.Tensor] = []
+    real_runs = ev.train_runs
+
+    def spy(name, sets, *args, **kwargs):
+        drawn.extend(x for x, _ in sets)
+        return real_runs(name, sets, *args, **kwargs)
+
+    monkeypatch.setattr(ev, "train_runs", spy)
+    r = evaluate_random(
+        "fashion_mnist", 50, models=SMALL, runs=1, epochs=0, device="cpu", data_dir=fashion_mnist_dir, split="val"
+    )
+    assert r.settings["split"] == "val" and r.settings["test_images"] == 6000
+    train = load_split("fashion_mnist", "train", data_dir=fashion_mnist_dir)
+    spec = get_spec("fashion_mnist", data_dir=fashion_mnist_dir)
+    held = normalize(train.images[stratified_val_mask(train.labels, 10, 0.1, 0)], spec).flatten(1)
+    x = drawn[0].flatten(1)
+    assert x.shape[0] == 500
+    # no drawn image equals a held-out image (pairwise distance > 0)
+    assert float(torch.cdist(x, held).min()) > 1e-3
+
+
 # ----------------------------------------------------------------------------- CLI
 def test_cli_errors_are_one_line(fmnist, tmp_path, capsys):
     spec, train, _ = fmnist

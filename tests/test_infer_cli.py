@@ -192,6 +192,21 @@ def test_ipc_1_has_no_infer_set(teachers_dir: Path, fashion_mnist_dir: Path, tmp
     assert code == 2 and err.count("\n") == 1 and "IPC" in err.upper()
 
 
+def test_haba_options_are_refused_with_method_infer(tmp_path: Path, capsys) -> None:
+    """Options that only shape a HaBa run are not silently dropped under --method infer."""
+    base = ["distill", "fashion_mnist", "--ipc", "10", "--method", "infer", "--out", str(tmp_path / "a.safetensors")]
+    for extra, flag in (
+        (["--baseline", "mtt"], "--baseline"),
+        (["--base-scale", "2"], "--base-scale"),
+        (["--no-factorize"], "--no-factorize"),
+        (["--set", "lr_img=1"], "--set"),
+        (["-k", "3", "--amp", "bf16"], "--hallucinators, --amp"),
+    ):
+        code, _, err = _cli(capsys, *base, *extra)
+        assert code == 2 and err.count("\n") == 1 and flag in err and "--method infer" in err, err
+    assert not (tmp_path / "a.safetensors").exists()
+
+
 def test_expand_writes_instances_and_soft_labels(infer_path: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 

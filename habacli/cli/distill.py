@@ -164,6 +164,29 @@ def distill_command(
     if method not in ("haba", "infer"):
         raise UnknownNameError("method", method, ["haba", "infer"])
     if method == "infer":
+        ignored = [
+            flag
+            for flag, value in (
+                ("--baseline", None if baseline == "dm" else baseline),
+                ("--hallucinators", hallucinators),
+                ("--no-factorize", None if factorize else False),
+                ("--single-channel", single_channel),
+                ("--base-scale", base_scale),
+                ("--init", init),
+                ("--budget", budget),
+                ("--config", config),
+                ("--eval-every", eval_every),
+                ("--checkpoint-every", checkpoint_every),
+                ("--amp", amp),
+                ("--compile", compile_),
+                ("--experts", experts),
+                ("--mtt-memory", mtt_memory),
+                ("--set", set_ or None),
+            )
+            if value is not None
+        ]
+        if ignored:
+            raise ConfigError(f"{', '.join(ignored)} do(es) not apply to --method infer (options of --method haba)")
         _distill_infer(
             dataset,
             ipc,

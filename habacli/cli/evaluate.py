@@ -68,6 +68,14 @@ def evaluate_command(
             help="--baseline random: whiten with ZCA (default: as the dataset's paper preset for MTT at this IPC).",
         ),
     ] = None,
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split",
+            help="test: score on the real test split; val: on the held-out part of train that distill validated on "
+            "(choose settings here, never on test; --baseline random: distill's default split, fraction 0.1, seed 0).",
+        ),
+    ] = "test",
     seed: Annotated[int, typer.Option("--seed", help="Base seed.")] = 0,
     device: DeviceOption = "auto",
     amp: Annotated[
@@ -125,6 +133,7 @@ def evaluate_command(
         "batch_size": batch_size,
         "test_every": test_every,
         "compile": compile_,
+        "split": split,
     }
     with ProgressRenderer(quiet=quiet, transient=True) as progress:
         if baseline == "random":
@@ -183,7 +192,8 @@ def results_table(result: EvalResult) -> Table:
         f"{s['epochs_run']} epochs{' (final epoch reported)' if s.get('reported') else ''}, {lr_note}, "
         f"batch {s['batch_size']}, DSA {s['dsa']}"
         f"{', ZCA' if s.get('zca') else ''}{', bf16 autocast' if s.get('amp') else ''}; "
-        f"tested on all {s['test_images']} real test images; ± is the {s['std']}; "
+        f"tested on all {s['test_images']} real "
+        f"{'held-out validation (train split)' if s.get('split') == 'val' else 'test'} images; ± is the {s['std']}; "
         f"seed {s['seed']}, {s['device']}, {result.wall_time_s:.1f} s"
     )
     table.caption_justify = "left"

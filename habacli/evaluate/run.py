@@ -29,6 +29,7 @@ import torch
 from habacli.artifact.codec import load_artifact
 from habacli.artifact.header import local_path
 from habacli.data import DatasetSpec, fit_zca, get_spec, load_split
+from habacli.data.real import stratified_val_mask
 from habacli.errors import ConfigError, UnknownNameError
 from habacli.evaluate.batched import train_runs
 from habacli.evaluate.protocol import TrainResult, train_and_test
@@ -142,6 +143,9 @@ def image_size_arg(spec: Any, data_dir: Any) -> int | None:
     return None if native == int(spec.height) else int(spec.height)
 
 
+SPLITS = ("test", "val")
+
+
 def model_space_test(
     spec: Any,
     *,
@@ -151,22 +155,44 @@ def model_space_test(
     device: Any,
     data_dir: str | os.PathLike | None = None,
     chunk: int = 2048,
+    heldout: tuple[float, int] | None = None,
 ) -> tuple[Any, Any]:
-    """The real test split in model space: ``zca(normalize(x / 255))`` on ``device``."""
-    split = load_split(spec.name, "test", data_dir=data_dir, image_size=image_size_arg(spec, data_dir))
+    """The real images a set is scored on, in model space (``zca(normalize(x / 255))`` on ``device``):
+    the test split, or with ``heldout = (val_fraction, seed)`` the held-out part of the train split that
+    ``haba distill`` carves with the same fraction and seed (its validation split)."""
+    which = "test" if heldout is None else "train"
+    split = load_split(spec.name, which, data_dir=data_dir, image_size=image_size_arg(spec, data_dir))
     if tuple(split.images.shape[1:]) != (spec.channels, spec.height, spec.width):
         raise ConfigError(
-            f"the {spec.name} test images are {tuple(split.images.shape[1:])}, the set is "
+            f"the {spec.name} {which} images are {tuple(split.images.shape[1:])}, the set is "
             f"{(spec.channels, spec.height, spec.width)}"
         )
+    images, labels = split.images, split.labels
+    if heldout is not None:
+        mask = stratified_val_mask(labels, spec.num_classes, heldout[0], heldout[1])
+        images, labels = images[mask], labels[mask]
     m = torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1)
     parts = []
-    for start in range(0, split.images.shape[0], chunk):
-        x = (split.images[start : start + chunk].float().div_(255.0) - m) / s
+    for start in range(0, images.shape[0], chunk):
+        x = (images[start : start + chunk].float().div_(255.0) - m) / s
         parts.append((zca.apply(x) if zca is not None else x).to(device))
     x = torch.cat(parts) if parts else torch.empty((0, spec.channels, spec.height, spec.width), device=device)
-    return x, split.labels.to(device=device, dtype=torch.long)
+    return x, labels.to(device=device, dtype=torch.long)
+
+
+def artifact_heldout(artifact: Any) -> tuple[float, int]:
+    """``(val_fraction, seed)`` of the held-out split an artifact's distillation validated on.
+
+    Raises :class:`ConfigError` when the artifact records none (INFER sets, hand-built sets, val_fraction 0)."""
+    validation = (getattr(artifact, "extra", None) or {}).get("validation") or {}
+    fraction, seed = validation.get("val_fraction"), getattr(artifact, "seed", None)
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 < fraction < 1 or seed is None:
+        raise ConfigError(
+            "--split val needs the held-out split the set was distilled against, and this artifact records none "
+            "(extra.validation.val_fraction and seed); evaluate it on the test split"
+        )
+    return float(fraction), int(seed)
 
 
 def _load(artifact_ref: Any) -> tuple[Any, str]:
@@ -251,6 +277,7 @@ def evaluate(
     standardize_batches: bool = False,
     compile: bool = False,
     recipe: str = "artifact",
+    split: str = "test",
     progress: ProgressFn | None = None,
 ) -> EvalResult:
     """Evaluate an artifact (path, ``hf://`` reference or loaded artifact): with ``recipe="artifact"`` (the
@@ -266,18 +293,24 @@ def evaluate(
     ``compile`` runs each network through ``torch.compile`` (opt-in: it pays a one-off compilation,
     seconds to a minute, for faster steps; see docs/benchmarks.md).
 
+    ``split="val"`` scores the networks on the held-out part of the train split that the set's distillation
+    validated on (:func:`artifact_heldout`) instead of the test split: the split to choose settings on.
+
     ``models=None`` uses the dataset's default network. Raises :class:`ConfigError` /
     :class:`UnknownNameError` for bad options and :class:`DataNotFoundError` when the real test set
     is not available locally.
     """
     if recipe not in RECIPES:
         raise UnknownNameError("recipe", recipe, RECIPES)
+    if split not in SPLITS:
+        raise UnknownNameError("split", split, SPLITS)
     _check(runs, epochs if epochs is not None else 1, lr, batch_size, test_every)
     amp = check_amp(amp)
     if expansion not in EXPANSIONS:
         raise UnknownNameError("expansion", expansion, EXPANSIONS)
     start = time.perf_counter()
     artifact, source = _load(artifact_ref)
+    heldout = artifact_heldout(artifact) if split == "val" else None
     if recipe == "artifact" and getattr(artifact, "evaluation_recipe", None) is not None:
         return _evaluate_recipe(
             artifact,
@@ -290,6 +323,7 @@ def evaluate(
             data_dir=data_dir,
             progress=progress,
             start=start,
+            heldout=heldout,
         )
     epochs = 1000 if epochs is None else epochs
     spec = DatasetSpec.from_dict(artifact.spec if isinstance(artifact.spec, dict) else artifact.spec.to_dict())
@@ -310,7 +344,9 @@ def evaluate(
                 f"the artifact's ZCA mean differs from the ZCA fitted on {spec.name}'s train split "
                 f"by up to {gap:.3g}: the test set may not be whitened like the training data"
             )
-    test = model_space_test(spec, mean=artifact.mean, std=artifact.std, zca=zca, device=dev, data_dir=data_dir)
+    test = model_space_test(
+        spec, mean=artifact.mean, std=artifact.std, zca=zca, device=dev, data_dir=data_dir, heldout=heldout
+    )
     with torch.no_grad():
         x_all, y_all = artifact.decode(device=dev, pixel=False)
     x_all, y_all = x_all.detach().float().contiguous(), y_all.to(device=dev, dtype=torch.long)
@@ -362,6 +398,7 @@ def evaluate(
         "num_images": int(x_all.shape[0]),
         "images_per_epoch": per_epoch,
         "ipc": int(getattr(artifact, "ipc", 0) or 0),
+        "split": split,
         "test_images": int(test[0].shape[0]),
         "std": STD_DEFINITION,
         "standardize_batches": standardize_batches,
@@ -382,6 +419,7 @@ def _evaluate_recipe(
     data_dir: str | os.PathLike | None,
     progress: ProgressFn | None,
     start: float,
+    heldout: tuple[float, int] | None = None,
 ) -> EvalResult:
     """The artifact's evaluation recipe (spec section 12.5; INFER's ``val_static.py``): every instance in model
     space, crop + flip, MixUp with the linearly interpolated stored soft labels, KL at T, AdamW, cosine; the
@@ -391,7 +429,9 @@ def _evaluate_recipe(
     network = artifact.evaluation_recipe.get("network")
     names = _models(models if models is not None or not network else network, spec)
     dev = pick_device(device)
-    test = model_space_test(spec, mean=artifact.mean, std=artifact.std, zca=None, device=dev, data_dir=data_dir)
+    test = model_space_test(
+        spec, mean=artifact.mean, std=artifact.std, zca=None, device=dev, data_dir=data_dir, heldout=heldout
+    )
     with torch.no_grad():
         x, y = artifact.decode(device=dev, pixel=False)
     soft = artifact.instance_soft_labels
@@ -447,6 +487,7 @@ def _evaluate_recipe(
         "images_per_epoch": int(x.shape[0]),
         "expansion": "full",
         "ipc": int(getattr(artifact, "ipc", 0) or 0),
+        "split": "test" if heldout is None else "val",
         "test_images": int(test[0].shape[0]),
         "std": STD_DEFINITION,
         "temperature": rec.temperature,
@@ -496,13 +537,21 @@ def evaluate_random(
     test_every: int | None = None,
     compile: bool = False,
     zca: bool = False,
+    split: str = "test",
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
     progress: ProgressFn | None = None,
 ) -> EvalResult:
     """The random baseline: ``ipc`` random real training images per class (a fresh draw per run,
     seeded with ``seed + run``; the same draw for every model of that run), trained and tested under
     the same protocol, in the space a distilled set of the dataset lives in: normalised with the
     dataset's mean/std, or with ``zca`` whitened as MTT does (no mean/std normalisation, then ZCA
-    fitted on the train split, the test set whitened with the same ZCA)."""
+    fitted on the train split, the test set whitened with the same ZCA).
+
+    ``split="val"`` scores on the held-out part of the train split that ``haba distill --seed split_seed`` with
+    ``val_fraction`` validates on, and draws the random images from the rest of the train split only."""
+    if split not in SPLITS:
+        raise UnknownNameError("split", split, SPLITS)
     _check(runs, epochs, lr, batch_size, test_every)
     amp = check_amp(amp)
     if ipc < 1:
@@ -515,7 +564,11 @@ def evaluate_random(
     if compile:
         check_compile(dev)
     train_split = load_split(spec.name, "train", data_dir=data_dir)
-    labels = train_split.labels.long()
+    heldout = (float(val_fraction), int(split_seed)) if split == "val" else None
+    pool_images, labels = train_split.images, train_split.labels.long()
+    if heldout is not None:  # never draw an image the networks are scored on
+        keep = ~stratified_val_mask(labels, spec.num_classes, heldout[0], heldout[1])
+        pool_images, labels = pool_images[keep], labels[keep]
     counts = torch.bincount(labels, minlength=spec.num_classes)
     if int(counts.min()) < ipc:
         raise ConfigError(
@@ -523,7 +576,7 @@ def evaluate_random(
         )
     whitening = fit_zca(spec.name, data_dir=data_dir) if zca else None
     mean, std = ((0.0,) * spec.channels, (1.0,) * spec.channels) if zca else (spec.mean, spec.std)
-    test = model_space_test(spec, mean=mean, std=std, zca=whitening, device=dev, data_dir=data_dir)
+    test = model_space_test(spec, mean=mean, std=std, zca=whitening, device=dev, data_dir=data_dir, heldout=heldout)
     order = torch.argsort(labels, stable=True)  # class-major indices, class c at offsets[c]..
     offsets = torch.cumsum(counts, 0) - counts
     m = torch.tensor(mean).view(1, -1, 1, 1)
@@ -536,7 +589,7 @@ def evaluate_random(
         keys[torch.arange(int(counts.max()))[None, :] >= counts[:, None]] = 2.0  # past the class end
         pos = keys.argsort(dim=1)[:, :ipc]
         idx = order[(offsets[:, None] + pos).reshape(-1)]
-        x = (train_split.images[idx].float().div_(255.0) - m) / s
+        x = (pool_images[idx].float().div_(255.0) - m) / s
         if whitening is not None:
             x = whitening.apply(x)
         return x.to(dev), labels[idx].to(dev)
@@ -574,6 +627,7 @@ def evaluate_random(
         "ipc": ipc,
         "num_images": ipc * spec.num_classes,
         "images_per_epoch": ipc * spec.num_classes,
+        "split": split,
         "test_images": int(test[0].shape[0]),
         "std": STD_DEFINITION,
         "baseline": "random",
