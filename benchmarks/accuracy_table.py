@@ -16,6 +16,9 @@ DSA rows the preset's 1,000) and the evaluation is shortened (``--epochs``, ``--
 
     python benchmarks/accuracy_table.py --list
     python benchmarks/accuracy_table.py --out runs/accuracy --epochs 300 --runs 3 [--only ROW,ROW] [--threads N]
+
+``--split val`` scores every row on the held-out validation split instead (``haba evaluate --split val``), the
+split recipes are chosen on; ``--split test`` (the default) is for the figures reported after the choice.
 """
 
 from __future__ import annotations
@@ -223,6 +226,7 @@ def evaluate_cmd(row: dict, args: argparse.Namespace) -> list[str]:
         str(args.epochs),
         *_amp(args, row["evaluate"]),
         *row["evaluate"],
+        *(["--split", "val"] if args.split == "val" else []),
         "--data-dir",
         data_dir,
         "--json",
@@ -471,6 +475,13 @@ def main(argv: list[str] | None = None) -> None:
         help="the HaBa+DM row whose artifact the cross-architecture row evaluates",
     )
     ap.add_argument("--bf16", action="store_true", help="add the --amp bf16 rows (DM IPC 10, random IPC 10)")
+    ap.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="score on the test split, or on the held-out validation split to choose recipes (OUT/results-val.json;"
+        " the artifacts are shared)",
+    )
     args = ap.parse_args(argv)
     args.cifar_dir = args.cifar_dir or args.out / "cifar-fmnist"
     all_rows = table(args)
@@ -479,7 +490,7 @@ def main(argv: list[str] | None = None) -> None:
         print(listing(rows, args))
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "results.json"
+    path = args.out / ("results-val.json" if args.split == "val" else "results.json")
     results = json.loads(path.read_text()) if path.exists() else {}
     for row in rows:
         if row["name"] in results:

@@ -109,6 +109,9 @@ def test_accuracy_table_lists_rows_and_commands(tmp_path: Path) -> None:
     lines = [line for line in only.stdout.splitlines() if not line.startswith("#") and line]
     assert len(lines) == 2 and all(line.startswith("OMP_NUM_THREADS=2 python -m habacli ") for line in lines)
     assert "--iterations" not in lines[0]  # DSA: the preset's iterations
-    assert "--epochs 7" in lines[1]
+    assert "--epochs 7" in lines[1] and "--split" not in lines[1]
+    val = _script(TABLE, "--list", "--out", tmp_path / "acc", "--only", "random-ipc1,dm-ipc1", "--split", "val")
+    evals = [line for line in val.stdout.splitlines() if " evaluate " in line]
+    assert len(evals) == 2 and all("--split val" in line for line in evals)
     bad = _script(TABLE, "--list", "--only", "nope")
     assert bad.returncode != 0 and "unknown row" in bad.stderr
