@@ -109,6 +109,31 @@ def test_low_resolution_bases_and_compact_hallucinators_fit_the_baselines_storag
     assert plan_budget(cfg, num_classes=10, channels=1, height=28, width=28).bases_per_class == 40
 
 
+def test_contrast_batch_defaults_to_the_baselines_image_count(fashion_mnist_dir):
+    """batch_contrast 0: every basis when bases are full-size (the official batch_syn default), a random
+    ipc x C of the base_scale^2 x as many low-resolution bases; an explicit size wins."""
+    from habacli.distill.run import Run
+
+    cls = get_objective("dm")
+    for scale, override, want in ((1, 0, None), (2, 0, 20), (2, 7, 7), (2, 1000, None)):
+        cfg = build_config(
+            "fashion_mnist",
+            "dm",
+            2,
+            preset="quick",
+            objective_defaults=cls.defaults,
+            overrides={**TINY, "base_scale": scale, "batch_contrast": override, "hallucinators": 2},
+        )
+        engine = Run(cfg, cls, data_dir=fashion_mnist_dir).engine
+        assert engine.synthetic.num_bases == 20 * scale**2
+        idx, labels = engine._contrast_batch()
+        if want is None:
+            assert idx is None and torch.equal(labels, engine.synthetic.labels)
+        else:
+            assert idx.shape == (want,) and len(set(idx.tolist())) == want
+            assert torch.equal(labels, engine.synthetic.labels[idx])
+
+
 def test_dm_loss_decreases(fashion_mnist_dir, tmp_path):
     """The DM loss on FIXED probe networks and real batches drops after a short run (fixed seed)."""
     from habacli.distill.run import Run

@@ -92,7 +92,9 @@ class DistillConfig:
     supcon_base_temperature: float = 0.07
     adv_lr: float = 0.001
     adv_momentum: float = 0.9
-    batch_contrast: int = 0  # bases per contrastive batch (0: all, as the official batch_syn default)
+    # bases per contrastive batch; 0: the baseline's image count ipc x C, the official batch_syn default (all
+    # bases at base_scale 1; a random ipc x C of the base_scale^2 x as many low-resolution bases)
+    batch_contrast: int = 0
     # validation (held-out split of train; never the test set)
     val_fraction: float = 0.1
     eval_every: int = 0  # 0: no validation; the final artifact is the last state

@@ -158,8 +158,15 @@ class Engine:
     # ------------------------------------------------------------------ the HaBa steps
 
     def _contrast_batch(self) -> tuple[Tensor | None, Tensor]:
+        """A random batch of bases for the contrastive game (None: all of them) and its labels.
+
+        The default size is the baseline's image count ``ipc x C``: the official ``batch_syn`` default, which is
+        every basis when bases are full-size, and bounds the game's cost when low-resolution bases are
+        ``base_scale^2`` times as many (docs/fidelity.md)."""
         syn, b = self.synthetic, self.config.batch_contrast
-        if b <= 0 or b >= syn.num_bases:
+        if b <= 0:
+            b = self.config.ipc * syn.num_classes
+        if b >= syn.num_bases:
             return None, syn.labels
         idx = torch.randperm(syn.num_bases, generator=self.generator)[:b].to(self.device)
         return idx, syn.labels[idx]
