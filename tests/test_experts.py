@@ -99,6 +99,31 @@ def test_resume_mid_expert_is_bit_identical(tmp_path: Path, experts: Path, fashi
     assert again.skipped == [0] and again.trained == []
 
 
+def test_an_epoch_shows_its_training_and_test_pass(tmp_path: Path, fashion_mnist_dir: Path) -> None:
+    """Within an epoch the images done rise through training, then through the test pass, to train + test."""
+    from habacli.experts import train_experts
+
+    events = []
+    train_experts(
+        FMNIST,
+        num=1,
+        epochs=1,
+        out=tmp_path / "buf",
+        subset=2048,
+        seed=0,
+        device="cpu",
+        data_dir=fashion_mnist_dir,
+        progress=events.append,
+    )
+    inner = [e for e in events if e.description == "expert 0 epoch"]
+    total = inner[0].total
+    assert total == 2048 + 2048  # train subset + at most as many test images
+    done = [e.done for e in inner]
+    assert done == sorted(done) and done[0] == 0 and done[-1] == total
+    assert any("training" in e.message and 0 < e.done < 2048 for e in inner)
+    assert any("test pass" in e.message and 2048 < e.done < total for e in inner)
+
+
 def test_shards_and_merge_rebuild_the_same_manifest(tmp_path: Path, experts: Path, fashion_mnist_dir: Path) -> None:
     """Experts gathered from two shards merge into the manifest of a single run (deterministic)."""
     from habacli.experts import train_experts

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -128,8 +129,15 @@ def _model_space(
 
 @torch.no_grad()
 def _accuracy(
-    net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, autocast, batch: int = 500, amp: str | None = None
+    net: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    autocast,
+    batch: int = 500,
+    amp: str | None = None,
+    tick: Callable[[int], None] | None = None,
 ) -> float:
+    """Test accuracy of ``net`` on ``(x, y)``; ``tick(images done)`` after each batch."""
     nhwc = nhwc_test_pass(x.device, amp)
     net.eval()
     correct = 0
@@ -139,6 +147,8 @@ def _accuracy(
             xb = xb.contiguous(memory_format=torch.channels_last)
         with autocast():
             correct += int((net(xb).argmax(1) == y[i : i + batch]).sum())
+        if tick is not None:
+            tick(min(i + batch, len(y)))
     net.train()
     return correct / max(len(y), 1)
 
@@ -324,10 +334,20 @@ def _train_one(index, folder, config, layout, make, augment, x_train, y_train, x
     emit(Progress("expert", f"expert {index}", done, epochs))
     opt = torch.optim.SGD(net.parameters(), lr=config["lr"], momentum=0.0, weight_decay=0.0)
     seen, secs = 0, 0.0
+    n_test = len(y_test)
+    steps = max(1, (n + bs - 1) // bs)
+    every = max(1, steps // 20)  # ~20 in-epoch events: an epoch on a CPU can take minutes
+
+    def within(epoch: int, images: int, what: str) -> None:
+        emit(Progress("images", f"expert {index} epoch", images, n + n_test, message=f"epoch {epoch}: {what}"))
+
     for epoch in range(done + 1, epochs + 1):
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=g).to(dev)
-        for b in range(0, n, bs):
+        within(epoch, 0, "training")
+        for step, b in enumerate(range(0, n, bs)):
+            if step and step % every == 0:
+                within(epoch, b, "training")
             idx = perm[b : b + bs]
             x = x_train[idx]
             if augment is not None:
@@ -345,7 +365,16 @@ def _train_one(index, folder, config, layout, make, augment, x_train, y_train, x
         trajectory[epoch] = layout.flatten(net).cpu()  # a copy: never the live parameter storage
         if not torch.isfinite(trajectory[epoch]).all():
             raise ExpertsError(f"expert {index} diverged (non-finite parameters after epoch {epoch})")
-        accs.append(_accuracy(net, x_test, y_test, autocast, amp=config.get("amp")))
+        accs.append(
+            _accuracy(
+                net,
+                x_test,
+                y_test,
+                autocast,
+                amp=config.get("amp"),
+                tick=lambda k, _e=epoch: within(_e, n + k, f"test pass ({n_test} images)"),
+            )
+        )
         if epoch < epochs:
             write_partial(folder, index, meta, PartialState(trajectory[: epoch + 1].clone(), g.get_state(), accs))
         rate = n / max(epoch_secs, 1e-9)
