@@ -29,6 +29,7 @@ TINY = {
     "eval_every": 0,
     "device": "cpu",
     "val_fraction": 0.05,
+    "base_scale": 1,  # full-size bases: these tests count the synthetic images of a class
 }
 
 

@@ -109,6 +109,37 @@ def test_low_resolution_bases_and_compact_hallucinators_fit_the_baselines_storag
     assert plan_budget(cfg, num_classes=10, channels=1, height=28, width=28).bases_per_class == 40
 
 
+def test_auto_base_scale_follows_the_image_shape(fashion_mnist_dir, tmp_path):
+    """base_scale 0 (the HaBa+DM and HaBa+DSA presets) halves the bases while they keep >= 14 px a side, and the
+    artifact and checkpoint record the number it became; an explicit --base-scale wins."""
+    from habacli.distill.config import auto_base_scale, plan_budget
+
+    assert [auto_base_scale(s, s) for s in (8, 16, 26, 27, 28, 32, 64)] == [1, 1, 1, 1, 2, 2, 2]
+    assert auto_base_scale(28, 30) == 2 and auto_base_scale(28, 26) == 1 and auto_base_scale(30, 29) == 1
+    for objective in ("dm", "dsa"):
+        for preset in ("quick", "paper"):
+            cfg = build_config("fashion_mnist", objective, 10, preset=preset)
+            assert cfg.base_scale == 0 and cfg.hallucinator_init == "identity", (objective, preset)
+            assert build_config("fashion_mnist", objective, 10, preset=preset, factorize=False).base_scale == 1
+    cfg = build_config("fashion_mnist", "dm", 10, preset="quick")
+    assert plan_budget(cfg, num_classes=10, channels=1, height=28, width=28).bases_per_class == 40
+    assert plan_budget(cfg, num_classes=10, channels=1, height=8, width=8).bases_per_class == 10
+    out = tmp_path / "a.safetensors"
+    res = distill(
+        "fashion_mnist",
+        ipc=1,
+        baseline="dm",
+        out=out,
+        iterations=1,
+        data_dir=fashion_mnist_dir,
+        preset="quick",
+        options=TINY,
+    )
+    art = load_artifact(out)
+    assert tuple(art.bases.shape) == (40, 1, 14, 14) and art.objective_config["base_scale"] == 2
+    assert res.storage["bases_per_class"] == 4
+
+
 def test_contrast_batch_defaults_to_the_baselines_image_count(fashion_mnist_dir):
     """batch_contrast 0: every basis when bases are full-size (the official batch_syn default), a random
     ipc x C of the base_scale^2 x as many low-resolution bases; an explicit size wins."""
@@ -295,7 +326,7 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
         (["distill", "fashion_mnist", "--ipc", "1", "--budget", "matched"], "--budget matched"),
         (["distill", "fashion_mnist", "--ipc", "1", "--amp", "fp16"], "--amp fp16 is not supported"),
         (["distill", "fashion_mnist", "--ipc", "1", "--base-scale", "3"], "--base-scale 3 must divide"),
-        (["distill", "fashion_mnist", "--ipc", "1", "--base-scale", "0"], "--base-scale must be >= 1"),
+        (["distill", "fashion_mnist", "--ipc", "1", "--base-scale", "-1"], "--base-scale must be >= 0"),
         (["distill", "fashion_mnist", "--ipc", "1", "--set", "hallucinator_modulation=film"], "pixel, channel"),
     ],
 )
