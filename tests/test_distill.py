@@ -109,6 +109,38 @@ def test_low_resolution_bases_and_compact_hallucinators_fit_the_baselines_storag
     assert plan_budget(cfg, num_classes=10, channels=1, height=28, width=28).bases_per_class == 40
 
 
+def test_same_padded_hallucinators_write_a_1_3_artifact(fashion_mnist_dir, tmp_path):
+    """--set hallucinator_padding=same: maps of the image size, format 1.3, decoded as the padded network;
+    a document claiming the padded architecture with an even kernel is refused."""
+    from habacli.artifact.codec import read_header
+    from habacli.artifact.header import _Problem, _validate_doc
+    from habacli.networks.hallucinator import apply_all
+
+    out = tmp_path / "same.safetensors"
+    res = distill(
+        "fashion_mnist",
+        ipc=1,
+        baseline="dm",
+        out=out,
+        iterations=1,
+        data_dir=fashion_mnist_dir,
+        preset="quick",
+        options={**TINY, "hallucinator_padding": "same", "base_scale": 1},
+    )
+    assert res.storage["hallucinator_values"] == 5 * (9 + 1 + 2 * 28 * 28 + 9 + 1)
+    header = read_header(out)
+    assert header.meta["format_version"] == "1.3"
+    assert header.doc["hallucinators"]["architecture"] == "haba-style-translator-same"
+    art = load_artifact(out)
+    assert art.hallucinator_padding == "same" and tuple(art.hallucinators["scale"].shape) == (5, 1, 28, 28)
+    x, _ = art.decode(pixel=False)
+    want = apply_all(art.bases, art.hallucinators, pad=1).transpose(0, 1).reshape(-1, 1, 28, 28)
+    assert torch.allclose(x, want, atol=1e-5)
+    doc = dict(header.doc, hallucinators={**header.doc["hallucinators"], "kernel_size": 2})
+    with pytest.raises(_Problem, match="odd kernel_size"):
+        _validate_doc(doc)
+
+
 def test_auto_base_scale_follows_the_image_shape(fashion_mnist_dir, tmp_path):
     """base_scale 0 (the HaBa+DM and HaBa+DSA presets) halves the bases while they keep >= 14 px a side, and the
     artifact and checkpoint record the number it became; an explicit --base-scale wins."""

@@ -24,8 +24,9 @@ NAMES = [
     "rgb_zca_soft",
     "fashion_lowres_channel",
     "fashion_infer",
+    "fashion_same",
 ]
-VERSIONS = {"fashion_lowres_channel": "1.1", "fashion_infer": "1.2"}
+VERSIONS = {"fashion_lowres_channel": "1.1", "fashion_infer": "1.2", "fashion_same": "1.3"}
 NEGATIVE = EXAMPLES / "negative"
 _NP = {"F32": np.float32, "I64": np.int64, "U8": np.uint8}
 
@@ -73,6 +74,10 @@ def spec_decode(doc: dict, t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.nda
             for name in ("enc_weight", "enc_bias", "scale", "shift", "dec_weight", "dec_bias")
         }
         s = doc["hallucinators"]["kernel_size"]
+        # zero padding pi: 0 for the paper's network, (s - 1) / 2 for "haba-style-translator-same" (1.3)
+        pi = (s - 1) // 2 if doc["hallucinators"]["architecture"] == "haba-style-translator-same" else 0
+        full_h, full_w = bases.shape[2], bases.shape[3]
+        bases = np.pad(bases, ((0, 0), (0, 0), (pi, pi), (pi, pi)))
         hh, ww = bases.shape[2] - s + 1, bases.shape[3] - s + 1
         e = np.zeros((n, k, h["enc_weight"].shape[1], hh, ww))
         for u in range(s):
@@ -85,6 +90,7 @@ def spec_decode(doc: dict, t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.nda
         for u in range(s):
             for v in range(s):
                 y[:, :, :, u : u + hh, v : v + ww] += np.einsum("nkihw,kio->nkohw", m, h["dec_weight"][:, :, :, u, v])
+        y = y[:, :, :, pi : pi + full_h, pi : pi + full_w]  # the transposed conv's padding crops pi a side
         y += h["dec_bias"][None, :, :, None, None]
     y = y.reshape(n * max(k, 1), *y.shape[2:])
     if doc["zca"] is not None:
@@ -214,6 +220,9 @@ def test_examples_cover_the_spec_cases() -> None:
     low = docs["fashion_lowres_channel"]  # format 1.1: low-resolution bases, per-channel modulation
     assert (low["bases"]["height"], low["bases"]["width"]) == (6, 6) < (low["dataset"]["height"], 12)
     assert low["hallucinators"]["modulation"] == "channel" and low["storage"]["hallucinators"] == 2 * 22
+    same = docs["fashion_same"]  # format 1.3: zero-padded hallucinators, maps of the image size
+    assert same["hallucinators"]["architecture"] == "haba-style-translator-same"
+    assert same["storage"]["hallucinators"] == 2 * (9 + 1 + 2 * 144 + 9 + 1)
 
 
 def _negative_cases() -> list[dict]:

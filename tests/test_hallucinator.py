@@ -226,3 +226,55 @@ def test_upsample_bases_is_bilinear_with_half_pixel_centres() -> None:
     assert torch.allclose(up[0, 0, 0], torch.tensor([0.0, 1.0, 3.0, 4.0]))
     assert torch.allclose(up[0, 0, :, 0], torch.tensor([0.0, 2.0, 6.0, 8.0]))
     assert hal.upsample_bases(up, 4, 4) is up
+
+
+# ------------------------------------------------------------------ format 1.3: same padding
+
+
+@pytest.mark.parametrize("modulation", ["pixel", "channel"])
+@pytest.mark.parametrize("cin,cout,size", [(1, 1, 8), (1, 3, 12), (3, 3, 32)])
+def test_same_padding_equals_padded_reference_modules(modulation: str, cin: int, cout: int, size: int) -> None:
+    """padding="same" is Conv2d(padding=1) -> scale/shift -> ConvTranspose2d(padding=1), in all three forms."""
+    torch.manual_seed(3)
+    bank = HallucinatorBank(4, cin, cout, size, size, padding="same", modulation=modulation)
+    with torch.no_grad():
+        bank.scale.normal_(1.0, 0.5)
+        bank.shift.normal_(0.0, 0.5)
+    assert bank.pad == 1 and bank.scale.shape[-2:] == ((size, size) if modulation == "pixel" else (1, 1))
+    x = torch.randn(5, cin, size, size)
+    out = bank.all(x)
+    for k in range(4):
+        enc = nn.Conv2d(cin, cout, 3, padding=1)
+        dec = nn.ConvTranspose2d(cout, cout, 3, padding=1)
+        with torch.no_grad():
+            enc.weight.copy_(bank.enc_weight[k])
+            enc.bias.copy_(bank.enc_bias[k])
+            dec.weight.copy_(bank.dec_weight[k])
+            dec.bias.copy_(bank.dec_bias[k])
+            ref = dec(enc(x) * bank.scale[k] + bank.shift[k])
+        torch.testing.assert_close(out[k], ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(bank(x, k), ref, rtol=1e-5, atol=1e-5)
+    pick = torch.tensor([3, 0, 2, 1, 3])
+    torch.testing.assert_close(bank.pairs(x, pick), out[pick, torch.arange(5)], rtol=1e-5, atol=1e-5)
+    again = HallucinatorBank.from_params(bank.params(), height=size, width=size, padding="same")
+    assert again.modulation == modulation and again.pad == 1
+    torch.testing.assert_close(again.all(x), out)
+
+
+def test_same_padding_identity_keeps_the_border_that_valid_loses() -> None:
+    """With a centre-delta init, a same-padded hallucinator is the identity on the whole image (the border
+    included); the paper's valid network replaces the outer ring by its bias."""
+    x = torch.randn(4, 1, 8, 8)
+    same = hal.near_identity_(HallucinatorBank(2, 1, 1, 8, 8, padding="same"), noise=0.0)
+    valid = hal.near_identity_(HallucinatorBank(2, 1, 1, 8, 8), noise=0.0)
+    assert torch.equal(same.all(x), x[None].expand(2, -1, -1, -1, -1))
+    ring = torch.ones(8, 8, dtype=torch.bool)
+    ring[1:-1, 1:-1] = False
+    assert torch.count_nonzero(valid.all(x)[..., ring]) == 0  # 28 of 64 pixels of an 8x8 image lost
+
+
+def test_same_padding_needs_an_odd_kernel_and_a_known_name() -> None:
+    with pytest.raises(ConfigError, match="odd"):
+        HallucinatorBank(2, 1, 1, 8, 8, kernel_size=2, padding="same")
+    with pytest.raises(ConfigError, match="padding"):
+        HallucinatorBank(2, 1, 1, 8, 8, padding="reflect")

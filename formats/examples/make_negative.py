@@ -32,7 +32,9 @@ def join(header: dict | str, payload: bytes) -> bytes:
     return struct.pack("<Q", len(text)) + text + payload
 
 
-def doc_text(golden: str, edit: Callable[[dict], None] | None = None, text: Callable[[str], str] | None = None) -> bytes:
+def doc_text(
+    golden: str, edit: Callable[[dict], None] | None = None, text: Callable[[str], str] | None = None
+) -> bytes:
     """``golden`` with its metadata document edited as an object (``edit``) or as text (``text``)."""
     header, payload = split((HERE / f"{golden}.safetensors").read_bytes())
     doc = json.loads(header["__metadata__"]["haba"])
@@ -116,7 +118,12 @@ CASES: list[tuple[str, str, Callable[[], bytes], str]] = [
     (
         "soft_labels_tensor_without_flag",
         "header",
-        lambda: doc_text("fashion_plain", lambda d: d.update(soft_labels=False, storage=dict(d["storage"], soft_labels=0, total=d["storage"]["bases"], ratio=1.0))),
+        lambda: doc_text(
+            "fashion_plain",
+            lambda d: d.update(
+                soft_labels=False, storage=dict(d["storage"], soft_labels=0, total=d["storage"]["bases"], ratio=1.0)
+            ),
+        ),
         "tensor 'soft_labels' is present but the metadata says soft_labels is false",
     ),
     (

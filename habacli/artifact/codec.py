@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from habacli import __version__
+from habacli._shapes import ARCHITECTURES, PADDINGS, padding_size
 from habacli.artifact.header import (  # noqa: F401 - re-exported: the codec's public header API
     COMP_PREFIX,
     FORMAT,
@@ -34,6 +35,7 @@ from habacli.artifact.header import (  # noqa: F401 - re-exported: the codec's p
     _validate_shapes,
     expected_shapes,
     format_version_of,
+    hallucinator_padding,
     num_instances_of,
     parse_header,
     read_header,
@@ -152,6 +154,8 @@ class HabaArtifact:
     soft_label_temperature: float | None = None
     soft_label_info: dict[str, Any] = field(default_factory=dict)  # source, teachers
     evaluation_recipe: dict[str, Any] | None = None
+    # format 1.3: "same" = the zero-padded hallucinator architecture (spec section 4 step 1); "valid": the paper's
+    hallucinator_padding: str = "valid"
 
     @classmethod
     def build(
@@ -181,15 +185,20 @@ class HabaArtifact:
         soft_label_temperature: float | None = None,
         soft_label_info: dict | None = None,
         evaluation_recipe: dict | None = None,
+        hallucinator_padding: str | None = None,
     ) -> HabaArtifact:
         """Assemble and validate an artifact (CPU copies). ``hallucinators``: a HallucinatorBank, its
-        ``params()``/``state_dict()`` or None/{} (K = 0). A full :class:`~habacli.transforms.zca.ZCA` is compacted here
+        ``params()``/``state_dict()`` or None/{} (K = 0); ``hallucinator_padding`` defaults to the bank's, else
+        "valid". A full :class:`~habacli.transforms.zca.ZCA` is compacted here
         against this artifact's own decoded images (``zca_tolerance``, default 0.5/255)."""
         import torch  # lazy: torch
 
         from habacli.transforms.zca import DEFAULT_TOLERANCE, ZCA  # lazy: torch
 
         spec_d = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
+        padding = hallucinator_padding or getattr(hallucinators, "padding", None) or "valid"
+        if padding not in PADDINGS:
+            raise ConfigError(f"hallucinator padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
         soft = None if soft_labels is None else soft_labels.detach().float().cpu().contiguous()
         lr = None if learned_lr is None else float(learned_lr)
         art = cls(
@@ -220,6 +229,7 @@ class HabaArtifact:
             soft_label_temperature=None if soft_label_temperature is None else float(soft_label_temperature),
             soft_label_info=dict(soft_label_info or {}),
             evaluation_recipe=None if evaluation_recipe is None else dict(evaluation_recipe),
+            hallucinator_padding=padding,
         )
         if isinstance(zca, ZCA):
             images, _ = art.decode(pixel=False)
@@ -282,15 +292,16 @@ class HabaArtifact:
         if k:
             w = self.hallucinators["enc_weight"]
             hal.update(
-                architecture="haba-style-translator",
+                architecture=ARCHITECTURES[self.hallucinator_padding],
                 kernel_size=int(w.shape[-1]),
                 in_channels=int(w.shape[2]),
                 mid_channels=int(w.shape[1]),
                 out_channels=int(self.hallucinators["dec_weight"].shape[2]),
             )
+            grow = 2 * padding_size(self.hallucinator_padding, int(w.shape[-1])) - int(w.shape[-1]) + 1
             if tuple(self.hallucinators["scale"].shape[-2:]) == (1, 1) and (
-                int(self.spec["height"]) - int(w.shape[-1]) + 1,
-                int(self.spec["width"]) - int(w.shape[-1]) + 1,
+                int(self.spec["height"]) + grow,
+                int(self.spec["width"]) + grow,
             ) != (1, 1):
                 hal["modulation"] = "channel"  # format 1.1
         bases: dict[str, Any] = {"count": n, "channels": int(self.bases.shape[1]) if self.bases.dim() > 1 else 0}
@@ -421,12 +432,13 @@ class HabaArtifact:
 
         kk = self.num_hallucinators
         params = {k: v.to(device) for k, v in self.hallucinators.items()}
+        pad = padding_size(self.hallucinator_padding, int(params["enc_weight"].shape[-1])) if kk else 0
         bases, labels = self.bases.to(device), self.labels.to(device)
         bases = upsample_bases(bases, int(self.spec["height"]), int(self.spec["width"]))  # format 1.1, step 0
         with torch.no_grad():
             if indices is None:
                 per = max(1, batch_size // max(kk, 1))
-                parts = [decode_all(bases[i : i + per], params) for i in range(0, len(bases), per)]
+                parts = [decode_all(bases[i : i + per], params, pad=pad) for i in range(0, len(bases), per)]
                 x = torch.cat(parts) if parts else bases[:0]
                 y = labels.repeat_interleave(max(kk, 1))
             else:
@@ -434,7 +446,7 @@ class HabaArtifact:
                 if j.numel() and (int(j.min()) < 0 or int(j.max()) >= self.num_images):
                     raise ConfigError(f"image indices must be in [0, {self.num_images})")
                 i = j // max(kk, 1)
-                x = apply_pairs(bases[i], params, j % kk) if kk else bases[i]
+                x = apply_pairs(bases[i], params, j % kk, pad=pad) if kk else bases[i]
                 y = labels[i]
             return (self.to_pixel(x) if pixel else x), y
 
@@ -550,4 +562,5 @@ def load_artifact(path: str | os.PathLike, *, device: Any = "cpu", verify: bool 
         doc["library"]["version"],
         doc["payload_sha256"],
         **infer,
+        hallucinator_padding=hallucinator_padding(doc["hallucinators"]),
     )

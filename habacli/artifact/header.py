@@ -15,11 +15,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from habacli._shapes import MODULATIONS, PARAM_NAMES, hallucinator_shapes
+from habacli._shapes import ARCHITECTURES, MODULATIONS, PARAM_NAMES, hallucinator_shapes
 from habacli.errors import ArtifactError, ArtifactNotFoundError
 
 FORMAT = "haba"
-FORMAT_VERSION = "1.2"  # the newest minor version this reader implements; writers use format_version_of
+FORMAT_VERSION = "1.3"  # the newest minor version this reader implements; writers use format_version_of
 MAX_HEADER_BYTES = 100_000_000
 MAX_TENSORS = 1024
 MAX_RANK = 8
@@ -332,10 +332,12 @@ def _validate_doc(doc: dict) -> None:
             raise _Problem(f"metadata bases.{key} {b[key]} is larger than the images' {ds[key]}")
     h = _need(doc, "hallucinators", dict, "")
     if _pos(h, "count", "hallucinators", minimum=0) > 0:
-        if _need(h, "architecture", str, "hallucinators") != "haba-style-translator":
+        if _need(h, "architecture", str, "hallucinators") not in ARCHITECTURES.values():
             raise _Problem(f"unknown hallucinator architecture {h['architecture']!r}")
         for key in ("kernel_size", "in_channels", "mid_channels", "out_channels"):
             _pos(h, key, "hallucinators")
+        if hallucinator_padding(h) == "same" and h["kernel_size"] % 2 == 0:  # format 1.3
+            raise _Problem(f"{h['architecture']} needs an odd kernel_size, got {h['kernel_size']}")
         if h.get("modulation", "pixel") not in MODULATIONS:
             raise _Problem(f"unknown hallucinator modulation {h['modulation']!r} (known: {', '.join(MODULATIONS)})")
     _need(doc, "soft_labels", bool, "")
@@ -438,7 +440,15 @@ def expected_shapes(doc: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
     k = h["count"]
     if k > 0:
         shapes = hallucinator_shapes(
-            k, cb, c, hh, ww, h["kernel_size"], mid_channels=h["mid_channels"], modulation=h.get("modulation", "pixel")
+            k,
+            cb,
+            c,
+            hh,
+            ww,
+            h["kernel_size"],
+            mid_channels=h["mid_channels"],
+            modulation=h.get("modulation", "pixel"),
+            padding=hallucinator_padding(h),
         )
         out.update({HAL_PREFIX + key: ("F32", s) for key, s in shapes.items()})
     if doc["zca"] is not None:
@@ -453,10 +463,19 @@ def expected_shapes(doc: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
     return out
 
 
+def hallucinator_padding(hallucinators: dict) -> str:
+    """The padding ("valid" or "same") of a metadata ``hallucinators`` object's architecture (spec section 4)."""
+    by_name = {name: padding for padding, name in ARCHITECTURES.items()}
+    return by_name.get(hallucinators.get("architecture", ARCHITECTURES["valid"]), "valid")
+
+
 def format_version_of(doc: dict) -> str:
-    """The format version a writer records for ``doc``: 1.2 when it uses a 1.2 feature (compensators,
-    instance soft labels, an evaluation recipe; spec section 12), else 1.1 when it uses a 1.1 feature
-    (low-resolution bases, per-channel modulation; section 11), else 1.0 (so such files stay 1.0-readable)."""
+    """The format version a writer records for ``doc``: 1.3 when it uses a 1.3 feature (same-padded
+    hallucinators, spec section 14), else 1.2 when it uses a 1.2 feature (compensators, instance soft labels,
+    an evaluation recipe; section 12), else 1.1 when it uses a 1.1 feature (low-resolution bases, per-channel
+    modulation; section 11), else 1.0 (so such files stay 1.0-readable)."""
+    if doc["hallucinators"].get("count", 0) and hallucinator_padding(doc["hallucinators"]) == "same":
+        return "1.3"
     if uses_infer(doc):
         return "1.2"
     ds, b, h = doc["dataset"], doc["bases"], doc["hallucinators"]

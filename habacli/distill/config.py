@@ -27,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from habacli._shapes import MODULATIONS, hallucinator_values
+from habacli._shapes import MODULATIONS, PADDINGS, hallucinator_values
 from habacli.errors import ConfigError, UnknownNameError
 from habacli.runtime.amp import check_amp
 
@@ -65,6 +65,7 @@ class DistillConfig:
     hallucinators: int = 5  # K, shared by all classes
     hallucinator_init: str = "official"  # official (PyTorch default convs) | identity (near-identity, opt-in)
     hallucinator_modulation: str = "pixel"  # pixel (the paper's FiLM maps) | channel (compact; format 1.1)
+    hallucinator_padding: str = "valid"  # valid (the paper's network) | same (zero padding, format 1.3)
     single_channel: bool = False  # 1-channel bases (the hallucinators map them to the data's channels)
     # bases at 1/base_scale of the image size, bilinear-upsampled (IDC-style; format 1.1); 0: auto (auto_base_scale)
     base_scale: int = 1
@@ -340,6 +341,10 @@ def validate(cfg: DistillConfig) -> None:
         cfg.hallucinator_modulation in MODULATIONS,
         f"hallucinator_modulation must be one of {', '.join(MODULATIONS)}, got {cfg.hallucinator_modulation!r}",
     )
+    need(
+        cfg.hallucinator_padding in PADDINGS,
+        f"hallucinator_padding must be one of {', '.join(PADDINGS)}, got {cfg.hallucinator_padding!r}",
+    )
     need(cfg.base_scale >= 0, f"--base-scale must be >= 0 (0: auto), got {cfg.base_scale}")
     need(cfg.budget in BUDGETS, f"--budget must be one of {', '.join(BUDGETS)}, got {cfg.budget!r}")
     cfg.amp = check_amp(cfg.amp) or "off"  # the one --amp check; "none" and "" are spelt "off"
@@ -412,7 +417,13 @@ def plan_budget(cfg: DistillConfig, *, num_classes: int, channels: int, height: 
     :func:`auto_base_scale`)."""
     c_b = 1 if cfg.single_channel else channels
     k = cfg.num_hallucinators
-    halluc = hallucinator_values(k, c_b, channels, height, width, modulation=cfg.hallucinator_modulation) if k else 0
+    halluc = (
+        hallucinator_values(
+            k, c_b, channels, height, width, modulation=cfg.hallucinator_modulation, padding=cfg.hallucinator_padding
+        )
+        if k
+        else 0
+    )
     baseline = num_classes * cfg.ipc * channels * height * width
     r = cfg.base_scale or auto_base_scale(height, width)
     if height % r or width % r:

@@ -79,7 +79,7 @@ class SyntheticSet(nn.Module):
             raise ValueError("a hallucinator index k is required when the set is factorised")
         if not 0 <= int(k) < self.num_hallucinators:
             raise IndexError(f"hallucinator index {k} out of range for K = {self.num_hallucinators}")
-        return apply_one(b, self.bank.params(), int(k))
+        return apply_one(b, self.bank.params(), int(k), pad=self.bank.pad)
 
     def class_indices(self, c: int) -> Tensor:
         """Indices of the bases of class ``c`` (class-major layout)."""
@@ -90,7 +90,9 @@ class SyntheticSet(nn.Module):
         """The images of class ``c`` under hallucinator ``k``."""
         n = self.bases_per_class
         b = self.upsampled(self.bases[c * n : (c + 1) * n])
-        return b if self.bank is None else apply_one(b, self.bank.params(), int(k if k is not None else 0))
+        if self.bank is None:
+            return b
+        return apply_one(b, self.bank.params(), int(k if k is not None else 0), pad=self.bank.pad)
 
     def random_k(self, generator: torch.Generator) -> int:
         """A uniformly random hallucinator index (0 when K = 0)."""
@@ -110,7 +112,11 @@ class SyntheticSet(nn.Module):
         """Every basis x hallucinator image (basis-major, model space, no grad) with labels."""
         if self.bank is None:
             return self.upsampled(self.bases.detach()).clone(), self.labels.clone()
-        x = decode_all(self.upsampled(self.bases.detach()), {k: v.detach() for k, v in self.bank.params().items()})
+        x = decode_all(
+            self.upsampled(self.bases.detach()),
+            {k: v.detach() for k, v in self.bank.params().items()},
+            pad=self.bank.pad,
+        )
         return x, self.labels.repeat_interleave(self.num_hallucinators)
 
 

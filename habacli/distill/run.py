@@ -195,6 +195,7 @@ class Run:
                 generator=self.generator,
                 init=cfg.hallucinator_init,
                 modulation=cfg.hallucinator_modulation,
+                padding=cfg.hallucinator_padding,
             )
             if cfg.num_hallucinators
             else None
@@ -248,11 +249,12 @@ class Run:
         params = syn.hallucinator_state()
         labels = syn.labels.clone()
         k_total = syn.num_hallucinators
+        pad = 0 if syn.bank is None else syn.bank.pad
 
         def train(epoch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
             k = torch.randint(k_total, (bases.shape[0],), generator=gen)
             with torch.no_grad():
-                return apply_pairs(bases, params, k.to(bases.device)), labels
+                return apply_pairs(bases, params, k.to(bases.device), pad=pad), labels
 
         if self.real.val is None:  # validate() runs only with a validation split (config.validate checks it)
             raise ConfigError("validation needs a held-out split: set val_fraction > 0")
@@ -297,6 +299,7 @@ class Run:
             bases=state["bases"].cpu(),
             labels=self.engine.synthetic.labels.cpu(),
             hallucinators={k: v.cpu() for k, v in state["hallucinators"].items()},
+            hallucinator_padding=cfg.hallucinator_padding,
             spec=self.spec,
             mean=self.real.normalize_mean,
             std=self.real.normalize_std,

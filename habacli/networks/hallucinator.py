@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from habacli._shapes import MODULATIONS, PARAM_NAMES
+from habacli._shapes import MODULATIONS, PADDINGS, PARAM_NAMES, padding_size
 from habacli._shapes import hallucinator_shapes as param_shapes
 from habacli.errors import ConfigError
 
@@ -68,8 +68,9 @@ def near_identity_(bank: HallucinatorBank, noise: float = IDENTITY_NOISE) -> Hal
     the biases are scaled by ``noise``; ``scale`` and ``shift`` stay 1 and 0. The encoder's delta maps
     mid channel i to input channel ``i % c_in`` (so 1-channel bases are copied to every channel),
     the decoder's maps mid channel i to output channel i. With ``noise = 0`` a decoded image equals
-    its basis except for a 1-pixel border, which the valid encoder crops and the decoder fills with
-    its bias. With the official init instead, decoded images keep only ~0.2-0.3 of the basis's
+    its basis, except, with ``padding="valid"`` (the paper's network), for a 1-pixel border, which the valid
+    encoder crops and the decoder fills with its bias; with ``padding="same"`` everywhere. With the official
+    init instead, decoded images keep only ~0.2-0.3 of the basis's
     contrast (docs/benchmarks.md).
     """
     k = bank.kernel_size
@@ -124,8 +125,15 @@ class HallucinatorBank(nn.Module):
         generator: torch.Generator | None = None,
         init: str = "official",
         modulation: str = "pixel",
+        padding: str = "valid",
     ):
         super().__init__()
+        if padding not in PADDINGS:
+            raise ConfigError(f"hallucinator padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+        if padding == "same" and kernel_size % 2 == 0:
+            raise ConfigError(f"'same' hallucinator padding needs an odd kernel size, got {kernel_size}")
+        #: "valid" (the paper's network) or "same" (format 1.3); ``pad`` is its zero padding in pixels
+        self.padding, self.pad = padding, padding_size(padding, kernel_size)
         if num < 0:
             raise ConfigError(f"the number of hallucinators must be >= 0, got {num}")
         if min(in_channels, out_channels) < 1:
@@ -141,7 +149,7 @@ class HallucinatorBank(nn.Module):
         if modulation not in MODULATIONS:
             raise ConfigError(f"hallucinator modulation must be one of {', '.join(MODULATIONS)}, got {modulation!r}")
         self.modulation = modulation
-        shapes = param_shapes(num, in_channels, out_channels, height, width, kernel_size, modulation)
+        shapes = param_shapes(num, in_channels, out_channels, height, width, kernel_size, modulation, padding=padding)
         k = kernel_size
         enc_w, enc_b, dec_w, dec_b = [], [], [], []
         for _ in range(num):  # init only; the forward pass never loops over K
@@ -167,16 +175,24 @@ class HallucinatorBank(nn.Module):
 
     @classmethod
     def from_params(
-        cls, params: dict[str, Tensor], *, height: int | None = None, width: int | None = None
+        cls,
+        params: dict[str, Tensor],
+        *,
+        height: int | None = None,
+        width: int | None = None,
+        padding: str = "valid",
     ) -> HallucinatorBank:
         """Rebuild a bank from stacked parameters (e.g. an artifact's hallucinators). The image size
         follows from per-pixel ``scale``; per-channel modulation needs ``height`` and ``width``."""
         num, cm, cin, k, _ = params["enc_weight"].shape
         h, w = params["scale"].shape[-2:]
-        height = int(h) + int(k) - 1 if height is None else height
-        width = int(w) + int(k) - 1 if width is None else width
-        pixel = (int(h), int(w)) == (height - int(k) + 1, width - int(k) + 1)
-        bank = cls(0, int(cin), int(cm), height, width, int(k), modulation="pixel" if pixel else "channel")
+        grow = 2 * padding_size(padding, int(k)) - int(k) + 1  # map size - image size
+        height = int(h) - grow if height is None else height
+        width = int(w) - grow if width is None else width
+        pixel = (int(h), int(w)) == (height + grow, width + grow)
+        bank = cls(
+            0, int(cin), int(cm), height, width, int(k), modulation="pixel" if pixel else "channel", padding=padding
+        )
         bank.num = int(num)
         for name in PARAM_NAMES:
             setattr(bank, name, nn.Parameter(params[name].detach().clone()))
@@ -194,35 +210,35 @@ class HallucinatorBank(nn.Module):
         """Hallucinator ``k`` applied to a batch ``x [N, c_in, H, W]`` -> ``[N, c_out, H, W]``."""
         if not 0 <= int(k) < self.num:
             raise IndexError(f"hallucinator index {k} out of range for a bank of {self.num}")
-        return apply_one(x, self.params(), int(k))
+        return apply_one(x, self.params(), int(k), pad=self.pad)
 
     def all(self, x: Tensor) -> Tensor:
         """Every hallucinator on every sample: ``[K, N, c_out, H, W]``."""
-        return apply_all(x, self.params())
+        return apply_all(x, self.params(), pad=self.pad)
 
     def pairs(self, x: Tensor, k: Tensor) -> Tensor:
         """Sample ``i`` under hallucinator ``k[i]`` (``k``: LongTensor ``[N]``) -> ``[N, c_out, H, W]``."""
-        return apply_pairs(x, self.params(), k)
+        return apply_pairs(x, self.params(), k, pad=self.pad)
 
 
-def conv_transpose(h: Tensor, weight: Tensor, bias: Tensor | None, groups: int = 1) -> Tensor:
-    """``F.conv_transpose2d(h, weight, bias, groups=groups)`` (stride 1, no padding; ``weight`` in the
+def conv_transpose(h: Tensor, weight: Tensor, bias: Tensor | None, groups: int = 1, pad: int = 0) -> Tensor:
+    """``F.conv_transpose2d(h, weight, bias, groups=groups, padding=pad)`` (stride 1; ``weight`` in the
     transposed layout ``[in, out/groups, s, s]``), computed as the equivalent full-padded convolution with
     flipped, transposed kernels: the same maths, but it takes the fast convolution path (about 2-3x
     faster than PyTorch's transposed convolution on CPU)."""
     cin, cog, s, _ = weight.shape
     w = weight.reshape(groups, cin // groups, cog, s, s).transpose(1, 2).reshape(groups * cog, cin // groups, s, s)
-    return F.conv2d(h, w.flip(-1, -2), bias, padding=s - 1, groups=groups)
+    return F.conv2d(h, w.flip(-1, -2), bias, padding=s - 1 - pad, groups=groups)
 
 
-def apply_one(x: Tensor, params: dict[str, Tensor], k: int) -> Tensor:
-    """Functional form of ``bank(x, k)``."""
-    h = F.conv2d(x, params["enc_weight"][k], params["enc_bias"][k])
+def apply_one(x: Tensor, params: dict[str, Tensor], k: int, pad: int = 0) -> Tensor:
+    """Functional form of ``bank(x, k)`` (``pad``: the bank's zero padding, ``bank.pad``)."""
+    h = F.conv2d(x, params["enc_weight"][k], params["enc_bias"][k], padding=pad)
     h = torch.addcmul(params["shift"][k], h, params["scale"][k])  # h * scale + shift in one pass
-    return conv_transpose(h, params["dec_weight"][k], params["dec_bias"][k])
+    return conv_transpose(h, params["dec_weight"][k], params["dec_bias"][k], pad=pad)
 
 
-def apply_all(x: Tensor, params: dict[str, Tensor]) -> Tensor:
+def apply_all(x: Tensor, params: dict[str, Tensor], pad: int = 0) -> Tensor:
     """Functional form of ``bank.all(x)``: ``[K, N, c_out, H, W]``, no loop over K."""
     enc_w = params["enc_weight"]
     num, cm, cin, ks, _ = enc_w.shape
@@ -231,7 +247,7 @@ def apply_all(x: Tensor, params: dict[str, Tensor]) -> Tensor:
     if num == 0:
         return x.new_empty((0, n, cout, *x.shape[2:]))
     # All K encoders read the same input: one conv with K*c_m output channels.
-    h = F.conv2d(x, enc_w.reshape(num * cm, cin, ks, ks), params["enc_bias"].reshape(num * cm))
+    h = F.conv2d(x, enc_w.reshape(num * cm, cin, ks, ks), params["enc_bias"].reshape(num * cm), padding=pad)
     mod = params["scale"].shape[-2:]  # (hh, ww), or (1, 1) for per-channel modulation (broadcast)
     h = torch.addcmul(params["shift"].reshape(1, num * cm, *mod), h, params["scale"].reshape(1, num * cm, *mod))
     dec_w, dec_b = params["dec_weight"], params["dec_bias"].reshape(num * cout)
@@ -240,13 +256,13 @@ def apply_all(x: Tensor, params: dict[str, Tensor]) -> Tensor:
         # weight: 2-4x faster forward+backward on CPU for the small K*c of HaBa.
         eye = torch.eye(num, dtype=dec_w.dtype, device=dec_w.device)
         w = dec_w.reshape(num, cm, 1, cout, ks, ks) * eye[:, None, :, None, None, None]
-        out = conv_transpose(h, w.reshape(num * cm, num * cout, ks, ks), dec_b)
+        out = conv_transpose(h, w.reshape(num * cm, num * cout, ks, ks), dec_b, pad=pad)
     else:
-        out = conv_transpose(h, dec_w.reshape(num * cm, cout, ks, ks), dec_b, groups=num)
+        out = conv_transpose(h, dec_w.reshape(num * cm, cout, ks, ks), dec_b, groups=num, pad=pad)
     return out.reshape(n, num, cout, *out.shape[-2:]).transpose(0, 1)
 
 
-def apply_pairs(x: Tensor, params: dict[str, Tensor], k: Tensor) -> Tensor:
+def apply_pairs(x: Tensor, params: dict[str, Tensor], k: Tensor, pad: int = 0) -> Tensor:
     """Sample ``i`` under hallucinator ``k[i]``; one grouped convolution per stage (groups=N)."""
     n = x.shape[0]
     if k.shape != (n,):
@@ -263,6 +279,7 @@ def apply_pairs(x: Tensor, params: dict[str, Tensor], k: Tensor) -> Tensor:
         enc_w.reshape(n * cm, cin, ks, ks),
         params["enc_bias"][k].reshape(n * cm),
         groups=n,
+        padding=pad,
     )
     h = torch.addcmul(params["shift"][k], h.reshape(n, cm, *h.shape[-2:]), params["scale"][k])
     out = conv_transpose(
@@ -270,15 +287,16 @@ def apply_pairs(x: Tensor, params: dict[str, Tensor], k: Tensor) -> Tensor:
         params["dec_weight"][k].reshape(n * cm, cout, ks, ks),
         params["dec_bias"][k].reshape(n * cout),
         groups=n,
+        pad=pad,
     )
     return out.reshape(n, cout, *out.shape[-2:])
 
 
-def decode_all(bases: Tensor, params: dict[str, Tensor]) -> Tensor:
+def decode_all(bases: Tensor, params: dict[str, Tensor], pad: int = 0) -> Tensor:
     """Every basis under every hallucinator, basis-major: image ``i*K + k`` is basis ``i`` under
     hallucinator ``k`` -> ``[N*K, c_out, H, W]``. With no hallucinators (K = 0 or empty params)
     the bases themselves are returned."""
     if not params or params["enc_weight"].shape[0] == 0:
         return bases
-    out = apply_all(bases, params)  # [K, N, c, H, W]
+    out = apply_all(bases, params, pad=pad)  # [K, N, c, H, W]
     return out.transpose(0, 1).reshape(-1, *out.shape[2:])
