@@ -279,8 +279,8 @@ def test_hallucinator_learning_rates_in_the_presets():
         assert build_config("cifar10", "mtt", 10, preset=preset).effective_lr_style == 100.0
         assert build_config("cifar10", "mtt", 50, preset=preset).effective_lr_style == 100.0
         assert build_config("fashion_mnist", "mtt", 1, preset=preset).effective_lr_style == 0.01
-        assert build_config("fashion_mnist", "dm", 10, preset=preset).effective_lr_style == 1e-5
-        assert build_config("cifar10", "dm", 100, preset=preset).effective_lr_style == 1e-5
+        assert build_config("fashion_mnist", "dm", 10, preset=preset).effective_lr_style == 1e-4
+        assert build_config("cifar10", "dm", 100, preset=preset).effective_lr_style == 1e-4
         assert build_config("fashion_mnist", "dc", 1, preset=preset).effective_lr_style == 1e-4
         assert build_config("fashion_mnist", "dsa", 1, preset=preset).effective_lr_style == 1e-4
         assert build_config("fashion_mnist", "dm", 10, preset=preset, factorize=False).lr_style is None
