@@ -85,11 +85,13 @@ def evaluate_random(dataset: str, ipc: int, *, zca: bool | None = None, **option
     """The random-real-images baseline (:func:`habacli.evaluate.run.evaluate_random`) in the space the
     dataset's distilled sets live in: ``zca=None`` takes the ``paper`` preset's choice for MTT at this
     dataset and IPC (ZCA for CIFAR-10 at IPC 1 and 10, as the official MTT and HaBa scripts), so a
-    table's random row is comparable with its MTT rows."""
+    table's random row is comparable with its MTT rows; with ``teachers`` (INFER's soft labels) the default is
+    no ZCA, INFER's space."""
     from habacli.distill.config import preset_zca  # lazy: keeps `import habacli.api` light
     from habacli.evaluate.run import evaluate_random as evaluate_random_local  # lazy: torch
 
-    use_zca = preset_zca(dataset, ipc) if zca is None else bool(zca)
+    default = False if options.get("teachers") is not None else preset_zca(dataset, ipc)
+    use_zca = default if zca is None else bool(zca)
     return evaluate_random_local(dataset, ipc, zca=use_zca, **options)
 
 

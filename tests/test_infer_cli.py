@@ -207,6 +207,44 @@ def test_haba_options_are_refused_with_method_infer(tmp_path: Path, capsys) -> N
     assert not (tmp_path / "a.safetensors").exists()
 
 
+def test_random_baseline_with_the_teachers_soft_labels(
+    teachers_dir: Path, fashion_mnist_dir: Path, capsys, monkeypatch
+) -> None:
+    """`haba evaluate --baseline random --teachers DIR`: INFER's random-real row: each drawn image's soft label is
+    the ensemble's averaged logits, and the networks train under INFER's recipe."""
+    import habacli.evaluate.run as ev
+    from habacli.infer.labels import ensemble_logits
+    from habacli.infer.teachers import load_teachers
+
+    seen = []
+    real = ev.train_student
+
+    def spy(x, y, soft, **kw):
+        seen.append((x.clone(), y.clone(), soft.clone(), kw["recipe"]))
+        return real(x, y, soft, **kw)
+
+    monkeypatch.setattr(ev, "train_student", spy)
+    args = ["evaluate", "fashion_mnist", "--baseline", "random", "--ipc", "2", "--teachers", str(teachers_dir)]
+    code, out, err = _cli(
+        capsys, *args, "--runs", "2", "--epochs", "2", "--data-dir", str(fashion_mnist_dir), "--json", "-q"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    s = result["settings"]
+    assert s["recipe"] == "infer" and s["epochs"] == 2 and s["temperature"] == 30 and not s["zca"]
+    assert sorted(s["teachers"]) == sorted(ARCHS.split(",")) and len(result["models"]["convnet"]["accuracies"]) == 2
+    assert len(seen) == 2 and seen[0][0].shape == (20, 1, 28, 28) and not torch.equal(seen[0][0], seen[1][0])
+    models, _ = load_teachers(teachers_dir, "fashion_mnist")
+    for x, y, soft, recipe in seen:
+        assert recipe.epochs == 2 and recipe.label_mode == "soft"
+        torch.testing.assert_close(soft, ensemble_logits(models, x))
+        assert sorted(y.tolist()) == [c for c in range(10) for _ in range(2)]
+    code, _, err = _cli(capsys, "evaluate", "x.safetensors", "--teachers", str(teachers_dir))
+    assert code == 2 and err.count("\n") == 1 and "--baseline random" in err
+    code, _, err = _cli(capsys, *args, "--zca")
+    assert code == 2 and err.count("\n") == 1 and "--zca" in err
+
+
 def test_expand_writes_instances_and_soft_labels(infer_path: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 

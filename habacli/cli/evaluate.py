@@ -61,6 +61,15 @@ def evaluate_command(
         str | None, typer.Option("--baseline", help="'random': evaluate IPC random real images of DATASET instead.")
     ] = None,
     ipc: Annotated[int | None, typer.Option("--ipc", help="Images per class for --baseline random.")] = None,
+    teachers: Annotated[
+        Path | None,
+        typer.Option(
+            "--teachers",
+            help="--baseline random: label the images with this teacher folder's ensemble (soft labels) and train "
+            "under INFER's recipe (400 epochs unless --epochs): INFER's random-real-images row.",
+            rich_help_panel="INFER",
+        ),
+    ] = None,
     zca: Annotated[
         bool | None,
         typer.Option(
@@ -111,6 +120,8 @@ def evaluate_command(
         raise ConfigError("--ipc only applies to --baseline random")
     if baseline == "random" and ipc is None:
         raise ConfigError("--baseline random needs --ipc N")
+    if baseline is None and teachers is not None:
+        raise ConfigError("--teachers only applies to --baseline random (an INFER artifact stores its soft labels)")
     if baseline is None and zca is not None:
         raise ConfigError("--zca/--no-zca only apply to --baseline random (an artifact records its own ZCA)")
     if baseline == "random" and (expansion != "sampled" or standardize_batches):
@@ -124,7 +135,7 @@ def evaluate_command(
     kw = {
         "models": models,
         "runs": runs,
-        "epochs": epochs if epochs is not None or baseline != "random" else 1000,
+        "epochs": epochs,
         "lr": lr,
         "seed": seed,
         "device": device,
@@ -137,7 +148,7 @@ def evaluate_command(
     }
     with ProgressRenderer(quiet=quiet, transient=True) as progress:
         if baseline == "random":
-            result = api.evaluate_random(target, ipc, zca=zca, progress=progress, **kw)
+            result = api.evaluate_random(target, ipc, zca=zca, teachers=teachers, progress=progress, **kw)
         else:
             result = api.evaluate(
                 target,
@@ -173,6 +184,8 @@ def results_table(result: EvalResult) -> Table:
     what = f"{result.source} ({result.dataset}"
     if s.get("baseline") == "random":
         what += f", {s['ipc']} random real images per class"
+        if s.get("recipe") == "infer":
+            what += f", the teachers' soft labels at T = {s['temperature']:g}, INFER's recipe"
     elif s.get("recipe") == "artifact":
         what += f", {s['num_instances']} instances, the artifact's recipe: soft labels at T = {s['temperature']:g}"
     else:

@@ -34,7 +34,9 @@ from habacli.errors import ConfigError, UnknownNameError
 from habacli.evaluate.batched import train_runs
 from habacli.evaluate.protocol import TrainResult, train_and_test
 from habacli.infer.artifact import recipe_from_dict
-from habacli.infer.train import train_student
+from habacli.infer.labels import ensemble_logits
+from habacli.infer.teachers import load_teachers
+from habacli.infer.train import InferRecipe, train_student
 from habacli.networks import NETWORKS, default_network
 from habacli.runtime.amp import check_amp
 from habacli.runtime.device import check_compile, pick_device, warn_if_emulated
@@ -527,7 +529,7 @@ def evaluate_random(
     *,
     models: Sequence[str] | str | None = ("convnet",),
     runs: int = 5,
-    epochs: int = 1000,
+    epochs: int | None = None,
     lr: float | None = None,
     seed: int = 0,
     device: str = "auto",
@@ -540,6 +542,7 @@ def evaluate_random(
     split: str = "test",
     val_fraction: float = 0.1,
     split_seed: int = 0,
+    teachers: str | os.PathLike | None = None,
     progress: ProgressFn | None = None,
 ) -> EvalResult:
     """The random baseline: ``ipc`` random real training images per class (a fresh draw per run,
@@ -549,9 +552,21 @@ def evaluate_random(
     fitted on the train split, the test set whitened with the same ZCA).
 
     ``split="val"`` scores on the held-out part of the train split that ``haba distill --seed split_seed`` with
-    ``val_fraction`` validates on, and draws the random images from the rest of the train split only."""
+    ``val_fraction`` validates on, and draws the random images from the rest of the train split only.
+
+    ``teachers`` (a folder of ``haba teachers``): INFER's "random real images with the same soft labels" row; the
+    teacher ensemble's averaged logits on each drawn image are its soft labels, and each network trains under
+    INFER's recipe (:class:`~habacli.infer.train.InferRecipe`, ``epochs`` default 400, final epoch reported)
+    instead of the standard protocol (``epochs`` default 1000)."""
     if split not in SPLITS:
         raise UnknownNameError("split", split, SPLITS)
+    if teachers is not None and zca:
+        raise ConfigError("--teachers evaluates in INFER's mean/std space: drop --zca")
+    if teachers is not None and (lr is not None or amp or compile or test_every is not None or batch_size != 256):
+        raise ConfigError(
+            "--lr, --amp, --compile, --test-every and --batch-size do not apply with --teachers (INFER's recipe)"
+        )
+    epochs = (InferRecipe().epochs if teachers is not None else 1000) if epochs is None else epochs
     _check(runs, epochs, lr, batch_size, test_every)
     amp = check_amp(amp)
     if ipc < 1:
@@ -594,6 +609,22 @@ def evaluate_random(
             x = whitening.apply(x)
         return x.to(dev), labels[idx].to(dev)
 
+    if teachers is not None:
+        return _random_with_soft_labels(
+            spec,
+            names,
+            draw,
+            test,
+            teachers=teachers,
+            runs=runs,
+            epochs=epochs,
+            seed=seed,
+            device=dev,
+            split=split,
+            ipc=ipc,
+            progress=progress,
+            start=start,
+        )
     results = _run_models(
         names,
         None,
@@ -634,3 +665,83 @@ def evaluate_random(
         "compile": compile,
     }
     return EvalResult(f"random:{spec.name}", spec.name, results, settings, time.perf_counter() - start)
+
+
+def _random_with_soft_labels(
+    spec: Any,
+    names: list[str],
+    draw: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+    test: tuple[Any, Any],
+    *,
+    teachers: str | os.PathLike,
+    runs: int,
+    epochs: int,
+    seed: int,
+    device: Any,
+    split: str,
+    ipc: int,
+    progress: ProgressFn | None,
+    start: float,
+) -> EvalResult:
+    """Random real images with the teacher ensemble's soft labels, trained under INFER's recipe."""
+    shape = (spec.channels, spec.num_classes, spec.height, spec.width)
+    models, metas = load_teachers(teachers, spec.name, shape=shape, device=device)
+    rec = InferRecipe(epochs=epochs)
+    results: dict[str, ModelResult] = {name: ModelResult(name, []) for name in names}
+    total, done = len(names) * runs * rec.epochs, 0
+    for r in range(runs):
+        x, y = draw(r)
+        with torch.no_grad():
+            soft = ensemble_logits(models, x)
+        for name in names:
+
+            def tick(e: Progress, _base: int = done, _what: str = f"{name} run {r + 1}/{runs}") -> None:
+                if progress is not None:
+                    progress(Progress("epoch", "evaluate", _base + e.done, total, stats=e.stats, message=_what))
+
+            out = train_student(
+                x,
+                y,
+                soft,
+                test=test,
+                mean=spec.mean,
+                std=spec.std,
+                flip=spec.flip,
+                recipe=rec,
+                network=name,
+                generator=torch.Generator().manual_seed(seed + r),
+                device=device,
+                progress=tick,
+            )
+            done += rec.epochs
+            results[name].accuracies.append(out.accuracy)
+            results[name].train_loss_curves.append(out.losses)
+    archs = [str(m["arch"]) for m in metas]
+    settings = {
+        "baseline": "random",
+        "recipe": "infer",
+        "evaluation_recipe": rec.to_dict(),
+        "soft_labels": f"teacher ensemble ({', '.join(archs)}), averaged logits at T = {rec.temperature:g}",
+        "teachers": archs,
+        "epochs": rec.epochs,
+        "epochs_run": rec.epochs,
+        "reported": "final_epoch",
+        "runs": runs,
+        "lr": rec.lr,
+        "lr_source": "recipe",
+        "batch_size": rec.batch_size,
+        "seed": seed,
+        "device": str(device),
+        "amp": None,
+        "dsa": "none (recipe: " + ", ".join(rec.augmentations) + f", MixUp {rec.mixup_alpha:g})",
+        "zca": False,
+        "ipc": ipc,
+        "num_images": ipc * spec.num_classes,
+        "images_per_epoch": ipc * spec.num_classes,
+        "split": split,
+        "test_images": int(test[0].shape[0]),
+        "std": STD_DEFINITION,
+        "temperature": rec.temperature,
+    }
+    notes = [f"soft labels from the teachers in {teachers}: {', '.join(archs)}; INFER's recipe, final epoch reported"]
+    return EvalResult(f"random:{spec.name}", spec.name, results, settings, time.perf_counter() - start, notes)
