@@ -48,7 +48,8 @@ def test_dm_factorised_writes_a_valid_artifact(tmp_path, fashion_mnist_dir):
     # chance is 0.1 on 3,000 held-out images; 0.35 measured
     assert [h["iteration"] for h in history] == [2] and history[0]["val_acc"] > 0.2
     assert res.best_val_acc == history[0]["val_acc"] and res.iterations == 2
-    assert res.storage["hallucinator_values"] == 3 * (9 + 1 + 2 * 26 * 26 + 9 + 1)
+    # the quick preset's same-padded hallucinators (format 1.3): maps of the image's 28 x 28
+    assert res.storage["hallucinator_values"] == 3 * (9 + 1 + 2 * 28 * 28 + 9 + 1)
     images, labels = art.decode(pixel=True)
     assert labels.tolist() == [c for c in range(10) for _ in range(6)]
     assert images.shape == (60, 1, 28, 28) and float(images.min()) >= 0 and float(images.max()) <= 1
@@ -90,7 +91,13 @@ def test_low_resolution_bases_and_compact_hallucinators_fit_the_baselines_storag
         iterations=2,
         data_dir=fashion_mnist_dir,
         preset="quick",
-        options={**TINY, "base_scale": 2, "hallucinator_modulation": "channel", "hallucinator_init": "identity"},
+        options={
+            **TINY,
+            "base_scale": 2,
+            "hallucinator_modulation": "channel",
+            "hallucinator_init": "identity",
+            "hallucinator_padding": "valid",  # the paper's network: a 1.1 file
+        },
     )
     assert res.storage["bases_per_class"] == 3 and res.storage["hallucinator_values"] == 5 * 22
     assert res.storage["total_values"] <= res.storage["baseline_values"] == 7840
@@ -148,6 +155,7 @@ def test_auto_base_scale_follows_the_image_shape(fashion_mnist_dir, tmp_path):
 
     assert [auto_base_scale(s, s) for s in (8, 16, 26, 27, 28, 32, 64)] == [1, 1, 1, 1, 2, 2, 2]
     assert auto_base_scale(28, 30) == 2 and auto_base_scale(28, 26) == 1 and auto_base_scale(30, 29) == 1
+    assert auto_base_scale(32, 32, zca=True) == 1  # whitened pixels: upsampled half-size bases lose there
     for objective in ("dm", "dsa"):
         for preset in ("quick", "paper"):
             cfg = build_config("fashion_mnist", objective, 10, preset=preset)

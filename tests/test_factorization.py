@@ -116,17 +116,20 @@ def test_budget_rules():
     assert hallucinator_values(1, 1, 3, 32, 32) == 5514
     with pytest.raises(ConfigError, match="matched"):
         plan_budget(cfg, num_classes=10, channels=1, height=28, width=28)
-    cfg10 = build_config("fashion_mnist", "dm", 10, preset="quick", overrides={"budget": "matched", "base_scale": 1})
+    valid = {"budget": "matched", "base_scale": 1, "hallucinator_padding": "valid"}  # the paper's network
+    cfg10 = build_config("fashion_mnist", "dm", 10, preset="quick", overrides=valid)
     b = plan_budget(cfg10, num_classes=10, channels=1, height=28, width=28)
-    assert b.bases_per_class == 9 and b.total_values <= b.baseline_values
-    # the DM+HaBa presets' half-resolution bases: 36 of 14x14 per class fit where 9 of 28x28 did
+    assert b.bases_per_class == 9 and b.total_values <= b.baseline_values and b.hallucinator_values == 6860
+    # the DM+HaBa presets: auto half-resolution bases and same-padded hallucinators (28x28 maps, 7,940 values):
+    # 35 bases of 14x14 per class fit where 9 of 28x28 did
     preset10 = build_config("fashion_mnist", "dm", 10, preset="quick", overrides={"budget": "matched"})
     b = plan_budget(preset10, num_classes=10, channels=1, height=28, width=28)
-    assert preset10.base_scale == 2 and b.bases_per_class == 36 and b.total_values <= b.baseline_values
-    paper = plan_budget(
-        build_config("cifar10", "dm", 1, preset="paper"), num_classes=10, channels=3, height=32, width=32
-    )
-    assert paper.total_values == 30720 + 27840 and paper.overhead == pytest.approx(27840 / 30720)
+    assert preset10.base_scale == 0 and preset10.hallucinator_padding == "same"
+    assert b.hallucinator_values == 5 * (9 + 1 + 2 * 28 * 28 + 9 + 1) == 7940
+    assert b.bases_per_class == (78400 - 7940) // (10 * 14 * 14) == 35 and b.total_values <= b.baseline_values
+    paper_cfg = build_config("cifar10", "dm", 1, preset="paper", overrides={"hallucinator_padding": "valid"})
+    paper = plan_budget(paper_cfg, num_classes=10, channels=3, height=32, width=32)
+    assert paper.total_values == 30720 + 27840 and paper.bases_per_class == 4  # 4 bases of 16x16, no ZCA
 
 
 # ------------------------------------------------------------------------- the engine on real data

@@ -86,7 +86,7 @@ def distill_command(
             "--base-scale",
             help="Bases at 1/N of the image size, upsampled before the hallucinators: N^2 times as many bases "
             "for the same storage (IDC-style; format 1.1). 0: auto, half size while bases keep >= 14 px a side "
-            "(HaBa+DM and HaBa+DSA presets).",
+            "and never under ZCA (HaBa+DM and HaBa+DSA presets).",
         ),
     ] = None,
     init: Annotated[

@@ -399,15 +399,20 @@ class Budget:
         return {**dataclasses.asdict(self), "total_values": self.total_values, "overhead": self.overhead}
 
 
-#: ``base_scale = 0`` (auto) halves the bases only while they keep at least this many pixels a side: measured on
-#: the validation splits (docs/benchmarks.md), 14 px bases of 28 px Fashion-MNIST gain 2-7 points, 4 px bases of
-#: 8 px digits lose 17.
+#: ``base_scale = 0`` (auto) halves the bases only while they keep at least this many pixels a side, and never in
+#: ZCA space: measured on the validation splits (docs/benchmarks.md, "Session 11"), 14 px bases of 28 px
+#: Fashion-MNIST gain 2-7 points, 4 px bases of 8 px digits lose 17, and 16 px bases of whitened 32 px
+#: CIFAR-shaped data lose 3.6 where full-size ones gain 0.4.
 MIN_AUTO_BASE_SIDE = 14
 
 
-def auto_base_scale(height: int, width: int) -> int:
+def auto_base_scale(height: int, width: int, *, zca: bool = False) -> int:
     """The base scale of ``base_scale = 0``: 2 when half-size bases keep :data:`MIN_AUTO_BASE_SIDE` pixels a side
-    (and 2 divides the image size), else 1 (full-size bases). A rule of the data's shape, never of its name."""
+    (and 2 divides the image size) and the model space is not ZCA-whitened (whitening decorrelates neighbouring
+    pixels, which a bilinearly upsampled basis cannot hold), else 1. A rule of the data's shape and space, never
+    of its name."""
+    if zca:
+        return 1
     ok = height % 2 == 0 and width % 2 == 0 and min(height, width) // 2 >= MIN_AUTO_BASE_SIDE
     return 2 if ok else 1
 
@@ -425,7 +430,7 @@ def plan_budget(cfg: DistillConfig, *, num_classes: int, channels: int, height: 
         else 0
     )
     baseline = num_classes * cfg.ipc * channels * height * width
-    r = cfg.base_scale or auto_base_scale(height, width)
+    r = cfg.base_scale or auto_base_scale(height, width, zca=cfg.zca)
     if height % r or width % r:
         raise ConfigError(f"--base-scale {r} must divide the image size {height}x{width}")
     per_basis = c_b * (height // r) * (width // r)

@@ -158,7 +158,7 @@ class Run:
         self.generator = seed_everything(cfg.seed)
         spec = get_spec(cfg.dataset, data_dir=data_dir, image_size=cfg.image_size)
         if cfg.base_scale == 0:  # auto: resolved from the data's shape, and recorded as the number it became
-            cfg.base_scale = auto_base_scale(spec.height, spec.width)
+            cfg.base_scale = auto_base_scale(spec.height, spec.width, zca=cfg.zca)
         # the budget first: a bad --budget fails before the data is decoded
         self.budget = plan_budget(
             cfg, num_classes=spec.num_classes, channels=spec.channels, height=spec.height, width=spec.width
