@@ -2,7 +2,10 @@
 
 The contract, for every input: the reader either loads it (and, where that applies, what it loaded
 round-trips) or refuses it with a typed haba error whose message is one line. Never another exception,
-never a hang (each case must finish within ``CASE_SECONDS``), never a file written next to the input.
+never a hang (each case must finish within ``CASE_SECONDS``), never a file written next to the input, and
+never memory past a bound: over all the cases of one test, the process's peak resident memory may rise at most
+``PEAK_MIB`` above where it started and its resident memory at the end at most ``LEAK_MIB`` (Linux: the peak is
+reset through ``/proc/self/clear_refs`` before each test; elsewhere the check is skipped).
 
 Each reader has a default-run test (``HABA_FUZZ_EXAMPLES``, default 1,000 cases; 150 for the image
 folder, ~330, which decodes five images per case) and a ``slow`` one (``HABA_FUZZ_SLOW_EXAMPLES``, default
@@ -43,13 +46,45 @@ from habacli.hub.refs import HubRef, parse_hub_ref, parse_repo_spec, validate_re
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "formats" / "examples"
-GOLDENS = ["rgb_single_channel", "fashion_plain", "fashion_haba_zca", "rgb_zca_soft", "fashion_lowres_channel"]
+GOLDENS = [
+    "rgb_single_channel",
+    "fashion_plain",
+    "fashion_haba_zca",
+    "rgb_zca_soft",
+    "fashion_lowres_channel",
+    "fashion_same",
+]
 GOLD = {name: (EXAMPLES / f"{name}.safetensors").read_bytes() for name in GOLDENS}
 CASE_SECONDS = 20.0  # a hang, not a slow machine: the slowest case takes well under a second
+
+PEAK_MIB = 512  # a reader that trusted a declared size would allocate gigabytes; the largest golden is 52 KB
+LEAK_MIB = 128  # resident growth left after 1,000-10,000 cases (caches and allocator slack, not per-case leaks)
 
 N_DEFAULT = int(os.environ.get("HABA_FUZZ_EXAMPLES", "1000"))
 N_SLOW = int(os.environ.get("HABA_FUZZ_SLOW_EXAMPLES", "10000"))
 _RANDOM = os.environ.get("HABA_FUZZ") == "random"
+
+
+def _status_kib(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+@pytest.fixture(autouse=True)
+def bounded_memory():
+    """The memory bound of the module docstring, around every test of this module."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM, the peak resident set size
+        start = _status_kib("VmRSS")
+    except (OSError, KeyError):
+        yield
+        return
+    yield
+    peak, end = _status_kib("VmHWM"), _status_kib("VmRSS")
+    assert (peak - start) / 1024 < PEAK_MIB, f"peak resident memory rose {(peak - start) / 1024:.0f} MiB"
+    assert (end - start) / 1024 < LEAK_MIB, f"resident memory grew {(end - start) / 1024:.0f} MiB"
 
 
 def fuzz_settings(n: int) -> settings:
