@@ -289,6 +289,7 @@ def test_paper_preset_values():
                 ), (dataset, ipc, preset)
     own = build_config("fashion_mnist", "mtt", 1)
     assert (own.momentum_img, own.base_scale, own.hallucinator_init, own.iterations) == (0.5, 0, "identity", 15000)
+    assert own.hallucinator_padding == "same"
     dc = build_config("cifar10", "dc", 10)
     assert (dc.iterations, dc.lr_img, dc.init, dc.dsa) == (1000, 0.1, "noise", False)
 
