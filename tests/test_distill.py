@@ -116,6 +116,20 @@ def test_low_resolution_bases_and_compact_hallucinators_fit_the_baselines_storag
     assert plan_budget(cfg, num_classes=10, channels=1, height=28, width=28).bases_per_class == 40
 
 
+def _one_iteration_dm(out, data_dir, **options):
+    """One iteration of HaBa+DM at IPC 1 with the quick preset and ``options`` on top of TINY."""
+    return distill(
+        "fashion_mnist",
+        ipc=1,
+        baseline="dm",
+        out=out,
+        iterations=1,
+        data_dir=data_dir,
+        preset="quick",
+        options={**TINY, **options},
+    )
+
+
 def test_same_padded_hallucinators_write_a_1_3_artifact(fashion_mnist_dir, tmp_path):
     """--set hallucinator_padding=same: maps of the image size, format 1.3, decoded as the padded network;
     a document claiming the padded architecture with an even kernel is refused."""
@@ -124,16 +138,7 @@ def test_same_padded_hallucinators_write_a_1_3_artifact(fashion_mnist_dir, tmp_p
     from habacli.networks.hallucinator import apply_all
 
     out = tmp_path / "same.safetensors"
-    res = distill(
-        "fashion_mnist",
-        ipc=1,
-        baseline="dm",
-        out=out,
-        iterations=1,
-        data_dir=fashion_mnist_dir,
-        preset="quick",
-        options={**TINY, "hallucinator_padding": "same", "base_scale": 1},
-    )
+    res = _one_iteration_dm(out, fashion_mnist_dir, hallucinator_padding="same", base_scale=1)
     assert res.storage["hallucinator_values"] == 5 * (9 + 1 + 2 * 28 * 28 + 9 + 1)
     header = read_header(out)
     assert header.meta["format_version"] == "1.3"
@@ -165,16 +170,7 @@ def test_auto_base_scale_follows_the_image_shape(fashion_mnist_dir, tmp_path):
     assert plan_budget(cfg, num_classes=10, channels=1, height=28, width=28).bases_per_class == 40
     assert plan_budget(cfg, num_classes=10, channels=1, height=8, width=8).bases_per_class == 10
     out = tmp_path / "a.safetensors"
-    res = distill(
-        "fashion_mnist",
-        ipc=1,
-        baseline="dm",
-        out=out,
-        iterations=1,
-        data_dir=fashion_mnist_dir,
-        preset="quick",
-        options=TINY,
-    )
+    res = _one_iteration_dm(out, fashion_mnist_dir)
     art = load_artifact(out)
     assert tuple(art.bases.shape) == (40, 1, 14, 14) and art.objective_config["base_scale"] == 2
     assert res.storage["bases_per_class"] == 4

@@ -439,49 +439,24 @@ def _evaluate_recipe(
     soft = artifact.instance_soft_labels
     if rec.label_mode == "soft" and soft is None:
         raise ConfigError("the artifact's evaluation recipe asks for soft labels but it stores none")
-    results = {}
-    total, done = len(names) * runs * rec.epochs, 0
-    for name in names:
-        res = ModelResult(name, [])
-        for r in range(runs):
-
-            def tick(e: Progress, _base: int = done, _what: str = f"{name} run {r + 1}/{runs}") -> None:
-                if progress is not None:
-                    progress(Progress("epoch", "evaluate", _base + e.done, total, stats=e.stats, message=_what))
-
-            out = train_student(
-                x.float(),
-                y.long(),
-                None if soft is None else soft.to(dev),
-                test=test,
-                mean=artifact.mean,
-                std=artifact.std,
-                flip=spec.flip,
-                recipe=rec,
-                network=name,
-                generator=torch.Generator().manual_seed(seed + r),
-                device=dev,
-                progress=tick,
-            )
-            done += rec.epochs
-            res.accuracies.append(out.accuracy)
-            res.train_loss_curves.append(out.losses)
-        results[name] = res
+    x, y = x.float(), y.long()
+    soft = None if soft is None else soft.to(dev)
+    results = _train_under_recipe(
+        lambda _r: (x, y, soft),
+        names,
+        rec,
+        test=test,
+        spec=spec,
+        mean=artifact.mean,
+        std=artifact.std,
+        runs=runs,
+        seed=seed,
+        device=dev,
+        progress=progress,
+    )
     settings = {
+        **_recipe_settings(rec, runs=runs, seed=seed, device=dev, test=test),
         "recipe": "artifact",
-        "evaluation_recipe": rec.to_dict(),
-        "epochs": rec.epochs,
-        "epochs_run": rec.epochs,
-        "reported": "final_epoch",
-        "runs": runs,
-        "lr": rec.lr,
-        "lr_source": "recipe",
-        "batch_size": rec.batch_size,
-        "seed": seed,
-        "device": str(dev),
-        "amp": None,
-        "dsa": "none (recipe: " + ", ".join(rec.augmentations) + f", MixUp {rec.mixup_alpha:g})",
-        "zca": False,
         "num_bases": int(artifact.bases.shape[0]),
         "num_hallucinators": 0,
         "num_images": int(x.shape[0]),
@@ -490,9 +465,6 @@ def _evaluate_recipe(
         "expansion": "full",
         "ipc": int(getattr(artifact, "ipc", 0) or 0),
         "split": "test" if heldout is None else "val",
-        "test_images": int(test[0].shape[0]),
-        "std": STD_DEFINITION,
-        "temperature": rec.temperature,
     }
     notes = [
         f"followed the artifact's evaluation recipe ({rec.label_mode} labels, {rec.loss} at T = {rec.temperature:g}, "
@@ -687,12 +659,61 @@ def _random_with_soft_labels(
     shape = (spec.channels, spec.num_classes, spec.height, spec.width)
     models, metas = load_teachers(teachers, spec.name, shape=shape, device=device)
     rec = InferRecipe(epochs=epochs)
-    results: dict[str, ModelResult] = {name: ModelResult(name, []) for name in names}
-    total, done = len(names) * runs * rec.epochs, 0
-    for r in range(runs):
+
+    def instances(r: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = draw(r)
         with torch.no_grad():
-            soft = ensemble_logits(models, x)
+            return x, y, ensemble_logits(models, x)
+
+    results = _train_under_recipe(
+        instances,
+        names,
+        rec,
+        test=test,
+        spec=spec,
+        mean=spec.mean,
+        std=spec.std,
+        runs=runs,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
+    archs = [str(m["arch"]) for m in metas]
+    settings = {
+        **_recipe_settings(rec, runs=runs, seed=seed, device=device, test=test),
+        "baseline": "random",
+        "recipe": "infer",
+        "soft_labels": f"teacher ensemble ({', '.join(archs)}), averaged logits at T = {rec.temperature:g}",
+        "teachers": archs,
+        "ipc": ipc,
+        "num_images": ipc * spec.num_classes,
+        "images_per_epoch": ipc * spec.num_classes,
+        "split": split,
+    }
+    notes = [f"soft labels from the teachers in {teachers}: {', '.join(archs)}; INFER's recipe, final epoch reported"]
+    return EvalResult(f"random:{spec.name}", spec.name, results, settings, time.perf_counter() - start, notes)
+
+
+def _train_under_recipe(
+    instances: Callable[[int], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
+    names: list[str],
+    rec: InferRecipe,
+    *,
+    test: tuple[Any, Any],
+    spec: Any,
+    mean: Sequence[float],
+    std: Sequence[float],
+    runs: int,
+    seed: int,
+    device: Any,
+    progress: ProgressFn | None,
+) -> dict[str, ModelResult]:
+    """Run ``r`` trains every network of ``names`` on ``instances(r)`` (model-space images, hard labels, soft-label
+    logits or None) under ``rec`` with seed ``seed + r``; the final epoch's test accuracy per run."""
+    results = {name: ModelResult(name, []) for name in names}
+    total, done = len(names) * runs * rec.epochs, 0
+    for r in range(runs):
+        x, y, soft = instances(r)
         for name in names:
 
             def tick(e: Progress, _base: int = done, _what: str = f"{name} run {r + 1}/{runs}") -> None:
@@ -704,8 +725,8 @@ def _random_with_soft_labels(
                 y,
                 soft,
                 test=test,
-                mean=spec.mean,
-                std=spec.std,
+                mean=mean,
+                std=std,
                 flip=spec.flip,
                 recipe=rec,
                 network=name,
@@ -716,13 +737,13 @@ def _random_with_soft_labels(
             done += rec.epochs
             results[name].accuracies.append(out.accuracy)
             results[name].train_loss_curves.append(out.losses)
-    archs = [str(m["arch"]) for m in metas]
-    settings = {
-        "baseline": "random",
-        "recipe": "infer",
+    return results
+
+
+def _recipe_settings(rec: InferRecipe, *, runs: int, seed: int, device: Any, test: tuple[Any, Any]) -> dict[str, Any]:
+    """The settings every evaluation under an INFER-style recipe reports."""
+    return {
         "evaluation_recipe": rec.to_dict(),
-        "soft_labels": f"teacher ensemble ({', '.join(archs)}), averaged logits at T = {rec.temperature:g}",
-        "teachers": archs,
         "epochs": rec.epochs,
         "epochs_run": rec.epochs,
         "reported": "final_epoch",
@@ -735,13 +756,7 @@ def _random_with_soft_labels(
         "amp": None,
         "dsa": "none (recipe: " + ", ".join(rec.augmentations) + f", MixUp {rec.mixup_alpha:g})",
         "zca": False,
-        "ipc": ipc,
-        "num_images": ipc * spec.num_classes,
-        "images_per_epoch": ipc * spec.num_classes,
-        "split": split,
         "test_images": int(test[0].shape[0]),
         "std": STD_DEFINITION,
         "temperature": rec.temperature,
     }
-    notes = [f"soft labels from the teachers in {teachers}: {', '.join(archs)}; INFER's recipe, final epoch reported"]
-    return EvalResult(f"random:{spec.name}", spec.name, results, settings, time.perf_counter() - start, notes)
