@@ -94,7 +94,7 @@ def child_mtt(shape: str, ipc: int, steps: int, memory: str, k: int, iters: int,
     engine = SimpleNamespace(spec=SimpleNamespace(name="fashion_mnist", channels=c, height=h, width=w,
                                                   num_classes=10, flip=True),
                              device=torch.device("cpu"), synthetic=syn, dsa=dsa_for(SimpleNamespace(flip=True)), generator=gen,
-                             config=SimpleNamespace(factorize=k > 0, model="convnet", zca=False, seed=0, amp=amp),
+                             settings=SimpleNamespace(factorize=k > 0, model="convnet", zca=False, seed=0, amp=amp),
                              model_name="convnet", make_network=make, synth_step=synth_step,
                              autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16) if amp == "bf16"
                              else contextlib.nullcontext())

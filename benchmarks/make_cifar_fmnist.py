@@ -4,9 +4,11 @@ Each 28x28 grey image is zero-padded by 2 pixels on every side to 32x32 and repe
 written in the official ``cifar-10-batches-py`` layout: ``data_batch_1`` .. ``data_batch_5`` (the 60,000
 training images in 5 batches of 12,000, in file order), ``test_batch`` (the 10,000 test images) and
 ``batches.meta`` (``label_names`` = the Fashion-MNIST class names). Each batch is a protocol-2 pickle of a
-plain dict with bytes keys, as CIFAR's own: ``b"data"`` (uint8 ``[N, 3072]``, channel-major rows) and
-``b"labels"`` (a list of ints). haba reads it with ``haba distill cifar10 --data-dir OUT`` (it never
-unpickles: habacli/data/inert_pickle.py decodes the data only).
+plain dict with text keys, which is how CIFAR's own Python 2 files load under ``encoding="latin1"``:
+``"data"`` (uint8 ``[N, 3072]``, channel-major rows) and ``"labels"`` (a list of ints). So torchvision's
+``CIFAR10`` (and with it the official DC/DSA/DM, MTT and HaBa code) reads the folder unchanged, and haba
+reads it with ``haba distill cifar10 --data-dir OUT`` (it never unpickles: habacli/data/inert_pickle.py
+decodes the data only).
 
 The output is deterministic (same input, same bytes) and atomic: the folder is written under a temporary
 name in OUT and renamed to ``OUT/cifar-10-batches-py`` at the end.
@@ -84,24 +86,24 @@ def write_batches(folder: Path, source: Path, limit: int | None = None) -> None:
         _write(
             folder / f"data_batch_{i}",
             {
-                b"batch_label": f"training batch {i} of 5 (Fashion-MNIST, padded to 32x32x3)".encode(),
-                b"labels": [int(y) for y in labels[idx]],
-                b"data": rows[idx],
+                "batch_label": f"training batch {i} of 5 (Fashion-MNIST, padded to 32x32x3)",
+                "labels": [int(y) for y in labels[idx]],
+                "data": rows[idx],
             },
         )
     images, labels = load(source, "test", limit)
     _write(
         folder / "test_batch",
         {
-            b"batch_label": b"testing batch 1 of 1 (Fashion-MNIST, padded to 32x32x3)",
-            b"labels": [int(y) for y in labels],
-            b"data": to_cifar_rows(images),
+            "batch_label": "testing batch 1 of 1 (Fashion-MNIST, padded to 32x32x3)",
+            "labels": [int(y) for y in labels],
+            "data": to_cifar_rows(images),
         },
     )
     per_batch = -(-len(rows) // 5)
     _write(
         folder / "batches.meta",
-        {b"label_names": [n.encode() for n in CLASS_NAMES], b"num_cases_per_batch": per_batch, b"num_vis": 3072},
+        {"label_names": list(CLASS_NAMES), "num_cases_per_batch": per_batch, "num_vis": 3072},
     )
 
 

@@ -58,7 +58,28 @@ def test_cifar_fmnist_folder_loads_as_cifar10(tmp_path: Path, fashion_mnist_dir:
     import pickle  # the test may unpickle the file it just wrote (haba never does)
 
     meta = pickle.loads((folder / "batches.meta").read_bytes())
-    assert [x.decode() for x in meta[b"label_names"]] == list(FMNIST_NAMES)
+    assert meta["label_names"] == list(FMNIST_NAMES)
+
+
+def test_cifar_fmnist_folder_loads_in_torchvision(tmp_path: Path, fashion_mnist_dir: Path) -> None:
+    """The official DC/DSA/DM, MTT and HaBa code read CIFAR-10 through torchvision: the folder must load there
+    unchanged (only the MD5 check, which guards the real CIFAR-10's bytes, is switched off)."""
+    torchvision = pytest.importorskip("torchvision")
+    assert _script(MAKE, tmp_path, "--limit", 10, "--source", fashion_mnist_dir).returncode == 0
+    cls = torchvision.datasets.CIFAR10
+    saved = (cls.train_list, cls.test_list, cls.meta)
+    cls.train_list = [[n, None] for n, _ in saved[0]]
+    cls.test_list = [[n, None] for n, _ in saved[1]]
+    cls.meta = {**saved[2], "md5": None}
+    try:
+        train = cls(str(tmp_path), train=True, download=False)
+        test = cls(str(tmp_path), train=False, download=False)
+    finally:
+        cls.train_list, cls.test_list, cls.meta = saved
+    fm = load_split("fashion_mnist", "train", data_dir=fashion_mnist_dir)
+    assert len(train) == len(test) == 10 and train.classes == list(FMNIST_NAMES)
+    assert train.targets == fm.labels[:10].tolist()
+    assert (train.data[:, 2:30, 2:30, 0] == fm.images[:10, 0].numpy()).all()  # HWC in torchvision
 
 
 def test_cifar_fmnist_is_deterministic_and_refuses_to_overwrite(tmp_path: Path, fashion_mnist_dir: Path) -> None:
