@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from habacli import load_artifact
 from habacli.cli import main
 
 ARCHS = "convbn_w32_d2,convbn_w64_d2_lrelu"
@@ -121,6 +122,28 @@ def test_evaluate_follows_the_recipe_and_standard_forces_hard_labels(
     assert code == 0
     s = json.loads(out)["settings"]
     assert "recipe" not in s and s["epochs_run"] == 3 and s["num_images"] == 240
+
+
+def test_no_compensators_trains_on_the_natural_images_alone(infer_path: Path, fashion_mnist_dir: Path, capsys) -> None:
+    """INFER's ablation: the natural images and their own soft labels, under either recipe; refused elsewhere."""
+    base = ["evaluate", str(infer_path), "--runs", "1", "--epochs", "2", "--json", "-q", "--data-dir"]
+    code, out, _ = _cli(capsys, *base, str(fashion_mnist_dir), "--no-compensators")
+    assert code == 0
+    res = json.loads(out)
+    s = res["settings"]
+    art = load_artifact(infer_path)
+    n_nat = int(art.bases.shape[0])
+    assert s["compensators"] is False and s["num_instances"] == n_nat < 240 and s["recipe"] == "artifact"
+    assert any("no compensators" in n for n in res["notes"])
+    code, out, _ = _cli(capsys, *base, str(fashion_mnist_dir), "--no-compensators", "--recipe", "standard")
+    assert code == 0
+    s = json.loads(out)["settings"]
+    assert s["compensators"] is False and s["num_images"] == n_nat
+    golden = Path(__file__).resolve().parent.parent / "formats" / "examples" / "fashion_same.safetensors"
+    code, _, err = _cli(capsys, "evaluate", str(golden), "--no-compensators", "-q")
+    assert code == 2 and "only to an INFER artifact" in err and "Traceback" not in err
+    code, _, err = _cli(capsys, "evaluate", "fashion_mnist", "--baseline", "random", "--ipc", "10", "--no-compensators")
+    assert code == 2 and "not to --baseline random" in err
 
 
 def test_distill_method_infer_writes_a_1_2_artifact_and_resumes(

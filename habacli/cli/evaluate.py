@@ -70,6 +70,15 @@ def evaluate_command(
             rich_help_panel="INFER",
         ),
     ] = None,
+    compensators: Annotated[
+        bool,
+        typer.Option(
+            "--compensators/--no-compensators",
+            help="An INFER artifact: --no-compensators trains on its natural images and their soft labels alone "
+            "(INFER's no-compensator ablation: what the compensators add).",
+            rich_help_panel="INFER",
+        ),
+    ] = True,
     zca: Annotated[
         bool | None,
         typer.Option(
@@ -126,6 +135,8 @@ def evaluate_command(
         raise ConfigError("--zca/--no-zca only apply to --baseline random (an artifact records its own ZCA)")
     if baseline == "random" and (expansion != "sampled" or standardize_batches):
         raise ConfigError("--expansion and --standardize-batches do not apply to --baseline random")
+    if baseline == "random" and not compensators:
+        raise ConfigError("--no-compensators applies to an INFER artifact, not to --baseline random")
 
     from rich.console import Console  # lazy: rich only when a command runs
 
@@ -155,6 +166,7 @@ def evaluate_command(
                 expansion=expansion,
                 standardize_batches=standardize_batches,
                 recipe=recipe,
+                compensators=compensators,
                 progress=progress,
                 **kw,
             )

@@ -280,6 +280,7 @@ def evaluate(
     compile: bool = False,
     recipe: str = "artifact",
     split: str = "test",
+    compensators: bool = True,
     progress: ProgressFn | None = None,
 ) -> EvalResult:
     """Evaluate an artifact (path, ``hf://`` reference or loaded artifact): with ``recipe="artifact"`` (the
@@ -298,6 +299,9 @@ def evaluate(
     ``split="val"`` scores the networks on the held-out part of the train split that the set's distillation
     validated on (:func:`artifact_heldout`) instead of the test split: the split to choose settings on.
 
+    ``compensators=False`` (INFER artifacts only) trains on the natural images and their own soft labels alone,
+    every compensated instance left out: INFER's no-compensator ablation, which says what the compensators add.
+
     ``models=None`` uses the dataset's default network. Raises :class:`ConfigError` /
     :class:`UnknownNameError` for bad options and :class:`DataNotFoundError` when the real test set
     is not available locally.
@@ -312,6 +316,8 @@ def evaluate(
         raise UnknownNameError("expansion", expansion, EXPANSIONS)
     start = time.perf_counter()
     artifact, source = _load(artifact_ref)
+    if not compensators and getattr(artifact, "compensators", None) is None:
+        raise ConfigError("--no-compensators applies only to an INFER artifact (this one stores no compensators)")
     heldout = artifact_heldout(artifact) if split == "val" else None
     if recipe == "artifact" and getattr(artifact, "evaluation_recipe", None) is not None:
         return _evaluate_recipe(
@@ -326,6 +332,7 @@ def evaluate(
             progress=progress,
             start=start,
             heldout=heldout,
+            compensators=compensators,
         )
     epochs = 1000 if epochs is None else epochs
     spec = DatasetSpec.from_dict(artifact.spec if isinstance(artifact.spec, dict) else artifact.spec.to_dict())
@@ -354,6 +361,9 @@ def evaluate(
     x_all, y_all = x_all.detach().float().contiguous(), y_all.to(device=dev, dtype=torch.long)
     k = int(artifact.num_hallucinators)
     n_bases = int(artifact.bases.shape[0])
+    if not compensators:  # an INFER artifact: its natural images lead the instance order (spec section 12)
+        x_all, y_all = x_all[:n_bases], y_all[:n_bases]
+        notes.append(f"no compensators: the {n_bases} natural images alone (INFER's ablation)")
     if artifact.soft_labels is not None:  # per-basis logits -> target distributions (spec section 3)
         probs = torch.softmax(artifact.soft_labels.to(dev).float(), dim=1)
         y_all = probs.repeat_interleave(max(k, 1), dim=0)
@@ -401,6 +411,7 @@ def evaluate(
         "images_per_epoch": per_epoch,
         "ipc": int(getattr(artifact, "ipc", 0) or 0),
         "split": split,
+        "compensators": compensators,
         "test_images": int(test[0].shape[0]),
         "std": STD_DEFINITION,
         "standardize_batches": standardize_batches,
@@ -422,10 +433,12 @@ def _evaluate_recipe(
     progress: ProgressFn | None,
     start: float,
     heldout: tuple[float, int] | None = None,
+    compensators: bool = True,
 ) -> EvalResult:
     """The artifact's evaluation recipe (spec section 12.5; INFER's ``val_static.py``): every instance in model
     space, crop + flip, MixUp with the linearly interpolated stored soft labels, KL at T, AdamW, cosine; the
-    final epoch's test accuracy. Run r trains network ``models`` with seed ``seed + r``."""
+    final epoch's test accuracy. Run r trains network ``models`` with seed ``seed + r``. ``compensators=False``
+    keeps only the natural images (the first ``num_images`` instances, spec section 12) and their soft labels."""
     rec = recipe_from_dict(artifact.evaluation_recipe, epochs=epochs)
     spec = DatasetSpec.from_dict(artifact.spec if isinstance(artifact.spec, dict) else artifact.spec.to_dict())
     network = artifact.evaluation_recipe.get("network")
@@ -441,6 +454,9 @@ def _evaluate_recipe(
         raise ConfigError("the artifact's evaluation recipe asks for soft labels but it stores none")
     x, y = x.float(), y.long()
     soft = None if soft is None else soft.to(dev)
+    if not compensators:
+        n = int(artifact.bases.shape[0])  # the natural images lead the instance order
+        x, y, soft = x[:n], y[:n], None if soft is None else soft[:n]
     results = _train_under_recipe(
         lambda _r: (x, y, soft),
         names,
@@ -463,10 +479,16 @@ def _evaluate_recipe(
         "num_instances": int(x.shape[0]),
         "images_per_epoch": int(x.shape[0]),
         "expansion": "full",
+        "compensators": compensators,
         "ipc": int(getattr(artifact, "ipc", 0) or 0),
         "split": "test" if heldout is None else "val",
     }
-    notes = [
+    notes = (
+        []
+        if compensators
+        else [f"no compensators: the {int(x.shape[0])} natural images and their soft labels alone (INFER's ablation)"]
+    )
+    notes += [
         f"followed the artifact's evaluation recipe ({rec.label_mode} labels, {rec.loss} at T = {rec.temperature:g}, "
         f"{rec.optimizer} lr {rec.lr:g}, {rec.epochs} epochs, batch {rec.batch_size}); final-epoch accuracy. "
         "--recipe standard evaluates with hard labels instead"
