@@ -218,6 +218,12 @@ class CompactZCA:
     tolerance: float = DEFAULT_TOLERANCE
     error_bound: float = 0.0
 
+    def __post_init__(self) -> None:
+        # contiguous, as a loaded artifact holds them: the fit leaves ``basis`` a transposed view, and a matmul
+        # over other strides takes another BLAS path, so a decode before saving differed in the last bit
+        # from the same decode after loading (4.8e-7 at one thread; tests/test_artifact.py::test_round_trip)
+        self.mean, self.basis, self.eigenvalues = (t.contiguous() for t in (self.mean, self.basis, self.eigenvalues))
+
     @property
     def rank(self) -> int:
         """``k``, the number of kept eigenpairs."""
