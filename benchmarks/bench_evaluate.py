@@ -165,7 +165,7 @@ def batched_report(args: argparse.Namespace) -> None:
             print(f"IPC {ipc:3d} {amp or 'fp32':4s}: sequential {seq:7.1f} s ({images / seq:6.0f} img/s)   "
                   f"batched {bat:7.1f} s ({images / bat:6.0f} img/s)   speed-up {seq / bat:.2f}x", flush=True)
     for ipc in ipcs:
-        for runs in [int(r) for r in args.rss_runs.split(",")]:
+        for runs in [int(r) for r in args.rss_runs.split(",") if r.strip()]:
             out = subprocess.run([sys.executable, __file__, "--rss-child", f"{ipc},{runs}", "--batched-epochs", "2",
                                   *(["--data-dir", args.data_dir] if args.data_dir else [])],
                                  capture_output=True, text=True, check=True)
