@@ -1,5 +1,6 @@
 """The accuracy tables, in one command: Fashion-MNIST and CIFAR-shaped Fashion-MNIST, random real images,
-DM / DSA and HaBa+DM / HaBa+DSA (with haba's recipe rows), at IPC 1 and 10, plus cross-architecture rows.
+DM / DSA and HaBa+DM / HaBa+DSA (with haba's recipe rows), at IPC 1 and 10, MTT and HaBa+MTT at Fashion-MNIST
+IPC 1 (one small expert, made once when missing), plus cross-architecture rows.
 
 Every row runs the real CLI in a subprocess (``python -m habacli distill ... --json``, then ``python -m
 habacli evaluate ARTIFACT ... --json -q``; or ``evaluate DATASET --baseline random``) and records its wall
@@ -12,7 +13,8 @@ The CIFAR-shaped rows read Fashion-MNIST padded to 32x32x3 and written as CIFAR-
 in ZCA space on both sides (``--set zca=true`` for the distilled sets, ``--zca`` for random real images).
 
 Budgets are far below the papers' (DM: 20,000 iterations; here DM rows run 200 unless ``--iterations``,
-DSA rows the preset's 1,000) and the evaluation is shortened (``--epochs``, ``--runs``): the table says so.
+DSA rows the preset's 1,000; MTT rows 200 of 5,000 against one 3-epoch expert with ``max_start_epoch`` 2, CIFAR-10
+IPC 1's official value) and the evaluation is shortened (``--epochs``, ``--runs``): the table says so.
 
     python benchmarks/accuracy_table.py --list
     python benchmarks/accuracy_table.py --out runs/accuracy --epochs 300 --runs 3 [--only ROW,ROW] [--threads N]
@@ -37,6 +39,9 @@ HERE = Path(__file__).resolve().parent
 FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
 XARCH_MODELS = "convnet,resnet18,vgg11,alexnet"
 DM_ITERATIONS = 200  # the table's DM budget since session 1 (rows keep their names, so results stay valid)
+MTT_ITERATIONS = 200  # MTT rows (session 11): 200 iterations against one small expert
+MTT_EXPERT = ["--num", "1", "--epochs", "3"]  # max_start_epoch 2 - 1 + expert_epochs 2 = 3 epochs
+MTT_SETTINGS = ["--set", "max_start_epoch=2"]
 CIFAR_ZCA = ["--set", "zca=true"]  # CIFAR-shaped rows: the distilled sets in ZCA space, as random's --zca
 SECTIONS = {
     "fashion_mnist": "Fashion-MNIST (28x28 grey, full real data)",
@@ -130,6 +135,17 @@ def table(args: argparse.Namespace) -> list[dict]:
                 "evaluate": ["--amp", "bf16"],
             }
         )
+    mtt = {"dataset": "fashion_mnist", "objective": "mtt", "ipc": 1}
+    rows += [  # MTT at a toy expert budget (docs/benchmarks.md, "Session 11" and "Session 12")
+        {**mtt, "name": "mtt-ipc1", "method": "MTT", "distill": ["--no-factorize"]},
+        {**mtt, "name": "haba-mtt-ipc1", "method": "HaBa+MTT (paper budget)", "distill": []},
+        {
+            **mtt,
+            "name": "haba-mtt-ipc1-matched-channel",
+            "method": "HaBa+MTT (matched, per-channel modulation)",
+            "distill": ["--budget", "matched", *CHANNEL],
+        },
+    ]
     by_name = {r["name"]: r for r in rows}
     for source in ("dm-ipc10", args.cross_arch_haba):  # cross-architecture: the artifact of another row
         if source not in by_name or by_name[source]["distill"] is None:
@@ -171,7 +187,20 @@ def _data(row: dict, args: argparse.Namespace) -> tuple[str, str]:
 def _iterations(row: dict, args: argparse.Namespace) -> list[str]:
     if args.iterations is not None:
         return ["--iterations", str(args.iterations)]
-    return ["--iterations", str(DM_ITERATIONS)] if row["objective"] == "dm" else []  # DSA: the preset's
+    fixed = {"dm": DM_ITERATIONS, "mtt": MTT_ITERATIONS}.get(row["objective"])
+    return ["--iterations", str(fixed)] if fixed else []  # DSA: the preset's
+
+
+def experts_dir(args: argparse.Namespace) -> Path:
+    return args.out / "experts-fmnist-3ep"
+
+
+def experts_cmd(args: argparse.Namespace) -> list[str]:
+    return [*_haba(), "experts", "fashion_mnist", *MTT_EXPERT, "--data-dir", FMNIST_DIR, "--out", str(experts_dir(args)), "-q"]
+
+
+def _mtt(row: dict, args: argparse.Namespace) -> list[str]:
+    return ["--experts", str(experts_dir(args)), *MTT_SETTINGS] if row["objective"] == "mtt" else []
 
 
 def _amp(args: argparse.Namespace, extra: list[str]) -> list[str]:
@@ -195,6 +224,7 @@ def distill_cmd(row: dict, args: argparse.Namespace) -> list[str]:
         row["objective"],
         *row["distill"],
         *zca,
+        *_mtt(row, args),
         "--preset",
         "paper",
         *_iterations(row, args),
@@ -318,6 +348,8 @@ def run_row(row: dict, args: argparse.Namespace, results: dict) -> dict:
     }
     if row["dataset"] == "cifar_fmnist":
         ensure_cifar(args)
+    if row["objective"] == "mtt" and not (experts_dir(args) / "manifest.json").exists():
+        _run(experts_cmd(args), args)  # resumable by itself: finished epochs are kept
     if row["distill"] is None:
         ev, secs = _run(evaluate_cmd(row, args), args)
         result.update(evaluate_s=round(secs, 1), evaluation=ev, commands=[shown(evaluate_cmd(row, args), args)])
@@ -439,6 +471,8 @@ def listing(rows: list[dict], args: argparse.Namespace) -> str:
     out: list[str] = []
     if any(r["dataset"] == "cifar_fmnist" for r in rows):
         out += ["# the CIFAR-shaped folder, made once when missing:", shown(make_cifar_cmd(args), args), ""]
+    if any(r["objective"] == "mtt" for r in rows):
+        out += ["# the MTT rows' expert, made once when missing:", shown(experts_cmd(args), args), ""]
     for r in rows:
         shared = (
             f" (evaluates the artifact of {r['artifact_of']}; distils only if missing)" if "artifact_of" in r else ""

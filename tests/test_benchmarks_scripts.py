@@ -119,8 +119,13 @@ def test_accuracy_table_lists_rows_and_commands(tmp_path: Path) -> None:
         "cifar-random-ipc10",
         "cifar-haba-dsa-ipc1",
         "xarch-dm-ipc10",
+        "mtt-ipc1",
+        "haba-mtt-ipc1-matched-channel",
     ):
         assert name in rows
+    assert "habacli experts fashion_mnist --num 1 --epochs 3" in out  # the MTT rows' expert, made when missing
+    mtt = [line for line in out.splitlines() if "distill fashion_mnist --ipc 1 --baseline mtt" in line]
+    assert len(mtt) == 3 and all("--iterations 200" in m and "max_start_epoch=2" in m for m in mtt)
     assert len(rows) == len(set(rows))
     assert "make_cifar_fmnist.py" in out
     assert "evaluate cifar10 --baseline random --ipc 1" in out and "--zca" in out
