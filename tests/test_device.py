@@ -93,3 +93,60 @@ def test_cli_prints_the_warning_as_one_line(monkeypatch, capsys, tmp_path, fashi
     lines = err.splitlines()
     assert len(lines) == 2, err
     assert lines[0].startswith("warning: --amp bf16: this CPU has no native bf16") and lines[1].startswith("error: ")
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (frozenset({"avx2", "fma"}), None),  # AVX2 only: bf16 would be emulated (18x slower), so fp32
+        (frozenset({"avx512f", "avx512bw"}), None),  # AVX-512 without BF16
+        (frozenset({"avx512f", "avx512_bf16"}), "bf16"),
+        (frozenset({"avx512f", "amx_tile", "amx_bf16"}), "bf16"),
+        (None, None),  # flags unknown: never guess a precision
+    ],
+)
+def test_amp_auto_picks_bf16_only_where_the_cpu_runs_it(monkeypatch, flags, expected):
+    from habacli.runtime.amp import check_amp
+    from habacli.runtime.device import resolve_amp
+
+    monkeypatch.setattr(device_mod, "_cpu_flags", lambda: flags)
+    assert check_amp("auto") == "auto"
+    assert resolve_amp("auto", "cpu") == expected
+    # explicit choices pass through whatever the CPU
+    assert resolve_amp("bf16", "cpu") == "bf16" and resolve_amp(None, "cpu") is None
+
+
+def test_amp_refusal_names_auto():
+    from habacli.errors import ConfigError
+    from habacli.runtime.amp import check_amp
+
+    with pytest.raises(ConfigError, match=r"--amp must be off, auto or bf16, got 'fp32x'"):
+        check_amp("fp32x")
+
+
+@pytest.mark.parametrize("flags, recorded", [({"avx2", "fma"}, "off"), ({"avx512f", "avx512_bf16"}, "bf16")])
+def test_distill_and_evaluate_record_what_amp_auto_became(monkeypatch, tmp_path, fashion_mnist_dir, flags, recorded):
+    """A real (tiny) distillation and evaluation with --amp auto: the artifact and the evaluation record the
+    precision that ran, never the word auto, so a reader knows what produced the numbers."""
+    from habacli import load_artifact
+    from habacli.api import distill, evaluate
+
+    monkeypatch.setattr(device_mod, "_cpu_flags", lambda: frozenset(flags))
+    out = tmp_path / "a.safetensors"
+    distill(
+        FMNIST,
+        ipc=1,
+        baseline="dm",
+        out=out,
+        iterations=1,
+        seed=0,
+        data_dir=fashion_mnist_dir,
+        preset="quick",
+        device="cpu",
+        options={"eval_every": 0, "batch_real": 8, "hallucinators": 2, "amp": "auto"},
+    )
+    assert load_artifact(out).objective_config["amp"] == recorded
+    res = evaluate(
+        out, models="convnetw32", runs=1, epochs=1, seed=0, device="cpu", data_dir=fashion_mnist_dir, amp="auto"
+    )
+    assert res.settings["amp"] == (None if recorded == "off" else "bf16")

@@ -124,7 +124,7 @@ def distill_command(
         str | None,
         typer.Option(
             "--amp",
-            help="off or bf16: autocast the real-image forwards, HaBa's adversary passes and MTT's student steps (fp16 is refused: no loss scaling).",
+            help="off, bf16 or auto (bf16 where this CPU/GPU computes it natively, else fp32): autocast the real-image forwards, HaBa's adversary passes and MTT's student steps (fp16 is refused: no loss scaling).",
         ),
     ] = None,
     compile_: Annotated[

@@ -97,7 +97,11 @@ def evaluate_command(
     seed: Annotated[int, typer.Option("--seed", help="Base seed.")] = 0,
     device: DeviceOption = "auto",
     amp: Annotated[
-        str | None, typer.Option("--amp", help="bf16: autocast training and the test pass (opt-in).")
+        str | None,
+        typer.Option(
+            "--amp",
+            help="bf16 or auto (bf16 where this CPU/GPU computes it natively, else fp32): autocast training and the test pass (opt-in).",
+        ),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch size.")] = 256,
     data_dir: DataDirOption = None,

@@ -59,7 +59,7 @@ def experts_command(
         str | None,
         typer.Option(
             "--amp",
-            help="bf16: autocast the training forward/backward; snapshots stay float32 (fp16 is refused: no loss scaling).",
+            help="bf16 or auto (bf16 where this CPU/GPU computes it natively, else fp32): autocast the training forward/backward; snapshots stay float32 (fp16 is refused: no loss scaling).",
         ),
     ] = None,
     subset: Annotated[

@@ -37,7 +37,7 @@ from habacli.networks.hallucinator import HallucinatorBank, apply_pairs
 from habacli.networks.instancenorm import fused_double_backward
 from habacli.objectives import get_objective
 from habacli.objectives.base import IterationStats
-from habacli.runtime.device import check_compile, pick_device, seed_everything, warn_if_emulated
+from habacli.runtime.device import check_compile, pick_device, resolve_amp, seed_everything, warn_if_emulated
 from habacli.runtime.progress import Progress, ProgressFn
 from habacli.transforms.augment import dsa_for
 
@@ -152,6 +152,8 @@ class Run:
     ):
         self.cfg = cfg
         self.device = pick_device(cfg.device)
+        # --amp auto becomes what this device runs natively, and the artifact records that
+        cfg.amp = resolve_amp(None if cfg.amp == "off" else cfg.amp, self.device) or "off"
         warn_if_emulated(self.device, cfg.amp)
         if cfg.compile:
             check_compile(self.device)

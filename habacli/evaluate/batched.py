@@ -46,6 +46,7 @@ from habacli.evaluate.protocol import (
 from habacli.networks import get_network
 from habacli.networks.wide import WideConvNet, widen
 from habacli.runtime.amp import check_amp
+from habacli.runtime.device import resolve_amp
 from habacli.runtime.progress import Progress, ProgressFn
 
 MEMORY_FRACTION = 0.5  # of the available memory, for the activations of one group
@@ -282,10 +283,10 @@ def train_runs(
     runs in flight as the message.
     """
     check_args(epochs, lr, batch_size, test_every)
-    amp = check_amp(amp)
     if len(trains) != len(seeds):
         raise ConfigError(f"{len(trains)} training sets for {len(seeds)} runs")
     device = torch.device(device)
+    amp = resolve_amp(check_amp(amp), device)
     runs, per_run = len(seeds), epochs + 1
     total = runs * per_run
     batch = min(batch_size, images_per_epoch or batch_size)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from habacli.errors import ConfigError
 from habacli.networks import get_network
 from habacli.runtime.amp import check_amp
+from habacli.runtime.device import resolve_amp
 from habacli.runtime.progress import Progress, ProgressFn
 
 TrainSet = tuple[Tensor, Tensor] | Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
@@ -150,8 +151,8 @@ def train_and_test(
     off by default. ``compile`` wraps the network in ``torch.compile`` for training and testing.
     """
     check_args(epochs, lr, batch_size, test_every)
-    amp = check_amp(amp)
     device = torch.device(device)
+    amp = resolve_amp(check_amp(amp), device)
     generator = torch.Generator().manual_seed(int(seed))
     net = get_network(model_name, generator=generator, **spec_shape(spec)).to(device)
     cl = use_channels_last(device)

@@ -39,7 +39,7 @@ from habacli.infer.teachers import load_teachers
 from habacli.infer.train import InferRecipe, train_student
 from habacli.networks import NETWORKS, default_network
 from habacli.runtime.amp import check_amp
-from habacli.runtime.device import check_compile, pick_device, warn_if_emulated
+from habacli.runtime.device import check_compile, pick_device, resolve_amp, warn_if_emulated
 from habacli.runtime.progress import Progress, ProgressFn
 from habacli.transforms.augment import dsa_for
 
@@ -338,6 +338,7 @@ def evaluate(
     spec = DatasetSpec.from_dict(artifact.spec if isinstance(artifact.spec, dict) else artifact.spec.to_dict())
     names = _models(models, spec)
     dev = pick_device(device)
+    amp = resolve_amp(amp, dev)
     warn_if_emulated(dev, amp)
     if compile:
         check_compile(dev)
@@ -569,6 +570,7 @@ def evaluate_random(
     spec = get_spec(dataset, data_dir=data_dir)
     names = _models(models, spec)
     dev = pick_device(device)
+    amp = resolve_amp(amp, dev)
     warn_if_emulated(dev, amp)
     if compile:
         check_compile(dev)

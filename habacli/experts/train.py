@@ -47,7 +47,7 @@ from habacli.experts.store import (
 )
 from habacli.networks import default_network, get_network
 from habacli.runtime.amp import check_amp
-from habacli.runtime.device import pick_device, warn_if_emulated
+from habacli.runtime.device import pick_device, resolve_amp, warn_if_emulated
 from habacli.runtime.progress import Progress, ProgressFn
 from habacli.transforms.augment import dsa_for
 
@@ -211,6 +211,7 @@ def train_experts(
     if world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
+    amp = resolve_amp(amp, dev)
     warn_if_emulated(dev, amp)
     group = False
     if world > 1:

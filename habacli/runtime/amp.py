@@ -7,6 +7,9 @@ from habacli.errors import ConfigError
 
 #: what haba autocasts to; fp16 is refused (:data:`FP16_REFUSED`)
 AMP_MODES: tuple[str, ...] = ("bf16",)
+#: ``--amp auto``: bf16 where the device computes it natively, fp32 elsewhere
+#: (:func:`habacli.runtime.device.resolve_amp`, once the device is known)
+AUTO = "auto"
 _OFF = (None, "", "none", "off")
 
 FP16_REFUSED = (
@@ -18,11 +21,13 @@ FP16_REFUSED = (
 
 def check_amp(amp: str | None) -> str | None:
     """``None`` for no autocast (``None``, ``""``, ``none``, ``off``), else ``amp`` when it is one of
-    :data:`AMP_MODES`. Raises a one-line :class:`ConfigError` (fp16: :data:`FP16_REFUSED`)."""
+    :data:`AMP_MODES` or :data:`AUTO` (resolved later, on the device, by
+    :func:`habacli.runtime.device.resolve_amp`). Raises a one-line :class:`ConfigError`
+    (fp16: :data:`FP16_REFUSED`)."""
     if amp in _OFF:
         return None
     if amp == "fp16":
         raise ConfigError(FP16_REFUSED)
-    if amp not in AMP_MODES:
-        raise ConfigError(f"--amp must be off or {' or '.join(AMP_MODES)}, got {amp!r}")
+    if amp != AUTO and amp not in AMP_MODES:
+        raise ConfigError(f"--amp must be off, {AUTO} or {' or '.join(AMP_MODES)}, got {amp!r}")
     return amp
