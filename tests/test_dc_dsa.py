@@ -357,3 +357,33 @@ def test_cli_bad_dc_option_is_one_line(capsys, tmp_path, fashion_mnist_dir, sett
     cap = capsys.readouterr()
     assert exc.value.code == 2 and needle in cap.err
     assert cap.err.count("\n") == 1 and "Traceback" not in cap.err
+
+
+@pytest.mark.parametrize("amp, dtype", [("bf16", torch.bfloat16), ("off", None)])
+def test_inner_loop_trains_under_the_runs_autocast(fashion_mnist_dir, monkeypatch, amp, dtype):
+    """--amp bf16 covers DC's inner training loop too (most of an IPC-10 iteration: 95 -> 66 s, docs/benchmarks.md);
+    without --amp the loop stays fp32. The network's logits are looked at inside the loop on real data."""
+    run = _run(fashion_mnist_dir, "dc", 2, factorize=False, outer_loop=2, inner_loop=1, batch_train=16, amp=amp)
+    seen = []
+    net_forward = type(run.engine.make_network()).forward
+
+    def spy(self, x):
+        out = net_forward(self, x)
+        seen.append((torch.is_grad_enabled(), out.dtype))
+        return out
+
+    monkeypatch.setattr(type(run.engine.make_network()), "forward", spy)
+    inner = dc_module.train_network
+    calls = []
+
+    def timed_inner(*a, **k):
+        calls.append(len(seen))
+        out = inner(*a, **k)
+        calls.append(len(seen))
+        return out
+
+    monkeypatch.setattr(dc_module, "train_network", timed_inner)
+    run.objective.run_iteration(0)
+    assert len(calls) == 2, calls  # one inner loop, between the two outer steps
+    inner_dtypes = {d for _, d in seen[calls[0] : calls[1]]}
+    assert inner_dtypes == {dtype or torch.float32}

@@ -151,6 +151,7 @@ class GradientMatching(Objective):
                     batch_size=cfg["batch_train"],
                     generator=gen,
                     augment=(lambda x: self.augment(x, gen)) if self.augment is not None else None,
+                    autocast=eng.autocast,
                 )
             )
         for p in net.parameters():  # synth_step's backward also reached the network
