@@ -348,3 +348,46 @@ def test_resume_is_exact(tmp_path: Path, fashion_mnist_dir: Path, experts: Path)
     assert full.learned_lr == split.learned_lr
     for k, v in full.hallucinators.items():
         assert torch.equal(v, split.hallucinators[k]), k
+
+
+@pytest.mark.parametrize("free_gib, expected", [(None, "unrolled"), (64.0, "unrolled"), (0.001, "constant")])
+def test_memory_auto_falls_back_to_constant_when_the_graph_would_not_fit(
+    tmp_path: Path, fashion_mnist_dir: Path, experts: Path, monkeypatch, free_gib, expected
+) -> None:
+    """--mtt-memory auto (the default) measures the unrolled graph's bytes per image and step on the run's own
+    network and images, keeps the unrolled graph where it fits and takes the constant-memory path, with a
+    one-line warning, where it would not (an unrolled HaBa+MTT at matched IPC 10 was OOM-killed at 24 GB)."""
+    import warnings
+
+    from habacli.objectives import mtt as mtt_module
+    from habacli.objectives.tesla import StudentStep, unrolled_bytes_per_image_step
+
+    free = None if free_gib is None else int(free_gib * 2**30)
+    monkeypatch.setattr(mtt_module, "available_memory", lambda device: free)
+    chosen = []
+    real_choose = mtt_module.MTT._choose_memory
+    monkeypatch.setattr(
+        mtt_module.MTT, "_choose_memory", lambda self, *a: chosen.append(real_choose(self, *a)) or chosen[-1]
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _distill(tmp_path, fashion_mnist_dir, experts, iterations=2)
+    assert chosen == [expected]  # decided once, at the first iteration
+    said = [str(w.message) for w in caught if "unrolled graph would hold" in str(w.message)]
+    assert len(said) == (expected == "constant") and all("--mtt-memory constant" in m for m in said)
+
+    # the measurement itself: twice the images, twice the saved bytes per step; a ConvNet-3 step on a 28 x 28
+    # image keeps megabytes (2.8 MiB measured), not bytes or gigabytes
+    from habacli.experts.layout import ParamLayout
+    from habacli.networks import get_network
+
+    x, y = _real_bases(fashion_mnist_dir, 1)
+    x = x.float()
+    net = get_network("convnet", channels=1, num_classes=10, height=28, width=28)
+    layout = ParamLayout.of(net)
+    theta0 = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+    alpha = torch.tensor(0.01)
+    per = unrolled_bytes_per_image_step(
+        net, layout, theta0, alpha, lambda n: StudentStep(images=lambda: x[:n], augment=lambda t: t, labels=y[:n])
+    )
+    assert 0.5 * 2**20 < per < 20 * 2**20, per

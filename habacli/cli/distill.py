@@ -147,7 +147,7 @@ def distill_command(
         str | None,
         typer.Option(
             "--mtt-memory",
-            help="MTT: unrolled (keeps every student step) or constant (exact gradient, memory independent of syn_steps).",
+            help="MTT: auto (default: unrolled unless its measured size would not fit in the free memory, then constant), unrolled (keeps every student step) or constant (exact gradient, memory independent of syn_steps).",
             rich_help_panel="MTT",
         ),
     ] = None,

@@ -36,9 +36,17 @@ from habacli.experts.layout import ParamLayout
 from habacli.experts.train import default_experts_dir, train_experts
 from habacli.objectives import OBJECTIVES
 from habacli.objectives.base import Engine, Objective, ParamGroup
-from habacli.objectives.tesla import StudentStep, constant_memory_match, unrolled_match
+from habacli.objectives.tesla import (
+    StudentStep,
+    constant_memory_match,
+    unrolled_bytes_per_image_step,
+    unrolled_match,
+)
+from habacli.runtime.device import available_memory
 
-MEMORY_MODES = ("unrolled", "constant")
+MEMORY_MODES = ("auto", "unrolled", "constant")
+#: ``memory = "auto"`` keeps the unrolled graph while its estimate stays under this share of the free memory
+AUTO_MEMORY_SHARE = 0.6
 
 
 def _num(
@@ -142,7 +150,9 @@ class MTT(Objective):
         "batch_syn": 0,  # bases per student step; 0 = all (the default of MTT and HaBa)
         "experts": None,  # folder of expert trajectories; None = the default folder; "auto" = train
         "auto_experts": 5,  # experts trained by experts = "auto" when none exist
-        "memory": "unrolled",  # unrolled (MTT) | constant (exact gradient, memory independent of N)
+        # auto: unrolled (MTT) unless its measured estimate would not fit in AUTO_MEMORY_SHARE of the free memory,
+        # then constant (exact gradient, memory independent of N); unrolled | constant force one
+        "memory": "auto",
     }
 
     def __init__(self, engine: Engine, config: dict[str, Any]):
@@ -157,6 +167,7 @@ class MTT(Objective):
         self.layout = ParamLayout.of(self.net)
         self.buffer = self._open_experts()
         self.alpha = torch.tensor(c["lr_teacher"], dtype=torch.float32, device=self.device, requires_grad=True)
+        self.memory: str | None = None if c["memory"] == "auto" else str(c["memory"])  # auto: at the first iteration
         self.order = torch.zeros(0, dtype=torch.int64)
         self.cursor = 0
 
@@ -265,7 +276,9 @@ class MTT(Objective):
         # theta, alpha and the matching loss stay fp32. fp16 has no loss scaling here: fp32 then.
         autocast = e.autocast if e.settings.amp == "bf16" else contextlib.nullcontext
         student = [s for s, _, _ in steps]
-        if c["memory"] == "unrolled":
+        if self.memory is None:
+            self.memory = self._choose_memory(theta0, autocast, max(len(i) for _, i, _ in steps))
+        if self.memory == "unrolled":
             loss = unrolled_match(self.net, self.layout, theta0, theta_star, self.alpha, student, autocast)
             value = loss.detach()
         else:
@@ -287,6 +300,33 @@ class MTT(Objective):
         stats = dict(e.synth_step(loss))
         stats.update(loss_mtt=float(value), syn_lr=float(self.alpha.detach()), start_epoch=float(start))
         return stats
+
+    def _choose_memory(self, theta0: torch.Tensor, autocast: Any, batch: int) -> str:
+        """``memory = auto``: unrolled while ``batch x syn_steps`` times the measured bytes per image and step fit
+        in :data:`AUTO_MEMORY_SHARE` of the device's free memory, else constant (said in one line)."""
+        c, syn = self.config, self.engine.synthetic
+        if c["memory"] != "auto":
+            return str(c["memory"])
+        free = available_memory(self.device)
+        if free is None:
+            return "unrolled"
+        labels = syn.labels.to(self.device)
+
+        def probe(n: int) -> StudentStep:
+            idx = torch.arange(min(n, syn.num_bases), device=self.device)
+            return StudentStep(images=lambda: syn.images(idx, 0), augment=lambda x: x, labels=labels[idx])
+
+        per = unrolled_bytes_per_image_step(self.net, self.layout, theta0, self.alpha, probe, autocast)
+        need = per * batch * c["syn_steps"]
+        if need <= AUTO_MEMORY_SHARE * free:
+            return "unrolled"
+        warnings.warn(
+            f"MTT: the unrolled graph would hold about {need / 2**30:.1f} GiB ({c['syn_steps']} steps x {batch} "
+            f"images) of {free / 2**30:.1f} GiB free, so this run uses --mtt-memory constant (the same gradient, "
+            "about 1.2x the time); --mtt-memory unrolled forces the other",
+            stacklevel=2,
+        )
+        return "constant"
 
     # ------------------------------------------------------------------ state
 

@@ -83,6 +83,40 @@ def unrolled_match(
     return ((theta - theta_star) ** 2).sum() / ((theta0 - theta_star) ** 2).sum()
 
 
+def unrolled_bytes_per_image_step(
+    net: torch.nn.Module,
+    layout: ParamLayout,
+    theta0: torch.Tensor,
+    alpha: torch.Tensor,
+    step: Callable[[int], StudentStep],
+    autocast: Callable = contextlib.nullcontext,
+) -> float:
+    """Bytes the unrolled graph keeps per image and student step, measured: the tensors autograd saves for
+    one step on 2 and on 4 images (``step(n)``: a :class:`StudentStep` of ``n`` images), the difference over 2.
+    :func:`unrolled_match` keeps about ``images per step x syn_steps`` times this until its backward."""
+
+    def one(n: int) -> int:
+        total, seen = 0, set()
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            nonlocal total
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            s = step(n)
+            theta = theta0.detach().clone().requires_grad_(True)
+            ce = student_ce(net, layout, theta, s.augment(s.images()), s.labels, autocast)
+            (g,) = torch.autograd.grad(ce, theta, create_graph=True)
+            _ = theta - alpha * g  # the update's own saved tensors, as in unrolled_match
+        return total
+
+    return max(one(4) - one(2), 0) / 2
+
+
 @dataclass
 class MatchGradients:
     """The loss value and its exact gradients from :func:`constant_memory_match`."""

@@ -113,6 +113,23 @@ def resolve_amp(amp: str | None, device: torch.device | str) -> str | None:
     return None
 
 
+def available_memory(device: torch.device | str) -> int | None:
+    """Bytes a new allocation can still get on ``device``: free CUDA memory, or the host's ``MemAvailable``
+    (``/proc/meminfo``) for the CPU; None when it cannot be told."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.mem_get_info(dev)[0])
+    if dev.type != "cpu":
+        return None
+    try:
+        for line in open("/proc/meminfo", encoding="utf-8"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, torch (CPU and CUDA) and return a CPU generator seeded with ``seed``."""
     random.seed(seed)
