@@ -123,6 +123,7 @@ def test_get_loops_table_and_rule():
         ({"lr_net": "fast"}, "lr_net"),
         ({"distance": "l2"}, "distance"),
         ({"batch_train": True}, "batch_train"),
+        ({"inner_set": "all"}, "inner_set"),
         ({"outer": 3}, "unknown"),
     ],
 )
@@ -140,6 +141,7 @@ def test_config_defaults_follow_ipc():
         "lr_net": 0.01,
         "batch_train": 256,
         "distance": "ours",
+        "inner_set": "full",
     }
     assert resolve_config({"outer_loop": 3, "inner_loop": None}, ipc=1)["outer_loop"] == 3
 
@@ -306,6 +308,57 @@ def test_dsa_siamese_is_shared_by_real_and_synthetic_batches(fashion_mnist_dir, 
     assert all(r is out[0] and s is out[1] for r, s, (_, out) in zip(used_real, used_syn, spy.siamese_calls))
     # the inner loop (between the 2 outer steps) augments per sample: 3 epochs x ceil(40 / 16) batches
     assert spy.sample_calls == [16, 16, 8] * 3
+
+
+def test_sampled_inner_set_trains_on_every_basis_once_per_epoch(fashion_mnist_dir, monkeypatch):
+    """inner_set = "sampled": each inner epoch is every basis once under a hallucinator of its own draw (20
+    images for 10 classes x 2 bases with K = 2, not the full 40), and each image is one of that basis's decoded
+    images on real data."""
+    run = _run(
+        fashion_mnist_dir, "dsa", 2, hallucinators=2, outer_loop=2, inner_loop=3, batch_train=16, inner_set="sampled"
+    )
+    obj = run.objective
+    spy = _SpyDSA(obj.augment)
+    obj.augment = spy
+    drawn, decoded = [], []
+    make = dc_module.sampled_expansion
+
+    def spy_make(x_all, y_all, k):
+        decoded.append((x_all.clone(), y_all.clone(), k))
+        draw = make(x_all, y_all, k)
+
+        def spy_draw(epoch, gen):
+            out = draw(epoch, gen)
+            drawn.append(out)
+            return out
+
+        return spy_draw
+
+    monkeypatch.setattr(dc_module, "sampled_expansion", spy_make)
+    obj.run_iteration(0)
+    assert spy.sample_calls == [16, 4] * 3  # 3 epochs x ceil(20 / 16) batches
+    ((x_all, y_all, k),) = decoded
+    assert k == 2 and x_all.shape[0] == 40 and len(drawn) == 3
+    per_basis = x_all.view(20, 2, *x_all.shape[1:])
+    picks = []
+    for x, y in drawn:
+        assert x.shape[0] == 20 and torch.equal(y, y_all[::2])
+        match = (x[:, None] == per_basis).flatten(2).all(-1)  # [basis, k]: which decoded image each row is
+        assert bool(match.any(1).all())
+        picks.append(match.float().argmax(1))
+    assert len({tuple(p.tolist()) for p in picks}) > 1  # hallucinators are redrawn each epoch
+
+
+def test_full_inner_set_is_the_default_and_unchanged_without_factorisation(fashion_mnist_dir):
+    """inner_set = "sampled" changes nothing for a plain (K = 0) set: the same run bit for bit."""
+    outs = []
+    for inner_set in ("full", "sampled"):
+        run = _run(
+            fashion_mnist_dir, "dc", 1, factorize=False, outer_loop=2, inner_loop=2, batch_train=8, inner_set=inner_set
+        )
+        run.objective.run_iteration(0)
+        outs.append(run.engine.synthetic.bases.detach().clone())
+    assert torch.equal(outs[0], outs[1])
 
 
 def test_siamese_applies_one_transform_to_both_batches(fashion_mnist_dir):

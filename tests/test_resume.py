@@ -132,6 +132,25 @@ def test_resume_accepts_a_checkpoint_that_predates_an_option(tmp_path, fashion_m
     _assert_same_state(out, uninterrupted)
 
 
+@pytest.mark.parametrize("batch_real, resumes", [(256, True), (8, False)])
+def test_a_checkpoint_that_predates_an_objective_option_resumes_as_its_default(
+    tmp_path, fashion_mnist_dir, batch_real, resumes
+):
+    """An objective option missing from an older checkpoint (as DC/DSA's inner_set is from session 13's) counts
+    as the objective's default: the run resumes when it uses the default, and is refused when it does not."""
+    out = tmp_path / "old.safetensors"
+    _run(out, fashion_mnist_dir, 1, {"batch_real": batch_real})
+    tensors, meta = _state(out)
+    assert meta["fingerprint"]["objective_config"].pop("batch_real") == batch_real
+    meta["config"]["objective_config"].pop("batch_real")
+    save_checkpoint(checkpoint_path_for(out), tensors, meta)
+    if resumes:
+        assert _run(out, fashion_mnist_dir, 2, {"batch_real": batch_real}, resume=True).start_iteration == 1
+    else:
+        with pytest.raises(ConfigError, match="batch_real"):
+            _run(out, fashion_mnist_dir, 2, {"batch_real": batch_real}, resume=True)
+
+
 def test_identity_init_runs_is_recorded_and_cannot_resume_as_official(tmp_path, fashion_mnist_dir):
     out = tmp_path / "ident.safetensors"
     _run(out, fashion_mnist_dir, 1, overrides={"hallucinator_init": "identity"})

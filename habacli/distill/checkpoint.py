@@ -156,6 +156,11 @@ def restore_run(run: Run, path: Path) -> None:
     # an option added after the checkpoint was written counts as its default there
     defaults = {f.name: f.default for f in dataclasses.fields(run.cfg) if f.default is not dataclasses.MISSING}
     theirs = {**{k: v for k, v in defaults.items() if k in ours}, **meta.get("fingerprint", {})}
+    # likewise an objective option (e.g. DC/DSA's inner_set) counts as the objective's default there
+    if isinstance(theirs.get("objective_config"), dict) and isinstance(ours.get("objective_config"), dict):
+        obj_defaults = getattr(run.objective, "defaults", {})
+        known = {k: v for k, v in obj_defaults.items() if k in ours["objective_config"]}
+        theirs["objective_config"] = {**known, **theirs["objective_config"]}
     diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
     if diff:
         shown = "; ".join(f"{k}: {theirs.get(k)!r} in the checkpoint, {ours.get(k)!r} now" for k in diff[:4])

@@ -155,23 +155,27 @@ def train_network(
     generator: torch.Generator,
     augment: Callable[[Tensor], Tensor] | None = None,
     autocast: Callable[[], AbstractContextManager] | None = None,
+    draw: Callable[[int, torch.Generator], tuple[Tensor, Tensor]] | None = None,
 ) -> float:
     """Train ``net`` for ``epochs`` shuffled epochs on a fixed (detached) set (DC's inner loop).
 
     ``augment`` is applied per batch (DSA's per-sample mode for the DSA objective; None for DC).
+    ``draw`` (optional) gives each epoch's set as ``draw(epoch, generator) -> (x, y)`` instead of the
+    fixed ``x, y`` (HaBa's sampled inner set: every basis once under a random hallucinator).
     Returns the mean training loss of the last epoch (0.0 when ``epochs`` is 0).
     """
     x, y = x.detach(), y.detach()
-    n = x.shape[0]
     net.train()
     last: Tensor | float = 0.0
     ctx = autocast or nullcontext
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=generator).to(x.device)
-        total, seen = x.new_zeros((), dtype=torch.float32), 0
+    for epoch in range(epochs):
+        xe, ye = (x, y) if draw is None else draw(epoch, generator)
+        n = xe.shape[0]
+        order = torch.randperm(n, generator=generator).to(xe.device)
+        total, seen = xe.new_zeros((), dtype=torch.float32), 0
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            xb, yb = x[idx], y[idx]
+            xb, yb = xe[idx], ye[idx]
             if augment is not None:
                 xb = augment(xb)
             with ctx():

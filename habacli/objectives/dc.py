@@ -13,7 +13,9 @@ the unofficial HaBa DC port does it (research/haba.md section 2.2):
             loss += D(grad CE(net(x_s), c), grad CE(net(x_r), c).detach())
         engine.synth_step(loss)                                      (all classes jointly)
         unless last: train net for inner_loop epochs on every basis x hallucinator image
-                     (batch_train; DSA per-sample augmentation for DSA, none for DC)
+                     (batch_train; DSA per-sample augmentation for DSA, none for DC);
+                     with inner_set = "sampled", each inner epoch sees every basis once under a
+                     random hallucinator instead (haba's option: K times fewer images per epoch)
 
 With ``--no-factorize`` (K = 0) this is exactly DC/DSA on plain images.
 """
@@ -26,6 +28,7 @@ from typing import Any, ClassVar
 import torch
 
 from habacli.errors import ConfigError
+from habacli.evaluate.run import sampled_expansion
 from habacli.objectives import OBJECTIVES
 from habacli.objectives._matching import (
     BN_IMAGES_PER_CLASS,
@@ -42,6 +45,9 @@ from habacli.objectives._matching import (
 from habacli.objectives.base import Engine, IterationStats, Objective
 
 _INT_KEYS: dict[str, int] = {"outer_loop": 1, "inner_loop": 0, "batch_real": 1, "batch_train": 1}
+#: what the inner network trains on: every basis x hallucinator image (the unofficial HaBa DC port), or
+#: every basis once per epoch under a uniformly drawn hallucinator (the evaluation's sampled expansion)
+INNER_SETS = ("full", "sampled")
 
 
 def _ipc(engine: Engine) -> int:
@@ -77,6 +83,10 @@ def resolve_config(config: dict[str, Any], ipc: int, objective: str = "dc") -> d
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ConfigError(f"{objective} option lr_net must be a positive number, got {lr!r}")
     out["lr_net"] = float(lr)
+    if out["inner_set"] not in INNER_SETS:
+        raise ConfigError(
+            f"{objective} option inner_set must be one of {', '.join(INNER_SETS)}, got {out['inner_set']!r}"
+        )
     if out["distance"] not in DISTANCES:
         raise ConfigError(f"{objective} option distance must be one of {', '.join(DISTANCES)}, got {out['distance']!r}")
     return out
@@ -94,6 +104,7 @@ class GradientMatching(Objective):
         "lr_net": 0.01,
         "batch_train": 256,
         "distance": "ours",
+        "inner_set": "full",
     }
 
     def __init__(self, engine: Engine, config: dict[str, Any]):
@@ -141,6 +152,8 @@ class GradientMatching(Objective):
             if ol == cfg["outer_loop"] - 1:
                 break
             x_all, y_all = syn.expand_all()
+            k_all = syn.num_hallucinators
+            draw = sampled_expansion(x_all, y_all, k_all) if cfg["inner_set"] == "sampled" and k_all > 1 else None
             inner_losses.append(
                 train_network(
                     net,
@@ -152,6 +165,7 @@ class GradientMatching(Objective):
                     generator=gen,
                     augment=(lambda x: self.augment(x, gen)) if self.augment is not None else None,
                     autocast=eng.autocast,
+                    draw=draw,
                 )
             )
         for p in net.parameters():  # synth_step's backward also reached the network
