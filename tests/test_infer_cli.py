@@ -122,6 +122,12 @@ def test_evaluate_follows_the_recipe_and_standard_forces_hard_labels(
     assert code == 0
     s = json.loads(out)["settings"]
     assert "recipe" not in s and s["epochs_run"] == 3 and s["num_images"] == 240
+    # the standard protocol's knobs are refused under the artifact's recipe, which would ignore them
+    for extra in (["--amp", "bf16"], ["--lr", "0.1"], ["--batch-size", "32"], ["--compile"]):
+        code, _, err = _cli(capsys, *base, str(fashion_mnist_dir), *extra)
+        assert code != 0 and "--recipe standard" in err and err.count("\n") == 1, (extra, err)
+    code, out, _ = _cli(capsys, *base, str(fashion_mnist_dir), "--recipe", "standard", "--amp", "bf16")
+    assert code == 0 and json.loads(out)["settings"]["amp"] == "bf16"
 
 
 def test_no_compensators_trains_on_the_natural_images_alone(infer_path: Path, fashion_mnist_dir: Path, capsys) -> None:

@@ -320,6 +320,11 @@ def evaluate(
         raise ConfigError("--no-compensators applies only to an INFER artifact (this one stores no compensators)")
     heldout = artifact_heldout(artifact) if split == "val" else None
     if recipe == "artifact" and getattr(artifact, "evaluation_recipe", None) is not None:
+        if lr is not None or amp or compile or test_every is not None or batch_size != 256 or standardize_batches:
+            raise ConfigError(
+                "--lr, --amp, --compile, --test-every, --batch-size and --standardize-batches do not apply to the "
+                "artifact's own evaluation recipe (INFER); drop them, or pass --recipe standard"
+            )
         return _evaluate_recipe(
             artifact,
             source,
