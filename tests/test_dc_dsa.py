@@ -169,6 +169,8 @@ def test_end_to_end_writes_a_valid_artifact(tmp_path, fashion_mnist_dir, objecti
     k = 2 if factorize else 0
     assert art.objective == objective and art.num_hallucinators == k and art.labels.tolist() == list(range(10))
     assert tuple(art.bases.shape) == (10, 1, 28, 28) and torch.isfinite(art.bases).all()
+    # the presets train HaBa's inner network on the sampled set (session 14); plain sets keep the default
+    assert art.objective_config["objective_config"]["inner_set"] == ("sampled" if factorize else "full")
     assert res.iterations == 2 and math.isfinite(res.last_stats["loss_dd"]) and res.last_stats["loss_dd"] > 0
     images, _ = art.decode(pixel=True)
     assert images.shape == (10 * max(k, 1), 1, 28, 28) and float(images.min()) >= 0 and float(images.max()) <= 1
@@ -286,7 +288,9 @@ class _SpyDSA:
 
 
 def test_dsa_siamese_is_shared_by_real_and_synthetic_batches(fashion_mnist_dir, monkeypatch):
-    run = _run(fashion_mnist_dir, "dsa", 2, hallucinators=2, outer_loop=2, inner_loop=3, batch_train=16)
+    run = _run(
+        fashion_mnist_dir, "dsa", 2, hallucinators=2, outer_loop=2, inner_loop=3, batch_train=16, inner_set="full"
+    )
     obj = run.objective
     spy = _SpyDSA(obj.augment)
     obj.augment = spy
@@ -306,7 +310,8 @@ def test_dsa_siamese_is_shared_by_real_and_synthetic_batches(fashion_mnist_dir, 
     # without this count an empty list would make the all() below true)
     assert len(used_real) == len(used_syn) == len(spy.siamese_calls)
     assert all(r is out[0] and s is out[1] for r, s, (_, out) in zip(used_real, used_syn, spy.siamese_calls))
-    # the inner loop (between the 2 outer steps) augments per sample: 3 epochs x ceil(40 / 16) batches
+    # the inner loop (between the 2 outer steps) augments per sample: 3 epochs x ceil(40 / 16) batches (the full
+    # basis x hallucinator set; the presets' sampled set is tested below)
     assert spy.sample_calls == [16, 16, 8] * 3
 
 
