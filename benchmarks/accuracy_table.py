@@ -13,8 +13,8 @@ The CIFAR-shaped rows read Fashion-MNIST padded to 32x32x3 and written as CIFAR-
 in ZCA space on both sides (``--set zca=true`` for the distilled sets, ``--zca`` for random real images).
 
 Budgets are far below the papers' (DM: 20,000 iterations; here DM rows run 200 unless ``--iterations``,
-DSA rows the preset's 1,000; MTT rows 200 of 5,000 against one 3-epoch expert with ``max_start_epoch`` 2, CIFAR-10
-IPC 1's official value) and the evaluation is shortened (``--epochs``, ``--runs``): the table says so.
+DSA rows the preset's 1,000 at IPC 1 and 10 at IPC 10; MTT rows 200 (IPC 1) and 100 (IPC 10) of 5,000 against one
+3-epoch expert with ``max_start_epoch`` 2, CIFAR-10 IPC 1's official value) and the evaluation is shortened (``--epochs``, ``--runs``): the table says so.
 
     python benchmarks/accuracy_table.py --list
     python benchmarks/accuracy_table.py --out runs/accuracy --epochs 300 --runs 3 [--only ROW,ROW] [--threads N]
@@ -40,6 +40,8 @@ FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
 XARCH_MODELS = "convnet,resnet18,vgg11,alexnet"
 DM_ITERATIONS = 200  # the table's DM budget since session 1 (rows keep their names, so results stay valid)
 MTT_ITERATIONS = 200  # MTT rows (session 11): 200 iterations against one small expert
+MTT_IPC10_ITERATIONS = 100  # MTT at IPC 10 (session 14): 100 iterations, same expert
+DSA_IPC10_ITERATIONS = 10  # DSA at IPC 10 (session 14): 10 of the paper's 1,000 (6-8 min each on 2 cores)
 MTT_EXPERT = ["--num", "1", "--epochs", "3"]  # max_start_epoch 2 - 1 + expert_epochs 2 = 3 epochs
 MTT_SETTINGS = ["--set", "max_start_epoch=2"]
 CIFAR_ZCA = ["--set", "zca=true"]  # CIFAR-shaped rows: the distilled sets in ZCA space, as random's --zca
@@ -59,7 +61,9 @@ def _objective_rows(dataset: str, prefix: str, objective: str, ipc: int) -> list
     """X, HaBa+X and the recipe rows of one objective at one IPC."""
     up = objective.upper()
     budget = "matched" if ipc > 1 else "paper"  # IPC 1: 5 per-pixel hallucinators alone exceed 1 image/class
-    base = {"dataset": dataset, "objective": objective, "ipc": ipc}
+    base: dict = {"dataset": dataset, "objective": objective, "ipc": ipc}
+    if objective == "dsa" and ipc > 1:
+        base["iterations"] = DSA_IPC10_ITERATIONS
     rows = [
         {**base, "name": f"{prefix}{objective}-ipc{ipc}", "method": up, "distill": ["--no-factorize"]},
         {
@@ -146,6 +150,11 @@ def table(args: argparse.Namespace) -> list[dict]:
             "distill": ["--budget", "matched", *CHANNEL],
         },
     ]
+    mtt10 = {**mtt, "ipc": 10, "iterations": MTT_IPC10_ITERATIONS}
+    rows += [  # matched storage at IPC 10 (docs/benchmarks.md, "Session 14")
+        {**mtt10, "name": "mtt-ipc10", "method": "MTT", "distill": ["--no-factorize"]},
+        {**mtt10, "name": "haba-mtt-ipc10", "method": "HaBa+MTT (matched budget)", "distill": ["--budget", "matched"]},
+    ]
     by_name = {r["name"]: r for r in rows}
     for source in ("dm-ipc10", args.cross_arch_haba):  # cross-architecture: the artifact of another row
         if source not in by_name or by_name[source]["distill"] is None:
@@ -187,6 +196,8 @@ def _data(row: dict, args: argparse.Namespace) -> tuple[str, str]:
 def _iterations(row: dict, args: argparse.Namespace) -> list[str]:
     if args.iterations is not None:
         return ["--iterations", str(args.iterations)]
+    if "iterations" in row:
+        return ["--iterations", str(row["iterations"])]
     fixed = {"dm": DM_ITERATIONS, "mtt": MTT_ITERATIONS}.get(row["objective"])
     return ["--iterations", str(fixed)] if fixed else []  # DSA: the preset's
 

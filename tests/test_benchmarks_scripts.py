@@ -126,6 +126,10 @@ def test_accuracy_table_lists_rows_and_commands(tmp_path: Path) -> None:
     assert "habacli experts fashion_mnist --num 1 --epochs 3" in out  # the MTT rows' expert, made when missing
     mtt = [line for line in out.splitlines() if "distill fashion_mnist --ipc 1 --baseline mtt" in line]
     assert len(mtt) == 3 and all("--iterations 200" in m and "max_start_epoch=2" in m for m in mtt)
+    mtt10 = [line for line in out.splitlines() if "distill fashion_mnist --ipc 10 --baseline mtt" in line]
+    assert len(mtt10) == 2 and all("--iterations 100" in m and "max_start_epoch=2" in m for m in mtt10)
+    dsa10 = [line for line in out.splitlines() if "distill fashion_mnist --ipc 10 --baseline dsa" in line]
+    assert dsa10 and all("--iterations 10 " in m for m in dsa10)  # 10 of the paper's 1,000 at IPC 10
     assert len(rows) == len(set(rows))
     assert "make_cifar_fmnist.py" in out
     assert "evaluate cifar10 --baseline random --ipc 1" in out and "--zca" in out
