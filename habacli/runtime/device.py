@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import shutil
@@ -41,12 +42,27 @@ def check_compile(device: torch.device) -> None:
     (one line) instead of failing inside the first compiled call."""
     if device.type != "cpu":
         return
+    _import_cpp_extension_quietly()
     cxx = os.environ.get("CXX") or "g++"
     if shutil.which(cxx) is None and shutil.which("clang++") is None:
         raise ConfigError(
             f"--compile on the CPU needs a C++ compiler ({cxx} or clang++ on PATH): install one "
             "(e.g. apt-get install g++) or drop --compile"
         )
+
+
+def _import_cpp_extension_quietly() -> None:
+    """Import ``torch.utils.cpp_extension`` (inductor does at the first CPU compile) with its logger silenced.
+
+    On a machine with a CUDA toolkit but no GPU it logs ``No CUDA runtime is found, using CUDA_HOME=...`` once,
+    at import; that is about building CUDA extensions, which a CPU compile never does."""
+    log = logging.getLogger("torch.utils.cpp_extension")
+    previous = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        import torch.utils.cpp_extension  # noqa: F401
+    finally:
+        log.setLevel(previous)
 
 
 # CPU flags (Linux /proc/cpuinfo names) that mean a dtype's matmuls and convolutions run natively.
