@@ -287,13 +287,19 @@ class _SpyDSA:
         return self.dsa(x, generator)
 
 
-def test_dsa_siamese_is_shared_by_real_and_synthetic_batches(fashion_mnist_dir, monkeypatch):
+def _spied_dsa_run(fashion_mnist_dir, inner_set: str):
+    """A DSA objective (IPC 2, K = 2, 2 outer x 3 inner epochs, batch 16) whose augmentation is a :class:`_SpyDSA`."""
     run = _run(
-        fashion_mnist_dir, "dsa", 2, hallucinators=2, outer_loop=2, inner_loop=3, batch_train=16, inner_set="full"
+        fashion_mnist_dir, "dsa", 2, hallucinators=2, outer_loop=2, inner_loop=3, batch_train=16, inner_set=inner_set
     )
     obj = run.objective
     spy = _SpyDSA(obj.augment)
     obj.augment = spy
+    return obj, spy
+
+
+def test_dsa_siamese_is_shared_by_real_and_synthetic_batches(fashion_mnist_dir, monkeypatch):
+    obj, spy = _spied_dsa_run(fashion_mnist_dir, "full")
     used_real, used_syn = [], []
     real_fn, syn_fn = dc_module.real_gradients, dc_module.synthetic_gradients
     monkeypatch.setattr(
@@ -319,12 +325,7 @@ def test_sampled_inner_set_trains_on_every_basis_once_per_epoch(fashion_mnist_di
     """inner_set = "sampled": each inner epoch is every basis once under a hallucinator of its own draw (20
     images for 10 classes x 2 bases with K = 2, not the full 40), and each image is one of that basis's decoded
     images on real data."""
-    run = _run(
-        fashion_mnist_dir, "dsa", 2, hallucinators=2, outer_loop=2, inner_loop=3, batch_train=16, inner_set="sampled"
-    )
-    obj = run.objective
-    spy = _SpyDSA(obj.augment)
-    obj.augment = spy
+    obj, spy = _spied_dsa_run(fashion_mnist_dir, "sampled")
     drawn, decoded = [], []
     make = dc_module.sampled_expansion
 
