@@ -3,6 +3,8 @@ haba's own CIFAR reader) and the table's row listing."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +126,8 @@ def test_accuracy_table_lists_rows_and_commands(tmp_path: Path) -> None:
     ):
         assert name in rows
     assert "habacli experts fashion_mnist --num 1 --epochs 3" in out  # the MTT rows' expert, made when missing
+    amp = _script(TABLE, "--list", "--out", tmp_path / "acc", "--only", "mtt-ipc1", "--amp", "bf16")
+    assert "experts fashion_mnist --num 1 --epochs 3 --amp bf16" in amp.stdout  # the expert under the table's --amp
     mtt = [line for line in out.splitlines() if "distill fashion_mnist --ipc 1 --baseline mtt" in line]
     assert len(mtt) == 3 and all("--iterations 200" in m and "max_start_epoch=2" in m for m in mtt)
     mtt10 = [line for line in out.splitlines() if "distill fashion_mnist --ipc 10 --baseline mtt" in line]
@@ -138,10 +142,35 @@ def test_accuracy_table_lists_rows_and_commands(tmp_path: Path) -> None:
     only = _script(TABLE, "--list", "--out", tmp_path / "acc", "--only", "dsa-ipc1", "--epochs", "7", "--threads", "2")
     lines = [line for line in only.stdout.splitlines() if not line.startswith("#") and line]
     assert len(lines) == 2 and all(line.startswith("OMP_NUM_THREADS=2 python -m habacli ") for line in lines)
-    assert "--iterations" not in lines[0]  # DSA: the preset's iterations
+    assert "--iterations 100 " in lines[0]  # DSA at IPC 1: 100 of the paper's 1,000
     assert "--epochs 7" in lines[1] and "--split" not in lines[1]
     val = _script(TABLE, "--list", "--out", tmp_path / "acc", "--only", "random-ipc1,dm-ipc1", "--split", "val")
     evals = [line for line in val.stdout.splitlines() if " evaluate " in line]
     assert len(evals) == 2 and all("--split val" in line for line in evals)
     bad = _script(TABLE, "--list", "--only", "nope")
     assert bad.returncode != 0 and "unknown row" in bad.stderr
+
+
+def test_accuracy_table_results_are_merged_and_reported(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("accuracy_table", TABLE)
+    assert spec and spec.loader
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    path = tmp_path / "results.json"
+    row = {
+        "method": "random real images",
+        "ipc": 1,
+        "dataset": "fashion_mnist",
+        "evaluate_s": 60.0,
+        "evaluation": {"models": {"convnet": {"mean": 0.5512, "std": 0.031}}},
+        "commands": ["python -m habacli evaluate fashion_mnist --baseline random --ipc 1"],
+    }
+    table._record(path, "random-ipc1", row)
+    # a second table process that read the file before the first one wrote: its row joins, nothing is lost
+    merged = table._record(path, "random-ipc10", {**row, "ipc": 10})
+    assert set(merged) == {"random-ipc1", "random-ipc10"}
+    assert set(json.loads(path.read_text())) == {"random-ipc1", "random-ipc10"}
+    report = _script(TABLE, "--results", path, "--report", "--out", tmp_path / "never")
+    assert report.returncode == 0, report.stderr
+    assert "| random-ipc1 | random real images | 1 | 7,840 (real images) | 55.1 ± 3.1 |" in report.stdout
+    assert "# random-ipc10" in report.stdout and not (tmp_path / "never").exists()  # --report runs nothing
