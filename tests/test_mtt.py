@@ -373,6 +373,10 @@ def test_memory_auto_falls_back_to_constant_when_the_graph_would_not_fit(
         warnings.simplefilter("always")
         _distill(tmp_path, fashion_mnist_dir, experts, iterations=2)
     assert chosen == [expected]  # decided once, at the first iteration
+    from habacli.artifact import load_artifact
+
+    art = load_artifact(tmp_path / "mtt.haba.safetensors")
+    assert art.extra["distill"]["mtt_memory"] == expected  # the artifact says which path ran, not "auto"
     said = [str(w.message) for w in caught if "unrolled graph would hold" in str(w.message)]
     assert len(said) == (expected == "constant") and all("--mtt-memory constant" in m for m in said)
 

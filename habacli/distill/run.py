@@ -295,7 +295,12 @@ class Run:
                 "split": "train-holdout",
                 "val_fraction": cfg.val_fraction,
             },
-            "distill": {"iterations": self.iteration, "budget": self.budget.to_dict(), "model": self.model_name},
+            "distill": {
+                "iterations": self.iteration,
+                "budget": self.budget.to_dict(),
+                "model": self.model_name,
+                **self.objective.run_facts(),
+            },
         }
         artifact = HabaArtifact.build(
             bases=state["bases"].cpu(),

@@ -142,6 +142,10 @@ class Objective:
         """Extra artifact fields, e.g. ``{"learned_lr": 0.0123}`` for MTT."""
         return {}
 
+    def run_facts(self) -> dict[str, Any]:
+        """What this run decided while it ran, where the config says ``auto`` (the artifact's ``extra.distill``)."""
+        return {}
+
 
 @dataclass
 class IterationStats:

@@ -353,3 +353,7 @@ class MTT(Objective):
     def artifact_fields(self) -> dict[str, Any]:
         """The learned lr, reused as the evaluation lr."""
         return {"learned_lr": float(self.alpha.detach())}
+
+    def run_facts(self) -> dict[str, Any]:
+        """The memory path the last session of this run took (``--mtt-memory auto`` chooses at its first iteration)."""
+        return {"mtt_memory": self.memory} if self.memory is not None else {}
