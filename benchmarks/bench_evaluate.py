@@ -96,42 +96,42 @@ def full_protocol(device: str, data_dir: str | None, runs: int, epochs: int, amp
             "accuracy_mean": m.mean, "accuracy_std": m.std, "accuracies": m.accuracies}
 
 
-def _random_sets(data_dir: str | None, ipc: int, runs: int, test_images: int = 100):
+def _random_sets(data_dir: str | None, ipc: int, runs: int, test_images: int = 100, dataset: str = "fashion_mnist"):
     from habacli.data import get_spec, load_split
 
-    spec = get_spec("fashion_mnist", data_dir=data_dir)
-    train = load_split("fashion_mnist", "train", data_dir=data_dir)
-    test = load_split("fashion_mnist", "test", data_dir=data_dir)
+    spec = get_spec(dataset, data_dir=data_dir)
+    train = load_split(dataset, "train", data_dir=data_dir)
+    test = load_split(dataset, "test", data_dir=data_dir)
     m = torch.tensor(spec.mean).view(1, -1, 1, 1)
     s = torch.tensor(spec.std).view(1, -1, 1, 1)
     sets = []
     for r in range(runs):
         g = torch.Generator().manual_seed(r)
         idx = torch.cat([(train.labels == c).nonzero().flatten()[
-            torch.randperm(int((train.labels == c).sum()), generator=g)[:ipc]] for c in range(10)])
+            torch.randperm(int((train.labels == c).sum()), generator=g)[:ipc]] for c in range(spec.num_classes)])
         sets.append(((train.images[idx].float() / 255 - m) / s, train.labels[idx].long()))
     return spec, sets, ((test.images[:test_images].float() / 255 - m) / s, test.labels[:test_images].long())
 
 
 def batched_seconds(data_dir: str | None, ipc: int, runs: int, epochs: int, *, batched: bool,
-                    amp: str | None = None, data=None) -> float:
+                    amp: str | None = None, data=None, dataset: str = "fashion_mnist") -> float:
     """Wall time of ``train_runs`` for ``runs`` ConvNet-3 runs with DSA on ``ipc`` real images per class."""
     from habacli.evaluate.batched import train_runs
     from habacli.transforms.augment import dsa_for
 
-    spec, sets, test = data or _random_sets(data_dir, ipc, runs)
+    spec, sets, test = data or _random_sets(data_dir, ipc, runs, dataset=dataset)
     t0 = time.perf_counter()
     train_runs("convnet", sets, test, spec=spec, epochs=epochs - 1, lr=0.01, seeds=list(range(runs)), device="cpu",
-               dsa=dsa_for(spec), amp=amp, batched=batched, images_per_epoch=10 * ipc)
+               dsa=dsa_for(spec), amp=amp, batched=batched, images_per_epoch=spec.num_classes * ipc)
     return time.perf_counter() - t0
 
 
-def _rss_child(data_dir: str | None, ipc: int, runs: int, epochs: int) -> None:
+def _rss_child(data_dir: str | None, ipc: int, runs: int, epochs: int, dataset: str) -> None:
     """Peak RSS of the batched training alone: the data is loaded first, then the peak is reset
     (Linux ``clear_refs`` 5) so the 60,000-image load does not mask it."""
     import gc
 
-    data = _random_sets(data_dir, ipc, runs)
+    data = _random_sets(data_dir, ipc, runs, dataset=dataset)
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
@@ -151,15 +151,15 @@ def batched_report(args: argparse.Namespace) -> None:
     ipcs = [int(i) for i in args.ipcs.split(",")]
     amps = [None, "bf16"] if args.amp else [None]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.runs} runs x "
-          f"{args.batched_epochs} epochs, ConvNet-3 + DSA, Fashion-MNIST random real images, 100 test images")
-    batched_seconds(args.data_dir, 1, 2, 1, batched=True)  # warm-up (data cache, oneDNN primitives)
+          f"{args.batched_epochs} epochs, ConvNet-3 + DSA, {args.dataset} random real images, 100 test images")
+    batched_seconds(args.data_dir, 1, 2, 1, batched=True, dataset=args.dataset)  # warm-up (data cache, oneDNN)
     for ipc in ipcs:
         for amp in amps:
             times: dict[bool, list[float]] = {False: [], True: []}
             for _ in range(max(args.rounds, 1)):
                 for batched in (False, True):  # interleaved
                     times[batched].append(batched_seconds(args.data_dir, ipc, args.runs, args.batched_epochs,
-                                                          batched=batched, amp=amp))
+                                                          batched=batched, amp=amp, dataset=args.dataset))
             seq, bat = statistics.median(times[False]), statistics.median(times[True])
             images = args.runs * 10 * ipc * args.batched_epochs
             print(f"IPC {ipc:3d} {amp or 'fp32':4s}: sequential {seq:7.1f} s ({images / seq:6.0f} img/s)   "
@@ -167,6 +167,7 @@ def batched_report(args: argparse.Namespace) -> None:
     for ipc in ipcs:
         for runs in [int(r) for r in args.rss_runs.split(",") if r.strip()]:
             out = subprocess.run([sys.executable, __file__, "--rss-child", f"{ipc},{runs}", "--batched-epochs", "2",
+                                  "--dataset", args.dataset,
                                   *(["--data-dir", args.data_dir] if args.data_dir else [])],
                                  capture_output=True, text=True, check=True)
             base, peak = (float(v) for v in out.stdout.split()[-2:])
@@ -183,6 +184,8 @@ def main() -> None:
     ap.add_argument("--full-runs", type=int, default=5)
     ap.add_argument("--full-epochs", type=int, default=1000)
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--dataset", default="fashion_mnist",
+                    help="--batched only: the dataset (cifar10 --data-dir DIR for the CIFAR-shaped Fashion-MNIST folder)")
     ap.add_argument("--layouts", default="nchw,channels_last", help="comma list: nchw, channels_last")
     ap.add_argument("--test-batches", default="500,2000", help="comma list of test batch sizes")
     ap.add_argument("--rounds", type=int, default=1,
@@ -197,7 +200,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.rss_child:
         ipc, runs = (int(v) for v in args.rss_child.split(","))
-        return _rss_child(args.data_dir, ipc, runs, args.batched_epochs)
+        return _rss_child(args.data_dir, ipc, runs, args.batched_epochs, args.dataset)
     if args.batched:
         return batched_report(args)
     from habacli.runtime.allocator import tune_host_allocator
