@@ -29,9 +29,15 @@ OPTS = {
 N = 2
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _threads():
+    """Two threads for every run here, the module-scoped uninterrupted run included (an autouse fixture of the
+    module's scope is set up before it): bit-exactness holds at one thread count, and a test run under
+    OMP_NUM_THREADS=1 would otherwise compare a 1-thread run with a 2-thread one."""
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
 
 
 def _run(out, fm, iterations, overrides=None, **kw):
