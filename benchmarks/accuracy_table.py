@@ -553,8 +553,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument(
         "--cross-arch-haba",
-        default="haba-dm-ipc10-lowres-identity",
-        help="the HaBa+DM row whose artifact the cross-architecture row evaluates",
+        default="haba-dm-ipc10",
+        help="the HaBa+DM row whose artifact the cross-architecture row evaluates (default: the default recipe's)",
     )
     ap.add_argument("--bf16", action="store_true", help="add the --amp bf16 rows (DM IPC 10, random IPC 10)")
     ap.add_argument(

@@ -18,8 +18,10 @@ from habacli.errors import ConfigError, UnknownNameError
 from habacli.evaluate import protocol
 from habacli.evaluate.protocol import train_and_test
 from habacli.evaluate.run import (
+    distilled_network,
     evaluate,
     evaluate_random,
+    model_lrs,
     model_space_test,
     sampled_expansion,
 )
@@ -155,6 +157,7 @@ def test_sampled_expansion_draws_one_hallucinator_per_basis():
 def test_evaluate_artifact_reproducible(fmnist, fashion_mnist_dir, tmp_path, short_test_set):
     spec, train, _ = fmnist
     art = haba_artifact(spec, train)
+    art.extra = {"distill": {"model": SMALL}}  # the learned lr is SMALL's
     path = save_artifact(art, tmp_path / "a.safetensors")
     kw = {"models": SMALL, "runs": 2, "epochs": 2, "seed": 5, "device": "cpu", "data_dir": fashion_mnist_dir}
     r = evaluate(path, **kw)
@@ -176,6 +179,34 @@ def test_evaluate_artifact_reproducible(fmnist, fashion_mnist_dir, tmp_path, sho
     full = evaluate(art, **{**kw, "runs": 1}, expansion="full", lr=0.05)
     assert full.settings["images_per_epoch"] == 40 and full.settings["lr_source"] == "--lr"
     json.dumps(r.to_dict(curves=True))
+
+
+def test_learned_lr_trains_only_the_network_it_was_learned_on(fmnist, fashion_mnist_dir, short_test_set, monkeypatch):
+    """An MTT-style learned lr is the student lr of the distillation's own network: other networks train
+    at the default 0.01 (the learned 0.028 of a Fashion-MNIST MTT set leaves VGG-11 at 18 %), --lr wins."""
+    spec, train, _ = fmnist
+    art = haba_artifact(spec, train, lr=0.02)
+    art.extra = {"distill": {"model": SMALL}}
+    lrs = []
+    real_sgd = protocol._sgd
+    monkeypatch.setattr(protocol, "_sgd", lambda net, lr: lrs.append(lr) or real_sgd(net, lr))
+    kw = {"runs": 1, "epochs": 0, "seed": 0, "device": "cpu", "data_dir": fashion_mnist_dir}
+    r = evaluate(art, models=f"{SMALL},convnetd1", **kw)
+    assert lrs == [0.02, 0.01]  # what the optimisers were built with, in model order
+    s = r.settings
+    assert s["lr_by_model"] == {SMALL: 0.02, "convnetd1": 0.01}
+    assert s["lr_source_by_model"] == {SMALL: "learned", "convnetd1": "default"}
+    assert (s["lr"], s["lr_source"]) == (0.02, "learned") and any("learned on" in n for n in r.notes)
+    lrs.clear()
+    assert evaluate(art, models="convnetd1", lr=0.05, **kw).settings["lr_by_model"] == {"convnetd1": 0.05}
+    assert lrs == [0.05]
+    # no record of the distillation's network: the dataset's reference ConvNet is assumed
+    art.extra = {}
+    assert model_lrs(["convnet", SMALL], art, spec, None) == {"convnet": (0.02, "learned"), SMALL: (0.01, "default")}
+    art.objective_config = {"model": SMALL}
+    assert distilled_network(art, spec) == SMALL
+    art.learned_lr = None
+    assert model_lrs([SMALL], art, spec, None) == {SMALL: (0.01, "default")}
 
 
 def test_zca_artifact_whitens_test_with_train_fit(fmnist, fashion_mnist_dir):
@@ -245,7 +276,7 @@ def test_split_val_scores_on_the_held_out_train_images(fmnist, fashion_mnist_dir
 
     spec, train, _ = fmnist
     art = haba_artifact(spec, train)
-    art.extra = {"validation": {"val_fraction": 0.1}}
+    art.extra = {"validation": {"val_fraction": 0.1}, "distill": {"model": SMALL}}
     art.seed = 3
     assert artifact_heldout(art) == (0.1, 3)
     x, y = model_space_test(

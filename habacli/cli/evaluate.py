@@ -49,7 +49,11 @@ def evaluate_command(
         ),
     ] = "artifact",
     lr: Annotated[
-        float | None, typer.Option("--lr", help="Learning rate (default: the artifact's learned lr, else 0.01).")
+        float | None,
+        typer.Option(
+            "--lr",
+            help="Learning rate for every network (default: the artifact's learned lr for the network it was learned on, 0.01 for the others).",
+        ),
     ] = None,
     expansion: Annotated[
         str,
@@ -216,7 +220,12 @@ def results_table(result: EvalResult) -> Table:
         table.add_row(
             name, f"{_pct(r.mean)} ± {_pct(r.std)}", str(len(r.accuracies)), " ".join(_pct(a) for a in r.accuracies)
         )
-    lr_note = f"lr {s['lr']:g} ({s['lr_source']})"
+    by_model = s.get("lr_by_model") or {}
+    if len(set(by_model.values())) > 1:
+        sources = s.get("lr_source_by_model") or {}
+        lr_note = "lr " + ", ".join(f"{n} {v:g} ({sources.get(n, '?')})" for n, v in by_model.items())
+    else:
+        lr_note = f"lr {s['lr']:g} ({s['lr_source']})"
     table.caption = (
         f"{s['epochs_run']} epochs{' (final epoch reported)' if s.get('reported') else ''}, {lr_note}, "
         f"batch {s['batch_size']}, DSA {s['dsa']}"

@@ -261,7 +261,9 @@ class Run:
         if self.real.val is None:  # validate() runs only with a validation split (config.validate checks it)
             raise ConfigError("validation needs a held-out split: set val_fraction > 0")
         x_val, y_val = self.real.val.all_model()
-        lr = cfg.eval_lr or self.objective.artifact_fields().get("learned_lr") or 0.01
+        net = cfg.eval_model or self.model_name
+        learned = self.objective.artifact_fields().get("learned_lr") if net == self.model_name else None
+        lr = cfg.eval_lr or learned or 0.01  # a learned lr belongs to the network it was learned on
         what = f"validation at it {self.iteration}"
 
         def tick(e: Progress) -> None:
@@ -269,7 +271,7 @@ class Run:
                 progress(Progress("validating", what, e.done, e.total))
 
         results = train_runs(
-            cfg.eval_model or self.model_name,
+            net,
             [train if k_total else (bases, labels)] * cfg.eval_runs,
             (x_val, y_val),
             spec=self.spec,

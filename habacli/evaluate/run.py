@@ -2,7 +2,8 @@
 
 The standard protocol of DC/DSA/DM/MTT (:mod:`habacli.evaluate.protocol`): per model, ``runs``
 fresh networks (run ``r`` seeded with ``seed + r``), SGD momentum 0.9 / wd 5e-4, lr = the
-artifact's learned lr if it has one (else 0.01), DSA while training, one test pass at the end on
+artifact's learned lr for the network it was learned on (else 0.01: :func:`model_lrs`), DSA while
+training, one test pass at the end on
 the *whole* real test set, transformed into model space exactly as the training data (the
 artifact's normalisation, and the train-fitted ZCA when the artifact used ZCA).
 
@@ -136,6 +137,31 @@ def _models(models: Sequence[str] | str | None, spec: Any) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def distilled_network(artifact: Any, spec: Any) -> str:
+    """The network an artifact was distilled with: ``extra.distill.model`` (what haba writes), else
+    ``objective.config.model``, else the dataset's reference ConvNet (:func:`default_network`)."""
+    distill = (getattr(artifact, "extra", None) or {}).get("distill") or {}
+    config = getattr(artifact, "objective_config", None) or {}
+    for name in (distill.get("model"), config.get("model")):
+        if isinstance(name, str) and name.strip():
+            return name.strip().lower()
+    return default_network(spec)
+
+
+def model_lrs(names: Sequence[str], artifact: Any, spec: Any, lr: float | None) -> dict[str, tuple[float, str]]:
+    """``{network: (lr, source)}``: ``--lr`` for every network when given; else the artifact's learned lr
+    for the network it was learned on (:func:`distilled_network`) and 0.01 for the others, since a
+    student lr learned for one network is no lr for another (an MTT set's 0.028 trains VGG-11 to
+    chance level on Fashion-MNIST: docs/fidelity.md); else 0.01."""
+    if lr is not None:
+        return {n: (float(lr), "--lr") for n in names}
+    learned = getattr(artifact, "learned_lr", None)
+    if not learned:
+        return {n: (DEFAULT_LR, "default") for n in names}
+    own = distilled_network(artifact, spec)
+    return {n: (float(learned), "learned") if n == own else (DEFAULT_LR, "default") for n in names}
+
+
 def image_size_arg(spec: Any, data_dir: Any) -> int | None:
     """``image_size`` to pass to the data loaders: None at the dataset's native size."""
     try:
@@ -213,7 +239,7 @@ def _run_models(
     spec: Any,
     runs: int,
     epochs: int,
-    lr: float,
+    lr: float | dict[str, float],
     batch_size: int,
     seed: int,
     device: Any,
@@ -241,7 +267,7 @@ def _run_models(
             test,
             spec=spec,
             epochs=epochs,
-            lr=lr,
+            lr=lr[name] if isinstance(lr, dict) else lr,
             batch_size=batch_size,
             dsa=dsa,
             seeds=[seed + r for r in range(runs)],
@@ -379,7 +405,14 @@ def evaluate(
         per_epoch = n_bases
     else:
         train, per_epoch = (x_all, y_all), int(x_all.shape[0])
-    lr_used = float(lr if lr is not None else (artifact.learned_lr or DEFAULT_LR))
+    lrs = model_lrs(names, artifact, spec, lr)
+    lr_used, lr_source = lrs[names[0]]
+    if len({v for v in lrs.values()}) > 1:
+        notes.append(
+            "learning rate per network: "
+            + ", ".join(f"{n} {v:g} ({src})" for n, (v, src) in lrs.items())
+            + f"; the learned lr belongs to {distilled_network(artifact, spec)}, the network it was learned on"
+        )
     results = _run_models(
         names,
         train,
@@ -387,7 +420,7 @@ def evaluate(
         spec=spec,
         runs=runs,
         epochs=epochs,
-        lr=lr_used,
+        lr={n: v for n, (v, _) in lrs.items()},
         batch_size=batch_size,
         seed=seed,
         device=dev,
@@ -403,7 +436,9 @@ def evaluate(
         "epochs_run": epochs + 1,
         "runs": runs,
         "lr": lr_used,
-        "lr_source": "--lr" if lr is not None else ("learned" if artifact.learned_lr else "default"),
+        "lr_source": lr_source,
+        "lr_by_model": {n: v for n, (v, _) in lrs.items()},
+        "lr_source_by_model": {n: src for n, (_, src) in lrs.items()},
         "batch_size": batch_size,
         "expansion": expansion if k > 1 else "full",
         "seed": seed,
