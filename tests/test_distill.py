@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,40 @@ def test_auto_base_scale_follows_the_image_shape(fashion_mnist_dir, tmp_path):
     art = load_artifact(out)
     assert tuple(art.bases.shape) == (40, 1, 14, 14) and art.objective_config["base_scale"] == 2
     assert res.storage["bases_per_class"] == 4
+
+
+def test_auto_modulation_keeps_bases_at_matched_storage(fashion_mnist_dir):
+    """hallucinator_modulation auto: per-channel where --budget matched would lose a basis per class to the
+    per-pixel maps (CIFAR-shaped IPC 10: 9 full-size bases per class instead of 8), the paper's per-pixel
+    maps otherwise; the run records what it became."""
+    from habacli.distill.config import auto_modulation, plan_budget
+    from habacli.distill.run import Run
+
+    rgb = {"num_classes": 10, "channels": 3, "height": 32, "width": 32}
+    cfg = build_config("cifar10", "dm", 10, preset="paper", overrides={"budget": "matched", "zca": True})
+    per = {
+        m: plan_budget(replace(cfg, hallucinator_modulation=m), **rgb).bases_per_class
+        for m in ("pixel", "channel", "auto")
+    }
+    assert (per["pixel"], per["channel"]) == (8, 9) and auto_modulation(cfg, **rgb) == "channel"
+    assert per["auto"] == 9
+    assert auto_modulation(replace(cfg, budget="paper"), **rgb) == "pixel"  # the paper's budget: the paper's maps
+    assert auto_modulation(replace(cfg, hallucinators=1), **rgb) == "pixel"  # 1 map costs no basis here
+    with pytest.raises(ConfigError, match="hallucinator_modulation"):
+        build_config("cifar10", "dm", 10, overrides={"hallucinator_modulation": "pixels"})
+    run = Run(
+        build_config(
+            "fashion_mnist",
+            "dm",
+            1,
+            preset="quick",
+            objective_defaults=get_objective("dm").defaults,
+            overrides={**TINY, "budget": "matched", "hallucinator_modulation": "auto", "base_scale": 2},
+        ),
+        get_objective("dm"),
+        data_dir=fashion_mnist_dir,
+    )
+    assert run.cfg.hallucinator_modulation == "channel" and run.engine.synthetic.bank.modulation == "channel"
 
 
 def test_contrast_batch_defaults_to_the_baselines_image_count(fashion_mnist_dir):

@@ -22,7 +22,7 @@ import dataclasses
 import json
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,8 @@ class DistillConfig:
     factorize: bool = True  # False: the plain baseline (K = 0), same artifact format
     hallucinators: int = 5  # K, shared by all classes
     hallucinator_init: str = "official"  # official (PyTorch default convs) | identity (near-identity, opt-in)
-    hallucinator_modulation: str = "pixel"  # pixel (the paper's FiLM maps) | channel (compact; format 1.1)
+    # pixel (the paper's FiLM maps) | channel (compact; format 1.1) | auto (auto_modulation)
+    hallucinator_modulation: str = "pixel"
     hallucinator_padding: str = "valid"  # valid (the paper's network) | same (zero padding, format 1.3)
     single_channel: bool = False  # 1-channel bases (the hallucinators map them to the data's channels)
     # bases at 1/base_scale of the image size, bilinear-upsampled (IDC-style; format 1.1); 0: auto (auto_base_scale)
@@ -338,8 +339,8 @@ def validate(cfg: DistillConfig) -> None:
         f"hallucinator_init must be one of {', '.join(HALLUCINATOR_INITS)}, got {cfg.hallucinator_init!r}",
     )
     need(
-        cfg.hallucinator_modulation in MODULATIONS,
-        f"hallucinator_modulation must be one of {', '.join(MODULATIONS)}, got {cfg.hallucinator_modulation!r}",
+        cfg.hallucinator_modulation in (*MODULATIONS, "auto"),
+        f"hallucinator_modulation must be one of {', '.join(MODULATIONS)} or auto, got {cfg.hallucinator_modulation!r}",
     )
     need(
         cfg.hallucinator_padding in PADDINGS,
@@ -417,15 +418,34 @@ def auto_base_scale(height: int, width: int, *, zca: bool = False) -> int:
     return 2 if ok else 1
 
 
+def auto_modulation(cfg: DistillConfig, *, num_classes: int, channels: int, height: int, width: int) -> str:
+    """The modulation of ``hallucinator_modulation = "auto"``: ``channel`` when ``--budget matched`` and the
+    per-pixel maps would cost the bases at least one basis per class (their values are 98 % of a per-pixel
+    hallucinator's), else the paper's ``pixel``. A rule of the budget and the data's shape, never of its name:
+    on whitened CIFAR-shaped data at matched IPC 10 it keeps 9 full-size bases per class instead of 8
+    (validation split, docs/benchmarks.md "Session 16")."""
+    if cfg.budget != "matched" or not cfg.num_hallucinators:
+        return "pixel"
+    shape = {"num_classes": num_classes, "channels": channels, "height": height, "width": width}
+    per = {}
+    for m in MODULATIONS:
+        try:
+            per[m] = plan_budget(replace(cfg, hallucinator_modulation=m), **shape).bases_per_class
+        except ConfigError:  # nothing fits: 0 bases per class
+            per[m] = 0
+    return "channel" if per["channel"] > per["pixel"] else "pixel"
+
+
 def plan_budget(cfg: DistillConfig, *, num_classes: int, channels: int, height: int, width: int) -> Budget:
     """Bases per class and stored values for ``cfg`` (``matched`` errors when nothing fits; ``base_scale`` 0 is
-    :func:`auto_base_scale`)."""
+    :func:`auto_base_scale`, modulation ``auto`` :func:`auto_modulation`)."""
     c_b = 1 if cfg.single_channel else channels
     k = cfg.num_hallucinators
+    modulation = cfg.hallucinator_modulation
+    if modulation == "auto":
+        modulation = auto_modulation(cfg, num_classes=num_classes, channels=channels, height=height, width=width)
     halluc = (
-        hallucinator_values(
-            k, c_b, channels, height, width, modulation=cfg.hallucinator_modulation, padding=cfg.hallucinator_padding
-        )
+        hallucinator_values(k, c_b, channels, height, width, modulation=modulation, padding=cfg.hallucinator_padding)
         if k
         else 0
     )

@@ -27,7 +27,7 @@ import torch
 from habacli.artifact.codec import HabaArtifact, save_artifact
 from habacli.data import RealData, fit_zca, get_spec, load_split
 from habacli.distill.checkpoint import checkpoint_path_for, restore_run, save_run
-from habacli.distill.config import DistillConfig, auto_base_scale, build_config, plan_budget
+from habacli.distill.config import DistillConfig, auto_base_scale, auto_modulation, build_config, plan_budget
 from habacli.distill.engine import Engine
 from habacli.distill.factorization import SyntheticSet
 from habacli.errors import ConfigError, Interrupted, UsageError
@@ -161,6 +161,10 @@ class Run:
         spec = get_spec(cfg.dataset, data_dir=data_dir, image_size=cfg.image_size)
         if cfg.base_scale == 0:  # auto: resolved from the data's shape, and recorded as the number it became
             cfg.base_scale = auto_base_scale(spec.height, spec.width, zca=cfg.zca)
+        if cfg.hallucinator_modulation == "auto":  # likewise, from the budget and the data's shape
+            cfg.hallucinator_modulation = auto_modulation(
+                cfg, num_classes=spec.num_classes, channels=spec.channels, height=spec.height, width=spec.width
+            )
         # the budget first: a bad --budget fails before the data is decoded
         self.budget = plan_budget(
             cfg, num_classes=spec.num_classes, channels=spec.channels, height=spec.height, width=spec.width
