@@ -78,6 +78,8 @@ def test_cli_prints_the_warning_as_one_line(monkeypatch, capsys, tmp_path, fashi
                     "dm",
                     "--budget",
                     "matched",
+                    "--set",
+                    "hallucinator_modulation=pixel",  # per-pixel maps leave no room at IPC 1
                     "--amp",
                     "bf16",
                     "--data-dir",

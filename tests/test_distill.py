@@ -408,7 +408,10 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
         (["distill", "fashion_mnist", "--ipc", "1", "--preset", "fast"], "unknown preset 'fast'"),
         (["distill", "fashion_mnist", "--ipc", "1", "--set", "batch_reel=3"], "batch_reel"),
         (["distill", "fashion_mnist", "--ipc", "1", "--set", "hallucinator_init=eye"], "official, identity"),
-        (["distill", "fashion_mnist", "--ipc", "1", "--budget", "matched"], "--budget matched"),
+        (
+            ["distill", "fashion_mnist", "--ipc", "1", "--budget", "matched", "--set", "hallucinator_modulation=pixel"],
+            "--budget matched",
+        ),
         (["distill", "fashion_mnist", "--ipc", "1", "--amp", "fp16"], "--amp fp16 is not supported"),
         (["distill", "fashion_mnist", "--ipc", "1", "--base-scale", "3"], "--base-scale 3 must divide"),
         (["distill", "fashion_mnist", "--ipc", "1", "--base-scale", "-1"], "--base-scale must be >= 0"),

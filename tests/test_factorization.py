@@ -111,7 +111,8 @@ def test_adversary_loss_combines_its_terms():
 
 
 def test_budget_rules():
-    cfg = build_config("fashion_mnist", "dm", 1, preset="quick", overrides={"budget": "matched"})
+    pixel = {"budget": "matched", "hallucinator_modulation": "pixel"}  # the preset's auto would pick per-channel
+    cfg = build_config("fashion_mnist", "dm", 1, preset="quick", overrides=pixel)
     assert hallucinator_values(1, 3, 3, 32, 32) == 5568  # research/haba.md 1.2
     assert hallucinator_values(1, 1, 3, 32, 32) == 5514
     with pytest.raises(ConfigError, match="matched"):
@@ -122,11 +123,14 @@ def test_budget_rules():
     assert b.bases_per_class == 9 and b.total_values <= b.baseline_values and b.hallucinator_values == 6860
     # the DM+HaBa presets: auto half-resolution bases and same-padded hallucinators (28x28 maps, 7,940 values):
     # 35 bases of 14x14 per class fit where 9 of 28x28 did
-    preset10 = build_config("fashion_mnist", "dm", 10, preset="quick", overrides={"budget": "matched"})
+    preset10 = build_config("fashion_mnist", "dm", 10, preset="quick", overrides=pixel)
     b = plan_budget(preset10, num_classes=10, channels=1, height=28, width=28)
     assert preset10.base_scale == 0 and preset10.hallucinator_padding == "same"
     assert b.hallucinator_values == 5 * (9 + 1 + 2 * 28 * 28 + 9 + 1) == 7940
     assert b.bases_per_class == (78400 - 7940) // (10 * 14 * 14) == 35 and b.total_values <= b.baseline_values
+    auto = build_config("fashion_mnist", "dm", 10, preset="quick", overrides={"budget": "matched"})
+    assert auto.hallucinator_modulation == "auto"  # per-channel maps (22 values each) buy 4 more bases per class
+    assert plan_budget(auto, num_classes=10, channels=1, height=28, width=28).bases_per_class == 39
     paper_cfg = build_config("cifar10", "dm", 1, preset="paper", overrides={"hallucinator_padding": "valid"})
     paper = plan_budget(paper_cfg, num_classes=10, channels=3, height=32, width=32)
     assert paper.total_values == 30720 + 27840 and paper.bases_per_class == 4  # 4 bases of 16x16, no ZCA

@@ -462,8 +462,8 @@ def plan_budget(cfg: DistillConfig, *, num_classes: int, channels: int, height: 
             raise ConfigError(
                 f"--budget matched: {k} hallucinators ({halluc} values) leave no room for one "
                 f"{'single-channel ' if cfg.single_channel else ''}basis per class in the baseline's "
-                f"{baseline} values at IPC {cfg.ipc}; use --budget paper, fewer hallucinators, "
-                f"--single-channel or a larger --ipc"
+                f"{baseline} values at IPC {cfg.ipc}; use --budget paper, fewer hallucinators, per-channel maps "
+                f"(--set hallucinator_modulation=auto), --single-channel or a larger --ipc"
             )
     else:  # the paper's budget: the baseline's pixels for the bases (r^2 times as many at 1/r size)
         n = cfg.ipc * r * r
