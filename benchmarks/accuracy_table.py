@@ -59,49 +59,59 @@ SECTIONS = {
 PUBLISHED = {"dm-ipc1": "70.7 ± 0.6", "dm-ipc10": "83.5 ± 0.3", "dm-ipc10-bf16": "83.5 ± 0.3", "dsa-ipc1": "70.6 ± 0.6"}
 
 LOWRES = ["--budget", "matched", "--base-scale", "2"]
-IDENTITY = ["--set", "hallucinator_init=identity"]
 CHANNEL = ["--set", "hallucinator_modulation=channel"]
 
 
 def _objective_rows(dataset: str, prefix: str, objective: str, ipc: int) -> list[dict]:
-    """X, HaBa+X and the recipe rows of one objective at one IPC."""
+    """X, HaBa+X, and the recipe rows of one objective at one IPC: the plain set at half resolution (is the gain
+    the bases' resolution?) and HaBa+X with one of the presets' choices undone (docs/fidelity.md)."""
     up = objective.upper()
     budget = "matched" if ipc > 1 else "paper"  # IPC 1: 5 per-pixel hallucinators alone exceed 1 image/class
     base: dict = {"dataset": dataset, "objective": objective, "ipc": ipc}
     if objective == "dsa":
         base["iterations"] = DSA_IPC10_ITERATIONS if ipc > 1 else DSA_IPC1_ITERATIONS
+    haba = f"{prefix}haba-{objective}-ipc{ipc}"
     rows = [
         {**base, "name": f"{prefix}{objective}-ipc{ipc}", "method": up, "distill": ["--no-factorize"]},
-        {
-            **base,
-            "name": f"{prefix}haba-{objective}-ipc{ipc}",
-            "method": f"HaBa+{up} ({budget} budget)",
-            "distill": ["--budget", budget],
-        },
-        {
-            **base,
-            "name": f"{prefix}{objective}-ipc{ipc}-lowres",
-            "method": f"{up}, 1/2-resolution images (matched, `--base-scale 2`)",
-            "distill": ["--no-factorize", *LOWRES],
-        },
+        {**base, "name": haba, "method": f"HaBa+{up} ({budget} budget)", "distill": ["--budget", budget]},
     ]
-    if ipc > 1:
+    # matched storage at IPC 1: auto modulation takes per-channel maps and auto base scale half-size bases (not
+    # under ZCA, where full-size bases leave no room for the hallucinators)
+    matched1 = ipc == 1 and dataset == "fashion_mnist"
+    if matched1:
         rows.append(
             {
                 **base,
-                "name": f"{prefix}haba-{objective}-ipc{ipc}-lowres-identity",
-                "method": f"HaBa+{up} (matched, `--base-scale 2`, identity init)",
-                "distill": [*LOWRES, *IDENTITY],
+                "name": f"{haba}-matched",
+                "method": f"HaBa+{up} (matched budget, per-channel maps)",
+                "distill": ["--budget", "matched"],
             }
         )
     rows.append(
         {
             **base,
-            "name": f"{prefix}haba-{objective}-ipc{ipc}-lowres-channel-identity",
-            "method": f"HaBa+{up} (matched, `--base-scale 2`, per-channel modulation, identity init)",
-            "distill": [*LOWRES, *CHANNEL, *IDENTITY],
+            "name": f"{prefix}{objective}-ipc{ipc}-lowres",
+            "method": f"{up}, 1/2-resolution images (matched, `--base-scale 2`)",
+            "distill": ["--no-factorize", *LOWRES],
         }
     )
+    recipe = ["--budget", "matched"]  # the ablations undo one choice of the matched HaBa+X row each
+    undo = [("official-init", "official init", ["--set", "hallucinator_init=official"])]
+    if ipc > 1:  # at IPC 1 neither full-size bases nor per-pixel maps fit the storage of one image per class
+        if dataset == "fashion_mnist":  # ZCA keeps full-size bases (auto_base_scale): nothing to undo
+            undo.append(("fullres", "full-size bases, `--base-scale 1`", ["--base-scale", "1"]))
+        undo.append(("pixel", "per-pixel maps", ["--set", "hallucinator_modulation=pixel"]))
+    if ipc == 1 and not matched1:
+        undo = []
+    for suffix, what, extra in undo:
+        rows.append(
+            {
+                **base,
+                "name": f"{haba}-{'matched-' if ipc == 1 else ''}{suffix}",
+                "method": f"HaBa+{up} (matched, {what})",
+                "distill": [*recipe, *extra],
+            }
+        )
     return rows
 
 
@@ -432,6 +442,8 @@ def run_row(row: dict, args: argparse.Namespace, results: dict) -> dict:
     )
     if row.get("artifact_of"):
         result["artifact_of"] = row["artifact_of"]
+    if done.get("note"):  # an artifact adopted from an earlier row (its sidecar says how)
+        result["note"] = done["note"]
     return result
 
 
@@ -501,6 +513,8 @@ def commands_block(results: dict, rows: list[dict], args: argparse.Namespace) ->
         res = results[r["name"]]
         where = ", ".join(str(x) for x in (res.get("cpu"), res.get("date")) if x)
         lines.append(f"# {r['name']}" + (f" ({where})" if where else ""))
+        if res.get("note"):
+            lines.append(f"# note: {res['note']}")
         lines += res.get("commands") or [f"{shown(c, args)}  # reconstructed" for c in row_commands(r, args)]
     lines += ["```", "", f"Machine: {cpu_model()}, {os.cpu_count()} CPUs; printed {datetime.date.today().isoformat()}."]
     return "\n".join(lines)

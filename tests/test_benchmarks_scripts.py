@@ -115,8 +115,10 @@ def test_accuracy_table_lists_rows_and_commands(tmp_path: Path) -> None:
     for name in ("random-ipc1", "dm-ipc1", "haba-dm-ipc1", "random-ipc10", "dm-ipc10", "haba-dm-ipc10"):
         assert name in rows  # the names of earlier results stay valid
     for name in (
-        "haba-dm-ipc10-lowres-identity",
-        "haba-dm-ipc1-lowres-channel-identity",
+        "haba-dm-ipc1-matched",
+        "haba-dm-ipc10-pixel",
+        "haba-dsa-ipc10-fullres",
+        "cifar-haba-dm-ipc10-official-init",
         "dsa-ipc10-lowres",
         "cifar-random-ipc10",
         "cifar-haba-dsa-ipc1",
