@@ -172,7 +172,9 @@ def table(args: argparse.Namespace) -> list[dict]:
         {**mtt10, "name": "haba-mtt-ipc10", "method": "HaBa+MTT (matched budget)", "distill": ["--budget", "matched"]},
     ]
     by_name = {r["name"]: r for r in rows}
-    for source in ("dm-ipc10", args.cross_arch_haba):  # cross-architecture: the artifact of another row
+    # cross-architecture: the artifact of another row on ConvNet, ResNet-18, VGG-11 and AlexNet (an MTT set's learned
+    # lr trains only the network it was learned on, the others 0.01: docs/fidelity.md, Evaluation)
+    for source in ("dm-ipc10", args.cross_arch_haba, "mtt-ipc10", "haba-mtt-ipc10"):
         if source not in by_name or by_name[source]["distill"] is None:
             raise SystemExit(f"--cross-arch-haba: {source!r} is not a distilled row")
         src = by_name[source]

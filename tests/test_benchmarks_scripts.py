@@ -123,6 +123,7 @@ def test_accuracy_table_lists_rows_and_commands(tmp_path: Path) -> None:
         "cifar-random-ipc10",
         "cifar-haba-dsa-ipc1",
         "xarch-dm-ipc10",
+        "xarch-haba-mtt-ipc10",
         "mtt-ipc1",
         "haba-mtt-ipc1-matched-channel",
     ):
@@ -132,8 +133,8 @@ def test_accuracy_table_lists_rows_and_commands(tmp_path: Path) -> None:
     assert "experts fashion_mnist --num 1 --epochs 3 --amp bf16" in amp.stdout  # the expert under the table's --amp
     mtt = [line for line in out.splitlines() if "distill fashion_mnist --ipc 1 --baseline mtt" in line]
     assert len(mtt) == 3 and all("--iterations 200" in m and "max_start_epoch=2" in m for m in mtt)
-    mtt10 = [line for line in out.splitlines() if "distill fashion_mnist --ipc 10 --baseline mtt" in line]
-    assert len(mtt10) == 2 and all("--iterations 100" in m and "max_start_epoch=2" in m for m in mtt10)
+    mtt10 = [line for line in out.splitlines() if "distill fashion_mnist --ipc 10 --baseline mtt" in line]  # and xarch
+    assert len(mtt10) == 4 and all("--iterations 100" in m and "max_start_epoch=2" in m for m in mtt10)
     dsa10 = [line for line in out.splitlines() if "distill fashion_mnist --ipc 10 --baseline dsa" in line]
     assert dsa10 and all("--iterations 10 " in m for m in dsa10)  # 10 of the paper's 1,000 at IPC 10
     assert len(rows) == len(set(rows))
